@@ -1,0 +1,1 @@
+"""A config-only family used by the CLI tests (installed into a temporary site dir by conftest)."""

@@ -1,0 +1,14 @@
+"""The core Hydra config tree, found by Hydra as ``pkg://xlm_core.configs``.
+
+Hydra only accepts a ``pkg://`` source that is a regular package (it looks for this file), and
+importing it registers the OmegaConf resolvers the tree uses, so any composition of it works.
+"""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+# ${xlm.cwd:} is the directory the process was started in (Hydra never chdirs: hydra.job.chdir=false).
+OmegaConf.register_new_resolver("xlm.cwd", os.getcwd, replace=True)
