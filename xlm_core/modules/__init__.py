@@ -1,0 +1,23 @@
+"""Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache."""
+
+from xlm_core.modules.kv_cache import KVCache
+from xlm_core.modules.rotary import RotaryEmbedding, apply_rotary_emb, rotate_half
+from xlm_core.modules.transformer import (
+    RotaryTransformerFinalLayer,
+    RotaryTransformerLayer,
+    build_attention_mask,
+    causal_mask,
+    linear_weights,
+)
+
+__all__ = [
+    "KVCache",
+    "RotaryEmbedding",
+    "RotaryTransformerFinalLayer",
+    "RotaryTransformerLayer",
+    "apply_rotary_emb",
+    "build_attention_mask",
+    "causal_mask",
+    "linear_weights",
+    "rotate_half",
+]

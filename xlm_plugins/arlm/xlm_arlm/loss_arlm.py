@@ -1,0 +1,112 @@
+"""ARLMLoss: next-token cross-entropy over the scored (non -100) targets (spec §5, clarification 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Integer
+from torch import Tensor as TT
+
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
+
+__all__ = ["ARLMLoss", "causal_attention_mask", "positions_from_attention_mask"]
+
+
+def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
+    """``(cumsum - 1) * mask``: real tokens count 0, 1, 2 ... after any left padding; padding gets 0."""
+    mask = attention_mask.long()
+    return (mask.cumsum(dim=1) - 1) * mask
+
+
+def causal_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Bool[TT, " batch seq_len seq_len"]:
+    """The spec's 3-D mask: ``attention_mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j)."""
+    L = attention_mask.shape[1]
+    tril = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
+    return attention_mask.bool().unsqueeze(1) & tril
+
+
+class ARLMLoss:
+    """Mean next-token NLL over every target that is not -100.
+
+    Returns ``loss`` (scalar, mean over scored tokens), ``batch_loss`` (B,: each example's mean over
+    its scored tokens) and ``nlls`` (1-D, one per scored token, row-major order). ``batch_loss`` and
+    ``nlls`` are detached (they feed metrics); only ``loss`` carries the graph.
+
+    A batch with no scored token gives ``loss = 0.0`` that still requires grad and is connected to
+    every parameter (all gradients zero, so DDP does not wait for missing gradients), ``batch_loss``
+    zeros and an empty ``nlls``. A row with no scored token gets ``batch_loss`` 0.
+
+    The model receives exactly the attention of the spec's (B, L, L) mask
+    ``attention_mask.unsqueeze(1) & tril``; it is passed as the equivalent (B, L) key-padding mask
+    (the model adds the causal part), or, for right-padded batches whose padding is never scored,
+    as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds the spec's mask
+    literally.
+    """
+
+    def __init__(self, model: Any = None, tokenizer: Any = None, use_3d_mask: bool = False) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.use_3d_mask = use_3d_mask
+
+    def configure(self, pl_module: Any) -> None:
+        """Nothing to cache for ARLM."""
+        return None
+
+    def __call__(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> ARLMLossDict:
+        return self.loss_fn(batch, batch_idx, dataloader_idx, dataloader_name)
+
+    def loss_fn(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> ARLMLossDict:
+        """Run the model on ``input_ids`` and score ``target_ids`` (already shifted by one)."""
+        if self.model is None:
+            raise ValueError("ARLMLoss has no model: construct it as ARLMLoss(model=..., tokenizer=...).")
+        missing = [k for k in ("input_ids", "attention_mask", "target_ids") if k not in batch]
+        if missing:
+            raise KeyError(f"ARLMLoss needs batch keys input_ids, attention_mask, target_ids; missing {missing}.")
+        input_ids: Integer[TT, "B L"] = batch["input_ids"]
+        attention_mask: Bool[TT, "B L"] = batch["attention_mask"].bool()
+        target_ids: Integer[TT, "B L"] = batch["target_ids"]
+        if not (input_ids.shape == attention_mask.shape == target_ids.shape):
+            raise ValueError(
+                "input_ids, attention_mask and target_ids must have the same (batch, seq_len) shape, got "
+                f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
+            )
+
+        positions = positions_from_attention_mask(attention_mask)  # (B, L)
+        valid = target_ids != IGNORE_INDEX  # (B, L)
+        logits = self.model(input_ids, self._model_mask(attention_mask, valid), positions)  # (B, L, V)
+
+        nll = F.cross_entropy(
+            logits.transpose(1, 2), target_ids, ignore_index=IGNORE_INDEX, reduction="none"
+        )  # (B, L), 0 at ignored positions
+        n_valid_row = valid.sum(dim=1)  # (B,)
+        # sum / count equals the spec's reduction="mean"; clamp makes an all-ignored batch give 0.
+        loss = nll.sum() / n_valid_row.sum().clamp(min=1)
+        batch_loss = nll.detach().sum(dim=1) / n_valid_row.clamp(min=1)
+        nlls = nll.detach()[valid]
+        return {"loss": loss, "batch_loss": batch_loss, "nlls": nlls}
+
+    def _model_mask(
+        self, attention_mask: Bool[TT, "B L"], valid: Bool[TT, "B L"]
+    ) -> Bool[TT, "B L L"] | Bool[TT, "B L"] | None:
+        """The cheapest mask giving the scored positions the spec's attention (see class docstring)."""
+        if self.use_3d_mask:
+            return causal_attention_mask(attention_mask)
+        right_padded = (attention_mask[:, 1:] <= attention_mask[:, :-1]).all()
+        padding_scored = (valid & ~attention_mask).any()
+        if bool(right_padded & ~padding_scored):
+            return None  # real query i sees keys 0..i, all real: identical to the 3-D mask
+        return attention_mask

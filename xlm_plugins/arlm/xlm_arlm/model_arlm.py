@@ -1,0 +1,219 @@
+"""RotaryTransformerARLMModel: a causal (left-to-right) rotary transformer language model (spec §3)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterator, Literal
+
+import torch
+from jaxtyping import Bool, Float, Integer
+from torch import Tensor as TT
+from torch import nn
+
+from xlm_core.modules import (
+    KVCache,
+    RotaryEmbedding,
+    RotaryTransformerFinalLayer,
+    RotaryTransformerLayer,
+    build_attention_mask,
+    linear_weights,
+)
+
+__all__ = ["RotaryTransformerARLMModel"]
+
+
+class RotaryTransformerARLMModel(nn.Module):
+    """Token embedding -> ``num_layers`` pre-LN rotary layers -> final layer -> next-token logits.
+
+    The model never attends to the future unless given an explicit (B, L, L) mask: a (B, L) mask
+    is key padding on top of the causal mask (spec clarification 3). With a KV cache set
+    (:meth:`set_kv_cache`) each call takes only the new tokens (see docs/architecture.md).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        d_model: int,
+        num_layers: int,
+        nhead: int,
+        padding_idx: int | None = 0,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.1,
+        activation: Literal["relu", "gelu"] = "relu",
+        layer_norm_eps: float = 1e-5,
+        rotary_emb_dim: int = 64,
+        max_length: int = 1024,
+        force_flash_attn: bool = False,
+        final_layer_without_normalization: bool = False,
+    ) -> None:
+        super().__init__()
+        _validate_config(num_embeddings, d_model, num_layers, nhead, padding_idx, rotary_emb_dim, max_length)
+        self.num_embeddings = num_embeddings
+        self.d_model = d_model
+        self.num_layers = num_layers
+        self.nhead = nhead
+        self.head_dim = d_model // nhead
+        self.padding_idx = padding_idx
+        self.max_length = max_length
+        self.force_flash_attn = force_flash_attn
+        self._warned_flash_on_cpu = False
+
+        self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
+        self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
+        # Independently constructed (and initialised) layers, not copies of one layer.
+        self.layers = nn.ModuleList(
+            RotaryTransformerLayer(
+                d_model, nhead, dim_feedforward=dim_feedforward, dropout=dropout,
+                activation=activation, layer_norm_eps=layer_norm_eps, force_flash_attn=force_flash_attn,
+            )
+            for _ in range(num_layers)
+        )
+        self.final_layer = RotaryTransformerFinalLayer(
+            d_model, num_embeddings, layer_norm_eps=layer_norm_eps,
+            use_final_layer_norm=not final_layer_without_normalization,
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2 style: N(0, 0.02) weights, zero biases, residual projections scaled by depth."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        residual_std = 0.02 / math.sqrt(2 * self.num_layers)
+        for layer in self.layers:
+            nn.init.normal_(layer.o_proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(layer.mlp[2].weight, mean=0.0, std=residual_std)
+        if self.padding_idx is not None:
+            with torch.no_grad():
+                self.embed_tokens.weight[self.padding_idx].zero_()
+
+    def forward(
+        self,
+        x_t: Integer[TT, " *batch seq_len"],
+        attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
+        positions: Integer[TT, " *batch seq_len"] | None = None,
+        token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
+    ) -> Float[TT, " *batch seq_len vocab_size"]:
+        """Next-token logits for every position of ``x_t``.
+
+        attention_mask: None (causal), (B, L) bool key padding (still causal) or (B, L, L) used as
+        given; with a KV cache, (B, kv_cache_length + L) key padding over all slots.
+        positions: RoPE positions; default ``kv_cache_length + 0..L-1``.
+        token_type_ids: accepted for interface symmetry, unused.
+        """
+        if x_t.ndim != 2:
+            raise ValueError(f"x_t must have shape (batch, seq_len), got {tuple(x_t.shape)}.")
+        B, L = x_t.shape
+        past = self.kv_cache_length
+        if positions is None:
+            positions = torch.arange(past, past + L, device=x_t.device).unsqueeze(0).expand(B, L)
+        elif positions.shape != x_t.shape:
+            raise ValueError(
+                f"positions must have the shape of x_t {tuple(x_t.shape)}, got {tuple(positions.shape)}."
+            )
+        self._check_inputs(x_t, positions)
+        mask, is_causal = build_attention_mask(
+            attention_mask, L, past_len=past, causal=True, device=x_t.device
+        )  # (B | 1, 1, L, past + L) or None
+        cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim) float32
+
+        x = self.embed_tokens(x_t)  # (B, L, D)
+        for layer in self.layers:
+            x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
+        return self.final_layer(x)  # (B, L, V)
+
+    def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
+        """Fail with a readable message on out-of-range ids/positions (one host sync per call)."""
+        if self.force_flash_attn and not x_t.is_cuda and not self._warned_flash_on_cpu:
+            warnings.warn("force_flash_attn=True has no effect on CPU; using the default SDPA backend.")
+            self._warned_flash_on_cpu = True
+        if x_t.numel() == 0 or torch.compiler.is_compiling():
+            return
+        bad = (x_t.min() < 0) | (x_t.max() >= self.num_embeddings)
+        bad = bad | (positions.min() < 0) | (positions.max() >= self.max_length)
+        if not bool(bad):
+            return
+        lo, hi = int(x_t.min()), int(x_t.max())
+        if lo < 0 or hi >= self.num_embeddings:
+            raise ValueError(
+                f"Token ids must lie in [0, {self.num_embeddings}) but the batch holds ids in "
+                f"[{lo}, {hi}]. The tokenizer and the model's vocabulary probably do not match: set "
+                "model.num_embeddings to len(tokenizer), and make sure -100 labels are not fed as input ids."
+            )
+        raise ValueError(
+            f"Positions must lie in [0, max_length={self.max_length}) but got "
+            f"[{int(positions.min())}, {int(positions.max())}]; raise model.max_length or shorten the input."
+        )
+
+    # --- KV cache (contract in docs/architecture.md) -------------------------------------------
+    def set_kv_cache(
+        self,
+        batch_size: int,
+        max_seq_length: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """Allocate an empty cache of ``max_seq_length`` slots in every layer (replacing any old one)."""
+        param = self.embed_tokens.weight
+        for layer in self.layers:
+            layer.kv_cache = KVCache(
+                batch_size, self.nhead, max_seq_length, self.head_dim,
+                device=device if device is not None else param.device,
+                dtype=dtype if dtype is not None else param.dtype,
+            )
+
+    def clear_kv_cache(self) -> None:
+        """Drop every layer's cache; the model goes back to full-sequence forward passes."""
+        for layer in self.layers:
+            layer.kv_cache = None
+
+    @property
+    def kv_cache_length(self) -> int:
+        """Number of cache slots filled so far (0 when no cache is set)."""
+        cache = self.layers[0].kv_cache if len(self.layers) else None
+        return cache.length if cache is not None else 0
+
+    # --- optimiser parameter groups -------------------------------------------------------------
+    def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Weight matrices of the Linear layers."""
+        decay = {id(p) for _, p in linear_weights(self)}
+        for name, param in self.named_parameters():
+            if id(param) in decay:
+                yield name, param
+
+    def get_named_params_for_no_weight_decay(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Everything else: biases, LayerNorm parameters, embeddings."""
+        decay = {id(p) for _, p in linear_weights(self)}
+        for name, param in self.named_parameters():
+            if id(param) not in decay:
+                yield name, param
+
+
+def _validate_config(
+    num_embeddings: int, d_model: int, num_layers: int, nhead: int,
+    padding_idx: int | None, rotary_emb_dim: int, max_length: int,
+) -> None:
+    """Reject inconsistent constructor arguments with a message that says what to change."""
+    for name, value in (("num_embeddings", num_embeddings), ("d_model", d_model),
+                        ("num_layers", num_layers), ("nhead", nhead), ("max_length", max_length)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if d_model % nhead != 0:
+        raise ValueError(
+            f"d_model ({d_model}) must be divisible by nhead ({nhead}); pick nhead dividing d_model."
+        )
+    head_dim = d_model // nhead
+    if rotary_emb_dim < 0 or rotary_emb_dim > head_dim or rotary_emb_dim % 2 != 0:
+        raise ValueError(
+            f"rotary_emb_dim ({rotary_emb_dim}) must be even and at most the head dimension "
+            f"d_model / nhead = {head_dim}."
+        )
+    if padding_idx is not None and not 0 <= padding_idx < num_embeddings:
+        raise ValueError(
+            f"padding_idx ({padding_idx}) must lie in [0, num_embeddings={num_embeddings}) or be None."
+        )
