@@ -1,0 +1,83 @@
+"""Typed dictionaries that flow between the ARLM components (spec §4).
+
+Conventions shared by every ARLM batch:
+- ``attention_mask`` is a **bool** tensor (True = real token, False = padding). The spec table says
+  "int"; bool is used so the loss can build ``attention_mask.unsqueeze(1) & tril(...)`` directly,
+  and ``cumsum`` on it yields int positions.
+- ``target_ids`` uses ``-100`` for every position that must not be scored (prompt, inserted BOS,
+  padding, last position).
+- ``token_type_ids`` (seq2seq only): 0 for the prompt side (prompt, BOS, padding), 1 for the target
+  side (target tokens and the closing EOS).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from jaxtyping import Bool, Float, Integer
+from torch import Tensor as TT
+
+from xlm_core.protocols import ARLMModel
+
+__all__ = [
+    "IGNORE_INDEX",
+    "ARLMBatch",
+    "ARLMSeq2SeqBatch",
+    "ARLMSeq2SeqPredictionBatch",
+    "ARLMLossDict",
+    "ARLMPredictionDict",
+    "ARLMModel",
+]
+
+IGNORE_INDEX = -100
+"""Label value ignored by the loss and the metrics."""
+
+
+class ARLMBatch(TypedDict):
+    """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100)."""
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch seq_len"]
+
+
+class ARLMSeq2SeqBatch(TypedDict):
+    """Teacher-forced seq2seq batch: prompt + target in one row; only target positions scored."""
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch seq_len"]
+    token_type_ids: Integer[TT, " batch seq_len"]
+
+
+class ARLMSeq2SeqPredictionBatch(TypedDict):
+    """Generation batch: the left-padded prompt (+BOS) as ``input_ids``; the reference target apart.
+
+    ``target_ids`` is target + EOS, right-padded with -100 to ``target_len`` (not aligned with
+    ``input_ids``); it is what the metrics compare generated tokens against.
+    """
+
+    input_ids: Integer[TT, " batch prompt_len"]
+    attention_mask: Bool[TT, " batch prompt_len"]
+    target_ids: Integer[TT, " batch target_len"]
+    token_type_ids: Integer[TT, " batch prompt_len"]
+
+
+class ARLMLossDict(TypedDict):
+    """Output of ``ARLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
+
+    loss: Float[TT, ""]
+    batch_loss: Float[TT, " batch"]
+    nlls: Float[TT, " num_valid_tokens"]
+
+
+class ARLMPredictionDict(TypedDict):
+    """Output of ``ARLMPredictor.predict``; generated tokens are ``ids[:, output_start_idx:]``."""
+
+    text: list[str]
+    text_with_spl_tokens: list[str]
+    ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    positions: Integer[TT, " batch seq_len"]
+    time_taken: list[float]
+    output_start_idx: int
