@@ -1,0 +1,105 @@
+"""Conformance checks for a family's loss function (the ``LossFunction`` protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
+from xlm_core.testing.model_checks import eval_mode
+from xlm_core.testing.registry import NotApplicable, register
+
+__all__ = [
+    "LossSubject",
+    "check_loss_output",
+    "check_loss_reaches_model",
+    "check_loss_changes_with_targets",
+    "check_loss_ignores_padding",
+]
+
+
+@dataclass
+class LossSubject:
+    """What the loss checks need: the loss, one batch it accepts, and where its targets live."""
+
+    loss_fn: Any
+    batch: dict[str, Any]
+    vocab_size: int
+    target_key: str = "target_ids"
+    ignore_index: int = -100
+
+
+def _loss(s: LossSubject, batch: dict[str, Any]) -> torch.Tensor:
+    out = s.loss_fn(batch, 0, 0, "train")
+    assert isinstance(out, dict) and "loss" in out, (
+        f"the loss function must return a dict with a 'loss' key; got {type(out).__name__} "
+        f"{sorted(out) if isinstance(out, dict) else ''}."
+    )
+    return out["loss"]
+
+
+def _model(s: LossSubject) -> torch.nn.Module:
+    model = getattr(s.loss_fn, "model", None)
+    assert isinstance(model, torch.nn.Module), "the loss function must expose the model it trains as .model."
+    return model
+
+
+@register("loss")
+def check_loss_output(s: LossSubject) -> None:
+    """The loss is a finite floating scalar tensor that requires grad; the batch is not modified."""
+    before = clone_batch(s.batch)
+    loss = _loss(s, s.batch)
+    assert isinstance(loss, torch.Tensor), f"'loss' must be a tensor; got {type(loss).__name__}."
+    assert loss.dim() == 0, f"'loss' must be a scalar (0-dim) tensor; got shape {tuple(loss.shape)}."
+    assert loss.is_floating_point(), f"'loss' must be floating point; got {loss.dtype}."
+    assert torch.isfinite(loss), f"'loss' is not finite: {loss.item()}."
+    assert loss.requires_grad, "'loss' does not require grad: it is detached from the model."
+    assert_batch_unchanged(before, s.batch, "the batch given to the loss")
+
+
+@register("loss")
+def check_loss_reaches_model(s: LossSubject) -> None:
+    """Backpropagating the loss gives the model finite gradients, not all zero."""
+    model = _model(s)
+    model.zero_grad(set_to_none=True)
+    _loss(s, s.batch).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    assert grads, "after loss.backward() no model parameter has a gradient: the loss does not reach the model."
+    bad = [n for n, g in grads.items() if not torch.isfinite(g).all()]
+    assert not bad, f"non-finite gradients in {bad}."
+    assert any(g.any() for g in grads.values()), "after loss.backward() every model gradient is exactly zero."
+
+
+@register("loss")
+def check_loss_changes_with_targets(s: LossSubject) -> None:
+    """Changing every non-ignored target changes the loss (the loss reads the targets)."""
+    assert s.target_key in s.batch, f"the batch has no {s.target_key!r}; set target_key to the batch's target field."
+    targets = s.batch[s.target_key]
+    valid = targets != s.ignore_index
+    assert valid.any(), f"every {s.target_key} entry is the ignore index {s.ignore_index}; use a batch with targets."
+    changed = dict(s.batch)
+    changed[s.target_key] = torch.where(valid, (targets + 1) % s.vocab_size, targets)
+    with eval_mode(_model(s)), torch.no_grad():
+        a, b = _loss(s, s.batch), _loss(s, changed)
+    assert not torch.isclose(a, b, rtol=0.0, atol=1e-7), (
+        f"the loss stayed {a.item():.6g} when every target changed: it ignores batch[{s.target_key!r}]."
+    )
+
+
+@register("loss")
+def check_loss_ignores_padding(s: LossSubject) -> None:
+    """Changing the input ids at padded positions (attention_mask 0) leaves the loss unchanged."""
+    mask = s.batch.get("attention_mask")
+    if mask is None or "input_ids" not in s.batch or bool(mask.bool().all()):
+        raise NotApplicable("the batch has no padding (attention_mask == 0); give a batch with padded rows.")
+    ids = s.batch["input_ids"]
+    changed = dict(s.batch)
+    changed["input_ids"] = torch.where(mask.bool(), ids, (ids + 1) % s.vocab_size)
+    with eval_mode(_model(s)), torch.no_grad():
+        a, b = _loss(s, s.batch), _loss(s, changed)
+    assert torch.isclose(a, b, rtol=0.0, atol=1e-5), (
+        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids changed."
+    )
