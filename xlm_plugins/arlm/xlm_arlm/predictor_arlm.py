@@ -1,0 +1,351 @@
+"""Left-to-right generation for ARLM (spec §7, clarification 5).
+
+One forward over the (left-padded) prompt fills the model's key/value cache; then each step feeds
+only the newly sampled token. A model without ``set_kv_cache`` (or ``use_kv_cache=False``) is
+handled by recomputing the whole prefix every step, which produces the same ids.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float, Integer
+from torch import Tensor as TT
+
+from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
+
+__all__ = ["ARLMPredictor", "SAMPLING_METHODS"]
+
+SAMPLING_METHODS = ("sample", "sample_top_k", "sample_top_p")
+
+
+class ARLMPredictor:
+    """Generates a continuation of each prompt with a KV cache, one token per step.
+
+    Args:
+        max_steps: most tokens generated per prompt.
+        max_length: cap on prompt (with its left padding) + generated length; ``None`` for no cap.
+        tokenizer: supplies ``eos_token_id`` (stops a row) and ``pad_token_id`` (fills finished rows;
+            EOS is used when the tokenizer has no pad token) and decodes the output.
+        noise_schedule: unused; accepted for symmetry with the other families.
+        sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
+            ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
+        top, p: the top-k and top-p parameters.
+        model: the ARLM model (may be assigned later as ``predictor.model``).
+        temperature: logits are divided by it before sampling.
+        seed: when set, sampling draws from a generator seeded with it, so runs are reproducible.
+        use_kv_cache: False recomputes the whole prefix each step (reference / benchmark path).
+        stop_check_interval: steps between checks that every row has finished (each check
+            synchronises with the device; the output does not depend on this value).
+    """
+
+    def __init__(
+        self,
+        max_steps: int,
+        max_length: int | None,
+        tokenizer: Any,
+        noise_schedule: Any = None,
+        sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
+        top: int = 1000,
+        p: float = 0.9,
+        model: ARLMModel | None = None,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        use_kv_cache: bool = True,
+        stop_check_interval: int = 8,
+    ) -> None:
+        if tokenizer is None:
+            raise ValueError("ARLMPredictor needs a tokenizer (for EOS/PAD ids and decoding).")
+        if not isinstance(max_steps, int) or max_steps < 0:
+            raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}.")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length must be an int >= 1 or None (no cap), got {max_length!r}.")
+        if sampling_method not in SAMPLING_METHODS:
+            raise ValueError(
+                f"Unknown sampling_method {sampling_method!r}; use one of {', '.join(SAMPLING_METHODS)}."
+            )
+        if sampling_method == "sample_top_k" and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise ValueError(f"sample_top_k needs an integer top >= 1, got {top!r}.")
+        if sampling_method == "sample_top_p" and not 0.0 < p <= 1.0:
+            raise ValueError(f"sample_top_p needs 0 < p <= 1, got {p!r}.")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top=1 for greedy.")
+        if not isinstance(stop_check_interval, int) or stop_check_interval < 1:
+            raise ValueError(f"stop_check_interval must be an int >= 1, got {stop_check_interval!r}.")
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        if pad is None and eos is None:
+            raise ValueError("The tokenizer has neither a pad nor an EOS token; ARLMPredictor needs one to pad rows.")
+        self.max_steps = max_steps
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.noise_schedule = noise_schedule
+        self.sampling_method = sampling_method
+        self.top = top
+        self.p = p
+        self.model = model
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.use_kv_cache = use_kv_cache
+        self.stop_check_interval = stop_check_interval
+        self.eos_token_id: int | None = eos
+        self.pad_token_id: int = pad if pad is not None else eos
+        self._generators: dict[str, torch.Generator] = {}
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self, logits: Float[TT, "batch vocab"], generator: torch.Generator | None = None
+    ) -> Integer[TT, " batch"]:
+        """Draw the next token of each row with the configured method and temperature."""
+        if self.sampling_method == "sample_top_k":
+            return sample_from_top_k(self.top, logits, self.temperature, generator)
+        if self.sampling_method == "sample_top_p":
+            return sample_from_top_p(self.p, logits, self.temperature, generator)
+        return sample_from_logits(logits, self.temperature, generator)
+
+    def _generator_for(self, device: torch.device) -> torch.Generator | None:
+        """The seeded generator of ``device`` (created on first use, then advanced), or None."""
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    # ------------------------------------------------------------------ generation
+    def _require_model(self) -> Any:
+        if self.model is None:
+            raise ValueError("ARLMPredictor.model is None; pass model= or set predictor.model before predicting.")
+        return self.model
+
+    @staticmethod
+    def _check_prompt(input_ids: TT, attention_mask: TT) -> None:
+        if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"input_ids and attention_mask must both be (batch, prompt_len); got {tuple(input_ids.shape)} "
+                f"and {tuple(attention_mask.shape)}."
+            )
+        if input_ids.shape[1] == 0:
+            raise ValueError("Empty prompts (prompt_len 0): give every row at least one token, e.g. a BOS.")
+        # Left padding: each row is False* True+ (non-decreasing, last column real).
+        left_padded = bool((attention_mask[:, 1:] >= attention_mask[:, :-1]).all() & attention_mask[:, -1].all())
+        if not left_padded:
+            raise ValueError(
+                "Prompts must be left-padded with at least one real token per row (attention_mask rows like "
+                "0..0 1..1); use ARLMSeq2SeqPredCollator, or add a BOS token to empty prompts."
+            )
+
+    def _num_new_tokens(self, prompt_len: int, max_new_tokens: int | None) -> int:
+        steps = self.max_steps if max_new_tokens is None else max_new_tokens
+        if self.max_length is not None:
+            steps = min(steps, self.max_length - prompt_len)
+        return max(steps, 0)
+
+    def _generate(
+        self,
+        model: Any,
+        prompt_ids: Integer[TT, "batch prompt_len"],
+        prompt_mask: Bool[TT, "batch prompt_len"],
+        num_new: int,
+        generator: torch.Generator | None,
+    ) -> tuple[Integer[TT, "batch out_len"], Bool[TT, "batch out_len"]]:
+        """Generate up to ``num_new`` tokens after each prompt; return ids and real-token mask."""
+        batch_size, prompt_len = prompt_ids.shape
+        device = prompt_ids.device
+        total = prompt_len + num_new
+        ids = torch.full((batch_size, total), self.pad_token_id, dtype=torch.long, device=device)
+        ids[:, :prompt_len] = prompt_ids
+        feed_mask = torch.ones((batch_size, total), dtype=torch.bool, device=device)
+        feed_mask[:, :prompt_len] = prompt_mask
+        prompt_positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+        num_real = prompt_mask.long().sum(dim=1)
+        if num_new == 0:
+            return ids, feed_mask
+
+        eos = self.eos_token_id
+        finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        finish_step = torch.full((batch_size,), num_new, dtype=torch.long, device=device)
+        use_cache = self.use_kv_cache and hasattr(model, "set_kv_cache")
+        steps_done = 0
+        if use_cache:
+            # The last generated token is never fed back, so the cache needs total - 1 slots.
+            model.set_kv_cache(batch_size, total - 1, device=device)
+        try:
+            logits = model(prompt_ids, prompt_mask, prompt_positions)
+            for step in range(num_new):
+                token = self.sample(logits[:, -1], generator)
+                token = torch.where(finished, self.pad_token_id, token)
+                ids[:, prompt_len + step] = token
+                if eos is not None:
+                    newly = ~finished & (token == eos)
+                    finish_step = torch.where(newly, step, finish_step)
+                    finished |= newly
+                steps_done = step + 1
+                if steps_done == num_new:
+                    break
+                if eos is not None and steps_done % self.stop_check_interval == 0 and bool(finished.all()):
+                    break
+                cur = prompt_len + steps_done
+                if use_cache:
+                    new_positions = (num_real + step).unsqueeze(1)
+                    logits = model(ids[:, cur - 1 : cur], feed_mask[:, :cur], new_positions)
+                else:
+                    gen_positions = num_real.unsqueeze(1) + torch.arange(steps_done, device=device)
+                    positions = torch.cat([prompt_positions, gen_positions], dim=1)
+                    logits = model(ids[:, :cur], feed_mask[:, :cur], positions)
+        finally:
+            if use_cache:
+                model.clear_kv_cache()
+
+        # Drop trailing all-PAD columns left by a late stop check, so output is independent of it.
+        out_new = steps_done
+        if eos is not None and bool(finished.all()):
+            out_new = int(finish_step.max().item()) + 1
+        ids = ids[:, : prompt_len + out_new]
+        gen_mask = torch.arange(out_new, device=device).unsqueeze(0) <= finish_step.unsqueeze(1)
+        out_mask = torch.cat([prompt_mask, gen_mask], dim=1)
+        return ids, out_mask
+
+    def predict(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+        max_new_tokens: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ARLMPredictionDict:
+        """Continue each left-padded prompt of ``batch`` (``input_ids``, ``attention_mask``).
+
+        Generated tokens are ``ids[:, output_start_idx:]``; a row stops at its first generated EOS
+        and is PAD afterwards (``attention_mask`` False there). ``max_new_tokens`` overrides
+        ``max_steps`` for this call; ``generator`` overrides the seeded one.
+        """
+        model = self._require_model()
+        input_ids = batch["input_ids"]
+        attention_mask = batch.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        attention_mask = attention_mask.to(torch.bool)
+        self._check_prompt(input_ids, attention_mask)
+        prompt_len = input_ids.shape[1]
+        num_new = self._num_new_tokens(prompt_len, max_new_tokens)
+        if generator is None:
+            generator = self._generator_for(input_ids.device)
+
+        was_training = bool(getattr(model, "training", False))
+        if hasattr(model, "eval"):
+            model.eval()
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                ids, out_mask = self._generate(model, input_ids.long(), attention_mask, num_new, generator)
+            if ids.device.type == "cuda":
+                torch.cuda.synchronize(ids.device)
+            elapsed = time.perf_counter() - start
+        finally:
+            if was_training:
+                model.train()
+        # Clone outside inference mode so callers may use the tensors freely.
+        ids, out_mask = ids.clone(), out_mask.clone()
+        positions = (out_mask.long().cumsum(dim=1) - 1).clamp_min(0) * out_mask
+        ids_list = ids.tolist()
+        batch_size = len(ids_list)
+        return {
+            "text": self.tokenizer.batch_decode([row[prompt_len:] for row in ids_list], skip_special_tokens=True),
+            "text_with_spl_tokens": self.tokenizer.batch_decode(ids_list, skip_special_tokens=False),
+            "ids": ids,
+            "attention_mask": out_mask,
+            "positions": positions,
+            "time_taken": [elapsed / batch_size] * batch_size,
+            "output_start_idx": prompt_len,
+        }
+
+    # ------------------------------------------------------------------ reporting
+    def _decode_row(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def to_dict(
+        self,
+        batch: dict[str, Any],
+        preds: ARLMPredictionDict,
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One JSON-serialisable row per example: generated text, full row with special tokens,
+        ids, the prompt text, the target text (when the batch has ``target_ids``) and time taken."""
+        ids = preds["ids"].tolist()
+        start = int(preds["output_start_idx"])
+        prompt_ids = batch["input_ids"].tolist()
+        prompt_mask = batch.get("attention_mask")
+        prompt_mask = prompt_mask.tolist() if prompt_mask is not None else [[1] * len(r) for r in prompt_ids]
+        targets = batch.get("target_ids")
+        target_rows = targets.tolist() if targets is not None else None
+        rows: list[dict[str, Any]] = []
+        for i, row_ids in enumerate(ids):
+            row: dict[str, Any] = {
+                "text": preds["text"][i],
+                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
+                "ids": row_ids,
+                "output_start_idx": start,
+                "prompt": self._decode_row([t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m]),
+                "time_taken": float(preds["time_taken"][i]),
+            }
+            if target_rows is not None:
+                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
+                row["target"] = self._decode_row(keep)
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------ convenience
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int | None = None,
+        add_bos: bool = False,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[str]:
+        """Tokenize ``prompts``, left-pad, generate, and return the generated continuations.
+
+        ``add_bos`` appends the tokenizer's BOS to each prompt (as the seq2seq collator does when
+        the model was trained with a BOS between prompt and target).
+        """
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a list of prompt strings; wrap a single prompt as [prompt].")
+        model = self._require_model()
+        try:
+            device = next(model.parameters()).device
+        except (AttributeError, StopIteration):
+            device = torch.device("cpu")
+        encoded = []
+        for text in prompts:
+            token_ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+            if add_bos:
+                if self.tokenizer.bos_token_id is None:
+                    raise ValueError("add_bos=True but the tokenizer has no BOS token.")
+                token_ids.append(self.tokenizer.bos_token_id)
+            if not token_ids:
+                raise ValueError(f"Prompt {text!r} encodes to no tokens; pass add_bos=True to start from BOS.")
+            encoded.append(token_ids)
+        chunk = batch_size or max(len(encoded), 1)
+        outputs: list[str] = []
+        for begin in range(0, len(encoded), chunk):
+            rows = encoded[begin : begin + chunk]
+            width = max(len(r) for r in rows)
+            input_ids = torch.tensor(
+                [[self.pad_token_id] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device
+            )
+            attention_mask = torch.tensor(
+                [[False] * (width - len(r)) + [True] * len(r) for r in rows], dtype=torch.bool, device=device
+            )
+            preds = self.predict(
+                {"input_ids": input_ids, "attention_mask": attention_mask},
+                max_new_tokens=max_new_tokens,
+                generator=generator,
+            )
+            outputs.extend(preds["text"])
+        return outputs
