@@ -1,0 +1,104 @@
+"""Every job type end to end through the real CLI (``xlm_core.cli.main``) on a tiny config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xlm_core.cli import main
+
+TINY = [
+    "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1",
+    "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
+    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=10",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for 4 steps (validation at 2 and 4, checkpoints every 2) in a fresh root dir."""
+    root = tmp_path_factory.mktemp("jobs")
+    code = main([*TINY, "job_type=train", f"paths.root_dir={root}", "trainer.max_steps=4",
+                 "trainer.val_check_interval=2", "checkpointing.every_n_steps=2", "checkpointing.keep_every_n_steps=2",
+                 "progress_every_n_steps=1", "trainer.log_every_n_steps=1"])
+    assert code == 0
+    return root / "outputs" / "star_easy_arlm"
+
+
+def test_prepare_data_reports_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=prepare_data", f"paths.root_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert f"cache: {tmp_path / '.xlm_cache'}" in out
+    assert "val/prediction: kind=prediction" in out
+    assert any((tmp_path / ".xlm_cache").iterdir())
+
+
+def test_train_writes_the_run_directory(trained: Path) -> None:
+    ckpts = sorted(p.name for p in (trained / "checkpoints").iterdir())
+    assert ckpts == ["best.ckpt", "keep_step_2.ckpt", "keep_step_4.ckpt", "last.ckpt"]
+    assert (trained / "config.yaml").is_file() and (trained / "plots" / "curves.png").stat().st_size > 1000
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["step"] == 4
+    for key in ("val/lm/accumulated_loss", "val/prediction/exact_match", "val/prediction/token_accuracy",
+                "tokens_per_second"):
+        assert key in metrics
+    assert 0.0 <= metrics["val/prediction/token_accuracy"] <= 1.0
+    preds = trained / "predictions" / "val" / "prediction"
+    assert sorted(p.name for p in preds.iterdir()) == ["step_2.jsonl", "step_4.jsonl"]
+    assert len((preds / "step_4.jsonl").read_text().splitlines()) == 32
+    (csv,) = trained.glob("logs/version_*/metrics.csv")
+    assert "val/lm/accumulated_loss" in csv.read_text().splitlines()[0]
+    history = json.loads((trained / "plots" / "history.json").read_text())
+    assert [s for s, _ in history["val/lm/accumulated_loss"]] == [2, 4]
+
+
+def test_train_prints_progress_lines_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=train", f"paths.root_dir={tmp_path}", "trainer.max_steps=2",
+                 "trainer.val_check_interval=2", "progress_every_n_steps=1"]) == 0
+    out = capsys.readouterr().out
+    assert "step 1/2 | epoch 0 | loss " in out and "tok/s" in out
+    assert "validation loss (val/lm/accumulated_loss):" in out and "exact match" in out
+    assert str(tmp_path / "outputs" / "star_easy_arlm" / "checkpoints") in out
+    # a second run resumes from last.ckpt (already at max_steps) instead of starting over
+    assert main([*TINY, "job_type=train", f"paths.root_dir={tmp_path}", "trainer.max_steps=2",
+                 "trainer.val_check_interval=2"]) == 0
+    assert "xlm: resuming from" in capsys.readouterr().out
+
+
+def test_eval_on_test_split_twice_rewrites_predictions(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = trained.parent.parent
+    for _ in range(2):
+        assert main([*TINY, "job_type=eval", "eval.split=test", f"paths.root_dir={root}"]) == 0
+    assert "test/prediction/exact_match" in capsys.readouterr().out
+    rows = (trained / "predictions" / "test" / "prediction" / "step_4.jsonl").read_text().splitlines()
+    assert len(rows) == 64  # the debug test split once, not twice
+    assert "test/lm/accumulated_loss" in json.loads((trained / "metrics.json").read_text())
+
+
+def test_eval_rejects_unknown_split(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=eval", "eval.split=train", f"paths.root_dir={trained.parent.parent}"]) == 2
+    assert "eval.split='train'" in capsys.readouterr().err
+
+
+def test_generate_from_prompts_and_from_predict_dataloader(trained: Path) -> None:
+    root = trained.parent.parent
+    assert main([*TINY, "job_type=generate", f"paths.root_dir={root}", '+prompts=["1 2 3 4", "5 6"]']) == 0
+    rows = [json.loads(r) for r in
+            (trained / "predictions" / "generate" / "prompts" / "step_4.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["1 2 3 4", "5 6"]
+    assert all(isinstance(r["text"], str) and len(r["ids"]) > r["output_start_idx"] for r in rows)
+    assert main([*TINY, "job_type=generate", f"paths.root_dir={root}"]) == 0
+    assert len((trained / "predictions" / "predict" / "prediction" / "step_4.jsonl").read_text().splitlines()) == 64
+
+
+def test_indivisible_global_batch_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=train", f"paths.root_dir={tmp_path}", "global_batch_size=48"]) == 2
+    assert "global_batch_size=48 is not divisible" in capsys.readouterr().err
+
+
+def test_generate_without_checkpoint_says_how_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=generate", f"paths.root_dir={tmp_path}"]) == 2
+    assert "train first" in capsys.readouterr().err

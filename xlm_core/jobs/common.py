@@ -1,0 +1,254 @@
+"""Pieces the jobs share: building tokenizer, datamodule, harness and Trainer from the config,
+the run directory (config.yaml, metrics.json) and checkpoint lookup."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xlm_core.jobs import UsageError
+
+__all__ = [
+    "run_dir_of",
+    "build_tokenizer",
+    "build_datamodule",
+    "build_harness",
+    "build_trainer",
+    "trainer_kwargs",
+    "num_devices",
+    "accumulate_grad_batches",
+    "load_for_evaluation",
+    "save_run_config",
+    "find_checkpoint",
+    "update_metrics_json",
+    "is_rank_zero",
+    "echo",
+]
+
+_TRAINING_ONLY_CALLBACKS = ("ModelCheckpoint", "LastCheckpoint", "BestCheckpoint", "CurvePlotter", "ResumeDataOrder")
+
+
+def is_rank_zero() -> bool:
+    """True on the global rank-0 process (also before the Trainer exists, from the launcher's env)."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0) == 0
+
+
+def echo(message: str) -> None:
+    """Print on rank 0 only, flushed (progress stays visible in CI logs)."""
+    if is_rank_zero():
+        print(message, flush=True)
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The run directory (``paths.run_dir``)."""
+    rd = OmegaConf.select(cfg, "paths.run_dir")
+    if rd is None:
+        raise UsageError("paths.run_dir is not set; the run directory is needed for checkpoints and outputs.")
+    return Path(str(rd))
+
+
+def build_tokenizer(cfg: DictConfig) -> Any:
+    """Instantiate ``cfg.tokenizer``."""
+    if cfg.get("tokenizer") is None:
+        raise UsageError("No tokenizer in the config; pick an experiment (experiment=<name>) that sets one.")
+    return hydra.utils.instantiate(cfg.tokenizer)
+
+
+def build_datamodule(cfg: DictConfig, tokenizer: Any, noise_schedule: Any = None) -> Any:
+    """Instantiate ``cfg.datamodule`` with the runtime tokenizer and noise schedule."""
+    if cfg.get("datamodule") is None:
+        raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
+    return hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, noise_schedule=noise_schedule,
+                                   _recursive_=False)
+
+
+def build_harness(cfg: DictConfig, tokenizer: Any) -> Any:
+    """The family-agnostic LightningModule for ``cfg``."""
+    from xlm_core.harness import XLMHarness
+
+    for key in ("model", "loss"):
+        if cfg.get(key) is None:
+            raise UsageError(f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that "
+                             f"sets `{key}`.")
+    return XLMHarness(cfg, tokenizer)
+
+
+def num_devices(devices: Any, accelerator: str | None) -> int:
+    """How many devices ``trainer.devices`` means on this machine (``auto``/-1 resolved)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str) and devices not in ("auto", "-1"):
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    if devices in (None, "auto", -1, "-1"):
+        acc = (accelerator or "auto").lower()
+        if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+            return max(torch.cuda.device_count(), 1)
+        return 1
+    return int(devices)
+
+
+def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, devices: int,
+                            num_nodes: int) -> int:
+    """``global / (per_device * devices * nodes)``; a clear error when it does not divide."""
+    per_step = int(per_device_batch_size) * int(devices) * int(num_nodes)
+    if per_step <= 0:
+        raise UsageError(f"per_device_batch_size ({per_device_batch_size}) x devices ({devices}) x num_nodes "
+                         f"({num_nodes}) must be positive.")
+    if int(global_batch_size) % per_step:
+        raise UsageError(
+            f"global_batch_size={global_batch_size} is not divisible by per_device_batch_size x devices x num_nodes "
+            f"= {per_device_batch_size} x {devices} x {num_nodes} = {per_step}; change global_batch_size or "
+            "per_device_batch_size so it divides."
+        )
+    return int(global_batch_size) // per_step
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.trainer`` as lightning.Trainer kwargs with accumulation and validation interval in
+    optimizer steps worked out."""
+    kw: dict[str, Any] = dict(_plain(cfg.get("trainer")) or {})
+    kw.pop("_target_", None)
+    devices = num_devices(kw.get("devices", "auto"), kw.get("accelerator"))
+    nodes = int(kw.get("num_nodes", 1) or 1)
+    per_device = int(cfg.get("per_device_batch_size") or 1)
+    global_bs = cfg.get("global_batch_size")
+    computed = accumulate_grad_batches(int(global_bs), per_device, devices, nodes) if global_bs else 1
+    given = kw.get("accumulate_grad_batches")
+    if given not in (None, computed):
+        raise UsageError(f"trainer.accumulate_grad_batches={given} contradicts global_batch_size={global_bs} / "
+                         f"(per_device_batch_size={per_device} x devices={devices} x num_nodes={nodes}) = {computed}; "
+                         "set global_batch_size instead and leave accumulate_grad_batches null.")
+    kw["accumulate_grad_batches"] = computed
+    vci = kw.get("val_check_interval")
+    if isinstance(vci, int) and not isinstance(vci, bool):
+        kw["val_check_interval"] = vci * computed  # Lightning counts batches; the config counts optimizer steps
+    if kw.get("enable_progress_bar") is None:
+        kw["enable_progress_bar"] = sys.stdout.isatty()
+    kw.setdefault("default_root_dir", str(run_dir_of(cfg)))
+    strategy = kw.get("strategy")
+    if isinstance(strategy, Mapping) and "_target_" in strategy:
+        kw["strategy"] = hydra.utils.instantiate(strategy)
+    return kw
+
+
+def _instantiate_group(group: Any, what: str) -> list[Any]:
+    if group is None:
+        return []
+    items = group.values() if isinstance(group, Mapping) or OmegaConf.is_dict(group) else group
+    out = []
+    for item in items:
+        if item is None:
+            continue
+        if not (OmegaConf.is_dict(item) and "_target_" in item):
+            raise UsageError(f"Every entry of `{what}` needs a _target_; got {OmegaConf.to_yaml(item).strip()!r}.")
+        out.append(hydra.utils.instantiate(item))
+    return out
+
+
+def _ensure_argv0_is_a_path() -> None:
+    """Lightning's DDP launcher reruns ``sys.argv``; make ``argv[0]`` an absolute path it can execute."""
+    import __main__
+
+    if getattr(__main__, "__spec__", None) is None and sys.argv and not os.path.isabs(sys.argv[0]):
+        found = shutil.which(sys.argv[0])
+        if found:
+            sys.argv[0] = found
+
+
+def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -> L.Trainer:
+    """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger``.
+
+    ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate).
+    """
+    kw = trainer_kwargs(cfg)
+    kw.update(overrides)
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    if not training:
+        callbacks = [c for c in callbacks if type(c).__name__ not in _TRAINING_ONLY_CALLBACKS]
+    loggers = _instantiate_group(cfg.get("logger"), "logger")
+    kw.setdefault("callbacks", callbacks)
+    kw.setdefault("logger", loggers if loggers else False)
+    if not any(isinstance(c, ModelCheckpoint) for c in kw["callbacks"]):
+        kw.setdefault("enable_checkpointing", False)
+    if kw.get("strategy") not in (None, "auto", "single_device") or num_devices(kw.get("devices"), kw.get("accelerator")) > 1:
+        _ensure_argv0_is_a_path()
+    try:
+        return L.Trainer(**kw)
+    except TypeError as e:
+        raise UsageError(f"trainer config has an option lightning.Trainer does not take: {e}") from e
+
+
+def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> tuple[Path, Path, Any]:
+    """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last) and build the harness."""
+    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
+    run_dir = run_dir_of(cfg)
+    ckpt = find_checkpoint(run_dir, OmegaConf.select(cfg, checkpoint_key))
+    harness = build_harness(cfg, build_tokenizer(cfg))
+    return run_dir, ckpt, harness
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Write the composed config (resolved where possible) to ``run_dir/config.yaml``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException:
+        text = OmegaConf.to_yaml(cfg)
+    path = run_dir / "config.yaml"
+    if is_rank_zero():
+        path.write_text(text)
+    return path
+
+
+def find_checkpoint(run_dir: Path, explicit: str | None, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+    """``explicit`` if given, else the first of ``prefer`` in ``run_dir/checkpoints``."""
+    if explicit:
+        path = Path(str(explicit)).expanduser()
+        if not path.is_file():
+            raise UsageError(f"checkpoint {path} does not exist; give an existing .ckpt file.")
+        return path
+    ckpt_dir = run_dir / "checkpoints"
+    for name in prefer:
+        if (ckpt_dir / name).is_file():
+            return ckpt_dir / name
+    raise UsageError(
+        f"No checkpoint ({' or '.join(prefer)}) in {ckpt_dir}; train first (job_type=train with the same job_name) "
+        "or pass the checkpoint path explicitly."
+    )
+
+
+def update_metrics_json(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
+    """Merge ``metrics`` into ``run_dir/metrics.json`` (rank 0)."""
+    path = run_dir / "metrics.json"
+    if not is_rank_zero():
+        return path
+    current: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            current = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            current = {}
+    current.update(metrics)
+    tmp = path.with_name("metrics.json.tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
