@@ -17,11 +17,13 @@ def rotate_half(x: Float[TT, "... d"]) -> Float[TT, "... d"]:
 
 
 def apply_rotary_emb(
-    x: Float[TT, "batch n_heads seq_len head_dim"],
+    x: Float[TT, "*lead batch n_heads seq_len head_dim"],
     cos: Float[TT, "batch 1 seq_len rotary_dim"],
     sin: Float[TT, "batch 1 seq_len rotary_dim"],
-) -> Float[TT, "batch n_heads seq_len head_dim"]:
+) -> Float[TT, "*lead batch n_heads seq_len head_dim"]:
     """Rotate the first ``rotary_dim`` channels of every head; the rest pass through unchanged.
+
+    Leading dimensions broadcast, so q and k can be rotated together as one (2, B, H, L, Dh) tensor.
 
     The rotation is computed in float32 and cast back to ``x.dtype``.
     """

@@ -151,9 +151,11 @@ class RotaryTransformerLayer(nn.Module):
         is_causal: bool = False,
     ) -> Float[TT, "batch seq_len d_model"]:
         """``attn_mask``/``is_causal`` come from :func:`build_attention_mask` (True = attend)."""
-        x = x + self.dropout1(self._attention(self.norm1(x), cos, sin, attn_mask, is_causal))
-        x = x + self.dropout2(self.mlp(self.norm2(x)))
-        return x
+        drop = self.training and self.dropout > 0  # skip the no-op Dropout calls (cheaper decoding)
+        h = self._attention(self.norm1(x), cos, sin, attn_mask, is_causal)
+        x = x + (self.dropout1(h) if drop else h)
+        h = self.mlp(self.norm2(x))
+        return x + (self.dropout2(h) if drop else h)
 
     def _attention(
         self,
@@ -166,9 +168,9 @@ class RotaryTransformerLayer(nn.Module):
         B, L, D = x.shape
         qkv = self.attn_qkv(x)  # (B, L, 3D)
         qkv = qkv.view(B, L, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, H, L, Dh)
-        q = apply_rotary_emb(q, cos, sin)
-        k = apply_rotary_emb(k, cos, sin)
+        # RoPE on q and k in one pass: (2, B, H, L, Dh) broadcasts against (B, 1, L, rotary_dim).
+        q, k = apply_rotary_emb(qkv[:2], cos, sin).unbind(0)  # each (B, H, L, Dh)
+        v = qkv[2]
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(k, v)  # (B, H, S, Dh), S = filled slots
             k, v = k.to(q.dtype), v.to(q.dtype)

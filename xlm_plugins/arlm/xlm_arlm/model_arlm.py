@@ -117,9 +117,13 @@ class RotaryTransformerARLMModel(nn.Module):
                 f"positions must have the shape of x_t {tuple(x_t.shape)}, got {tuple(positions.shape)}."
             )
         self._check_inputs(x_t, positions)
+        if self._mask_is_causal_default(attention_mask, B, L, past):
+            attention_mask = None  # same attention as no mask: lets SDPA take its fast paths
         mask, is_causal = build_attention_mask(
             attention_mask, L, past_len=past, causal=True, device=x_t.device
         )  # (B | 1, 1, L, past + L) or None
+        if attention_mask is None and L == 1:
+            mask = None  # the one new query sits at the newest slot and may see every filled slot
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim) float32
 
         x = self.embed_tokens(x_t)  # (B, L, D)
@@ -128,27 +132,55 @@ class RotaryTransformerARLMModel(nn.Module):
         return self.final_layer(x)  # (B, L, V)
 
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
-        """Fail with a readable message on out-of-range ids/positions (one host sync per call)."""
+        """Fail with a readable message on out-of-range ids/positions.
+
+        Costs one fused min/max per tensor and one host sync. Decoding steps on an accelerator
+        (KV cache already filled) use an asynchronous device assert instead, so generation does
+        not synchronise with the host every token.
+        """
         if self.force_flash_attn and not x_t.is_cuda and not self._warned_flash_on_cpu:
             warnings.warn("force_flash_attn=True has no effect on CPU; using the default SDPA backend.")
             self._warned_flash_on_cpu = True
         if x_t.numel() == 0 or torch.compiler.is_compiling():
             return
-        bad = (x_t.min() < 0) | (x_t.max() >= self.num_embeddings)
-        bad = bad | (positions.min() < 0) | (positions.max() >= self.max_length)
-        if not bool(bad):
+        if x_t.device.type != "cpu" and self.kv_cache_length > 0:
+            ok = (x_t.min() >= 0) & (x_t.max() < self.num_embeddings)
+            ok = ok & (positions.min() >= 0) & (positions.max() < self.max_length)
+            torch._assert_async(ok, "token id or position out of range in an ARLM decoding step")
             return
-        lo, hi = int(x_t.min()), int(x_t.max())
+        lo, hi, pos_lo, pos_hi = torch.stack((*torch.aminmax(x_t), *torch.aminmax(positions))).tolist()
         if lo < 0 or hi >= self.num_embeddings:
             raise ValueError(
                 f"Token ids must lie in [0, {self.num_embeddings}) but the batch holds ids in "
                 f"[{lo}, {hi}]. The tokenizer and the model's vocabulary probably do not match: set "
                 "model.num_embeddings to len(tokenizer), and make sure -100 labels are not fed as input ids."
             )
-        raise ValueError(
-            f"Positions must lie in [0, max_length={self.max_length}) but got "
-            f"[{int(positions.min())}, {int(positions.max())}]; raise model.max_length or shorten the input."
-        )
+        if pos_lo < 0 or pos_hi >= self.max_length:
+            raise ValueError(
+                f"Positions must lie in [0, max_length={self.max_length}) but got "
+                f"[{pos_lo}, {pos_hi}]; raise model.max_length or shorten the input."
+            )
+
+    @staticmethod
+    def _mask_is_causal_default(
+        attention_mask: TT | None, batch: int, query_len: int, past: int
+    ) -> bool:
+        """True when ``attention_mask`` allows exactly what no mask allows (plain causal attention).
+
+        That holds for an all-True (B, S) key-padding mask and for a (B, L, L) mask equal to
+        ``tril`` (the spec's 3-D mask of an unpadded batch). Checking costs one host sync, so it is
+        skipped for accelerator decoding steps, where the mask is used as given.
+        """
+        if attention_mask is None or (past > 0 and attention_mask.device.type != "cpu"):
+            return False
+        key_len = past + query_len
+        if attention_mask.ndim == 2 and attention_mask.shape == (batch, key_len):
+            return bool(attention_mask.all())
+        if attention_mask.ndim == 3 and past == 0 and attention_mask.shape == (batch, query_len, query_len):
+            mask = attention_mask if attention_mask.dtype == torch.bool else attention_mask != 0
+            tril = torch.ones(query_len, query_len, dtype=torch.bool, device=mask.device).tril()
+            return torch.equal(mask, tril.expand_as(mask))
+        return False
 
     # --- KV cache (contract in docs/architecture.md) -------------------------------------------
     def set_kv_cache(
