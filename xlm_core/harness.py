@@ -78,7 +78,7 @@ def weight_decay_param_groups(model: torch.nn.Module, weight_decay: float) -> li
 
 
 def build_optimizer(model: torch.nn.Module, optimizer_cfg: DictConfig | Mapping[str, Any] | None) -> torch.optim.Optimizer:
-    """AdamW over the model's weight-decay groups (``fused`` on CUDA unless the config says otherwise).
+    """AdamW over the model's weight-decay groups (the fused kernel on CPU/CUDA unless the config says otherwise).
 
     A config with another ``_target_`` is instantiated with ``params=`` the same groups.
     """
@@ -98,9 +98,9 @@ def build_optimizer(model: torch.nn.Module, optimizer_cfg: DictConfig | Mapping[
     if ocfg:
         raise ValueError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
                          "fused, foreach.")
-    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    fusable = all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for g in groups for p in g["params"])
     if fused is None and foreach is None:
-        fused = True if on_cuda else None
+        fused = True if fusable else None
     impl = {k: v for k, v in (("fused", fused), ("foreach", foreach)) if v is not None}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **impl)  # type: ignore[arg-type]
 
