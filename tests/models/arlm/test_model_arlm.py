@@ -69,6 +69,15 @@ def test_output_shape_and_default_positions(tiny_arlm_model) -> None:
     assert not torch.allclose(gapped[:, 4], logits[:, 4], rtol=0, atol=1e-5)
 
 
+def test_logits_to_keep_returns_the_last_positions(tiny_arlm_model) -> None:
+    x = torch.randint(7, 57, (2, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, :4] = False  # left padding
+    full = tiny_arlm_model(x, mask)
+    torch.testing.assert_close(tiny_arlm_model(x, mask, logits_to_keep=1), full[:, -1:], rtol=0, atol=ATOL)
+    torch.testing.assert_close(tiny_arlm_model(x, mask, logits_to_keep=3), full[:, -3:], rtol=0, atol=ATOL)
+
+
 def test_token_type_ids_accepted_and_unused(tiny_arlm_model) -> None:
     x = _ids(2, 5)
     tt = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]])

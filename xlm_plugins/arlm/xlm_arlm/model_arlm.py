@@ -98,13 +98,16 @@ class RotaryTransformerARLMModel(nn.Module):
         attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
         positions: Integer[TT, " *batch seq_len"] | None = None,
         token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
+        logits_to_keep: int = 0,
     ) -> Float[TT, " *batch seq_len vocab_size"]:
-        """Next-token logits for every position of ``x_t``.
+        """Next-token logits for every position of ``x_t`` (only the last ``logits_to_keep`` if > 0).
 
         attention_mask: None (causal), (B, L) bool key padding (still causal) or (B, L, L) used as
         given; with a KV cache, (B, kv_cache_length + L) key padding over all slots.
         positions: RoPE positions; default ``kv_cache_length + 0..L-1``.
         token_type_ids: accepted for interface symmetry, unused.
+        logits_to_keep: project only the last N positions to the vocabulary (generation needs one;
+            with a large vocabulary the full projection of a prompt dominates its cost).
         """
         if x_t.ndim != 2:
             raise ValueError(f"x_t must have shape (batch, seq_len), got {tuple(x_t.shape)}.")
@@ -129,7 +132,9 @@ class RotaryTransformerARLMModel(nn.Module):
         x = self.embed_tokens(x_t)  # (B, L, D)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
-        return self.final_layer(x)  # (B, L, V)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]  # (B, N, D)
+        return self.final_layer(x)  # (B, L | N, V)
 
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
         """Fail with a readable message on out-of-range ids/positions.

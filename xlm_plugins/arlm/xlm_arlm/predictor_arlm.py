@@ -7,6 +7,7 @@ handled by recomputing the whole prefix every step, which produces the same ids.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Literal
 
@@ -172,8 +173,9 @@ class ARLMPredictor:
         if use_cache:
             # The last generated token is never fed back, so the cache needs total - 1 slots.
             model.set_kv_cache(batch_size, total - 1, device=device)
+        last_only = {"logits_to_keep": 1} if _accepts_keyword(model, "logits_to_keep") else {}
         try:
-            logits = model(prompt_ids, prompt_mask, prompt_positions)
+            logits = model(prompt_ids, prompt_mask, prompt_positions, **last_only)
             for step in range(num_new):
                 token = self.sample(logits[:, -1], generator)
                 token = torch.where(finished, self.pad_token_id, token)
@@ -194,7 +196,7 @@ class ARLMPredictor:
                 else:
                     gen_positions = num_real.unsqueeze(1) + torch.arange(steps_done, device=device)
                     positions = torch.cat([prompt_positions, gen_positions], dim=1)
-                    logits = model(ids[:, :cur], feed_mask[:, :cur], positions)
+                    logits = model(ids[:, :cur], feed_mask[:, :cur], positions, **last_only)
         finally:
             if use_cache:
                 model.clear_kv_cache()
@@ -349,3 +351,12 @@ class ARLMPredictor:
             )
             outputs.extend(preds["text"])
         return outputs
+
+
+def _accepts_keyword(model: Any, name: str) -> bool:
+    """Whether ``model.forward`` takes keyword ``name`` (models outside xlm_arlm may not)."""
+    forward = getattr(model, "forward", model)
+    try:
+        return name in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
