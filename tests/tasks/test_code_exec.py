@@ -57,7 +57,7 @@ def test_numbers():
 
 # ---------------------------------------------------------------- evaluator
 def test_refuses_without_opt_in():
-    with pytest.raises(PermissionError, match=r"\+post_hoc_evaluator.allow_code_execution=true"):
+    with pytest.raises(PermissionError, match="execute_generated_code=true"):
         Gsm8kCodeEval().eval([{"generated_text": prog("return 1"), "answer": "1"}])
 
 

@@ -431,4 +431,10 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     assert names == prediction_metrics
     assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == {"accumulated_loss"}
     if name == "arlm_tinygsm_seq2seq":
-        assert "post_hoc_evaluator" in cfg and cfg.post_hoc_evaluator is None
+        from xlm_core.tasks.code_exec.evaluator import Gsm8kCodeEval
+
+        # Opt-in: the evaluator is built only when execute_generated_code=true, else it is None.
+        assert hydra.utils.instantiate(cfg.post_hoc_evaluator) is None
+        opted_in = OmegaConf.merge(cfg, {"execute_generated_code": True})
+        evaluator = hydra.utils.instantiate(opted_in.post_hoc_evaluator)
+        assert isinstance(evaluator, Gsm8kCodeEval) and evaluator.allow_code_execution

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 OPT_IN_HINT = (
     "Gsm8kCodeEval executes model-generated Python code. It runs every program in a sandboxed "
     "child process (see docs/code_execution.md), but you must opt in explicitly: pass "
-    "allow_code_execution=True, or on the command line `+post_hoc_evaluator.allow_code_execution=true`."
+    "allow_code_execution=True in Python; in the shipped TinyGSM configs add `execute_generated_code=true` "
+    "to the command line."
 )
 
 
