@@ -248,6 +248,21 @@ def test_pred_collator_left_pads_prompt_and_keeps_target_apart(tok: SimpleSpaceT
     )
 
 
+def test_pred_collator_carries_scalar_row_fields_as_metadata(tok: SimpleSpaceTokenizer) -> None:
+    """Gold answers (and other scalar fields every row has) reach the predictor; token fields,
+    list fields and fields some rows lack do not."""
+    examples = [
+        {"prompt_ids": [10], "input_ids": [20], "answer": "72", "idx": 0, "extra": [1, 2], "only_here": 1.5},
+        {"prompt_ids": [11], "input_ids": [21], "answer": "3.5", "idx": 1, "extra": [3]},
+    ]
+    batch = ARLMSeq2SeqPredCollator(tok, add_eos=True, input_block_size=2, block_size=4)(examples)
+    assert batch["metadata"] == {"answer": ["72", "3.5"], "idx": [0, 1]}
+    plain = ARLMSeq2SeqPredCollator(tok, add_eos=True, input_block_size=2, block_size=4)(
+        [{"prompt_ids": [10], "input_ids": [20]}]
+    )
+    assert "metadata" not in plain
+
+
 def test_pred_collator_whole_block_and_max(tok: SimpleSpaceTokenizer) -> None:
     examples = [{"prompt_ids": [10, 11, 12], "input_ids": [20]}, {"prompt_ids": [13], "input_ids": [21, 22]}]
     block = ARLMSeq2SeqPredCollator(tok, add_eos=True, input_block_size=0, block_size=5)(examples)

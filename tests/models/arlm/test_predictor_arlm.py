@@ -321,6 +321,18 @@ def test_time_taken_and_to_dict_rows() -> None:
     assert "target" not in pred.to_dict(no_target, preds)[0]
 
 
+def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
+    collate = ARLMSeq2SeqPredCollator(TOK, block_size=6, input_block_size=4, add_bos="output", add_eos=True)
+    batch = collate([
+        {"prompt_ids": [word(1), word(2)], "input_ids": [], "answer": "12"},
+        {"prompt_ids": [word(5)], "input_ids": [], "answer": "7.5"},
+    ])
+    pred = greedy(CountingModel(len(TOK), stop_pos=5), max_steps=6, max_length=None)
+    rows = pred.to_dict(batch, pred.predict(batch), 0, 0, "prediction")
+    assert [r["answer"] for r in rows] == ["12", "7.5"]
+    assert [r["text"] for r in rows] == ["3 4", "2 3 4"]  # predictor-owned fields are not overwritten
+
+
 def test_predictions_feed_the_seq2seq_metrics() -> None:
     from xlm_arlm.metrics_arlm import seq2seq_exact_match_update_fn, seq2seq_token_accuracy_update_fn
     from xlm_core.metrics import ExactMatch, TokenAccuracy

@@ -36,6 +36,7 @@ __all__ = [
     "ARLMEmptyDataset",
     "prepare_prefix_ids_arlm",
     "print_batch_arlm",
+    "row_metadata",
 ]
 
 AddBos = Literal["input", "output"] | None
@@ -123,6 +124,23 @@ def _vocab_size(tokenizer: Tokenizer) -> int | None:
         return len(tokenizer)
     except TypeError:
         return None
+
+
+_TOKEN_KEYS = frozenset({"prompt_ids", "input_ids", "attention_mask", "token_type_ids", "target_ids"})
+_SCALAR_TYPES = (str, bool, int, float, type(None))
+
+
+def row_metadata(examples: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Each scalar non-token field that every example has (e.g. the gold ``answer``), as one list
+    per field, so predictors can copy it into the prediction rows that evaluators score."""
+    if not examples:
+        return {}
+    keys = [k for k in examples[0] if k not in _TOKEN_KEYS]
+    return {
+        key: [ex[key] for ex in examples]
+        for key in keys
+        if all(key in ex and isinstance(ex[key], _SCALAR_TYPES) for ex in examples)
+    }
 
 
 # region: helpers
@@ -495,9 +513,13 @@ class ARLMSeq2SeqPredCollator(ARLMSeq2SeqCollator):
         input_ids = [pad_list(p, p_width, self.pad_token_id, side="left") for p in prompts]
         masks = [[False] * (p_width - len(p)) + [True] * len(p) for p in prompts]
         targets = [pad_list(t, t_width, IGNORE_INDEX, side="right") for t in t_sides]
-        return {
+        batch: ARLMSeq2SeqPredictionBatch = {
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "attention_mask": torch.tensor(masks, dtype=torch.bool),
             "target_ids": torch.tensor(targets, dtype=torch.long).reshape(len(rows), t_width),
             "token_type_ids": torch.zeros(len(rows), p_width, dtype=torch.long),
         }
+        metadata = row_metadata(examples)
+        if metadata:
+            batch["metadata"] = metadata
+        return batch

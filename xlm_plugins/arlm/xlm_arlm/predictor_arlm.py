@@ -278,7 +278,8 @@ class ARLMPredictor:
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
         """One JSON-serialisable row per example: generated text, full row with special tokens,
-        ids, the prompt text, the target text (when the batch has ``target_ids``) and time taken."""
+        ids, the prompt text, the target text (when the batch has ``target_ids``), time taken, and
+        the row's ``metadata`` fields (e.g. the gold ``answer`` that post-hoc evaluators score)."""
         ids = preds["ids"].tolist()
         start = int(preds["output_start_idx"])
         prompt_ids = batch["input_ids"].tolist()
@@ -286,6 +287,7 @@ class ARLMPredictor:
         prompt_mask = prompt_mask.tolist() if prompt_mask is not None else [[1] * len(r) for r in prompt_ids]
         targets = batch.get("target_ids")
         target_rows = targets.tolist() if targets is not None else None
+        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
         rows: list[dict[str, Any]] = []
         for i, row_ids in enumerate(ids):
             row: dict[str, Any] = {
@@ -299,6 +301,8 @@ class ARLMPredictor:
             if target_rows is not None:
                 keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
                 row["target"] = self._decode_row(keep)
+            for key, values in metadata.items():
+                row.setdefault(key, values[i])
             rows.append(row)
         return rows
 

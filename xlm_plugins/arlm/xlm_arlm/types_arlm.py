@@ -12,7 +12,7 @@ Conventions shared by every ARLM batch:
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
@@ -54,13 +54,15 @@ class ARLMSeq2SeqPredictionBatch(TypedDict):
     """Generation batch: the left-padded prompt (+BOS) as ``input_ids``; the reference target apart.
 
     ``target_ids`` is target + EOS, right-padded with -100 to ``target_len`` (not aligned with
-    ``input_ids``); it is what the metrics compare generated tokens against.
+    ``input_ids``); it is what the metrics compare generated tokens against. ``metadata`` carries
+    each row's scalar non-token fields (e.g. the gold ``answer``) through to the prediction rows.
     """
 
     input_ids: Integer[TT, " batch prompt_len"]
     attention_mask: Bool[TT, " batch prompt_len"]
     target_ids: Integer[TT, " batch target_len"]
     token_type_ids: Integer[TT, " batch prompt_len"]
+    metadata: NotRequired[dict[str, list[Any]]]
 
 
 class ARLMLossDict(TypedDict):
