@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 import xlm_core.configs  # noqa: F401  (registers the ${xlm.cwd:} resolver)
 from xlm_core.data.datamodule import DataloaderSpec, SeededRandomSampler, XLMDataModule, prepare_datamodule
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+from xlm_core.plugins import get_registry
 from xlm_core.protocols import DummyNoiseSchedule
 from xlm_core.tasks.star_graphs import graph_key
 
@@ -22,7 +23,7 @@ def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
         return compose(
             config_name="config",
             overrides=[
-                "hydra.searchpath=[pkg://xlm_arlm.configs]",
+                f"hydra.searchpath=[{get_registry().get('arlm').searchpath}]",
                 "datamodule=star_easy_arlm",
                 "block_size=14",
                 "input_block_size=28",

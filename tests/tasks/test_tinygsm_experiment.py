@@ -18,6 +18,7 @@ from xlm_core.cli import main
 from xlm_core.data.auto_tokenizer import load_auto_tokenizer
 from xlm_core.data.dataset_manager import DatasetManager, parse_hub_id
 from xlm_core.jobs.common import trainer_kwargs
+from xlm_core.plugins import get_registry
 from xlm_core.tasks.code_exec import Gsm8kCodeEval
 from xlm_core.tasks.data_paths import (
     hub_unless_local,
@@ -47,7 +48,8 @@ DATASETS = {  # dataloader path -> dataset config name
 
 def _compose(*overrides: str) -> DictConfig:
     with initialize_config_module(config_module="xlm_core.configs", version_base="1.3"):
-        return compose(config_name="config", overrides=["hydra.searchpath=[pkg://xlm_arlm.configs]", *overrides])
+        searchpath = get_registry().get("arlm").searchpath
+        return compose(config_name="config", overrides=[f"hydra.searchpath=[{searchpath}]", *overrides])
 
 
 def _name_job(command: str, capsys: pytest.CaptureFixture[str]) -> DictConfig:

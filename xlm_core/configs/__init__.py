@@ -12,3 +12,8 @@ from omegaconf import OmegaConf
 
 # ${xlm.cwd:} is the directory the process was started in (Hydra never chdirs: hydra.job.chdir=false).
 OmegaConf.register_new_resolver("xlm.cwd", os.getcwd, replace=True)
+
+# The data resolvers of the TinyGSM/GSM8K configs (${xlm.shipped_data:...} and friends).
+from xlm_core.tasks.data_paths import register_resolvers  # noqa: E402
+
+register_resolvers()
