@@ -216,6 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses "
                    "(CPU: growth of the peak RSS of a fresh process; CUDA: max_memory_allocated growth)")
     p.add_argument("--no-small", action="store_true", help="skip the d_model 768 / 12-layer model")
+    p.add_argument("--small-batch", type=int, default=2, help="batch size of the small-model training rows")
     p.add_argument("--profile", action="store_true", help="print torch.profiler top ops per workload")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         s_ours, s_hf = build_ours(SMALL).to(device), build_hf(SMALL).to(device)
         copy_ours_to_hf(s_ours, s_hf)
         print(f"small model parameters: ours {count_params(s_ours):,}  HF {count_params(s_hf):,}")
-        sb, ss = 2, args.seq
+        sb, ss = args.small_batch, args.seq
         sbatch = make_train_batch(SMALL, sb, ss, device)
         o1, o2 = make_optimizer(s_ours, args.adamw), make_optimizer(s_hf, args.adamw)
         fns = {"ours": train_step_fn("ours", s_ours, sbatch, o1, amp),

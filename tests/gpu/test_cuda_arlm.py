@@ -1,0 +1,139 @@
+"""The ARLM on a CUDA device: KV cache == recomputation, fused SDPA kernels in training, bf16.
+
+Skipped without a GPU (CI has none); run on one with ``python -m pytest -q -m gpu tests/gpu``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from xlm_arlm.loss_arlm import ARLMLoss, positions_from_attention_mask
+from xlm_arlm.model_arlm import RotaryTransformerARLMModel
+from xlm_arlm.predictor_arlm import ARLMPredictor
+from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+TOK = SimpleSpaceTokenizer.for_numbers(50)
+PAD = TOK.pad_token_id
+CUDA = torch.device("cuda")
+
+
+def make_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> RotaryTransformerARLMModel:
+    """d_model 64, 2 layers, 4 heads (head_dim 16), dropout 0, on the GPU in eval mode."""
+    torch.manual_seed(seed)
+    model = RotaryTransformerARLMModel(
+        num_embeddings=len(TOK), d_model=64, num_layers=2, nhead=4, padding_idx=PAD,
+        dim_feedforward=128, dropout=0.0, rotary_emb_dim=16, max_length=128,
+    )
+    return model.to(device=CUDA, dtype=dtype).eval()
+
+
+def left_padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[PAD] * (width - len(r)) + r for r in rows], device=CUDA)
+    mask = torch.tensor([[False] * (width - len(r)) + [True] * len(r) for r in rows], device=CUDA)
+    return ids, mask
+
+
+def right_padded_lm_batch(lengths: list[int], seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A DefaultARLMCollator-style batch: target = input[1:] + [-100], padding -> PAD / -100."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.full((len(lengths), seq), PAD)
+    targets = torch.full((len(lengths), seq), -100)
+    for i, n in enumerate(lengths):
+        row = torch.randint(7, len(TOK), (n,), generator=g)
+        ids[i, :n] = row
+        targets[i, : n - 1] = row[1:]
+    return {"input_ids": ids.to(CUDA), "attention_mask": (ids != PAD).to(CUDA), "target_ids": targets.to(CUDA)}
+
+
+PROMPTS = [[12, 30, 8, 9, 40], [9, 9], [56, 7, 33, 20]]
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
+def test_kv_cache_incremental_equals_full_forward_on_cuda(dtype: torch.dtype, atol: float) -> None:
+    model = make_model(dtype=dtype)
+    ids, mask = left_padded(PROMPTS)
+    g = torch.Generator().manual_seed(3)
+    new = 6
+    cont = torch.randint(7, len(TOK), (3, new), generator=g).to(CUDA)
+    full_ids = torch.cat([ids, cont], 1)
+    full_mask = torch.cat([mask, torch.ones_like(cont, dtype=torch.bool)], 1)
+    pos = positions_from_attention_mask(full_mask)
+    with torch.inference_mode():
+        full = model(full_ids, full_mask, pos).float()
+        P = ids.shape[1]
+        model.set_kv_cache(batch_size=3, max_seq_length=P + new, device=CUDA)
+        steps = [model(ids, mask, pos[:, :P])]
+        for t in range(P, P + new):
+            steps.append(model(full_ids[:, t : t + 1], full_mask[:, : t + 1], pos[:, t : t + 1]))
+        model.clear_kv_cache()
+    incremental = torch.cat(steps, 1).float()
+    real = full_mask.unsqueeze(-1).expand_as(full)
+    assert torch.isfinite(incremental).all()
+    torch.testing.assert_close(incremental[real], full[real], rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_generation_with_cache_equals_recomputation_on_cuda(seed: int) -> None:
+    model = make_model(seed)
+    ids, mask = left_padded(PROMPTS)
+    kw = dict(max_steps=24, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model)
+    cached = ARLMPredictor(**kw).predict({"input_ids": ids, "attention_mask": mask})
+    recomputed = ARLMPredictor(**kw, use_kv_cache=False).predict({"input_ids": ids, "attention_mask": mask})
+    assert cached["ids"].device.type == "cuda"
+    assert torch.equal(cached["ids"], recomputed["ids"])
+    assert cached["text"] == recomputed["text"]
+    assert model.kv_cache_length == 0
+
+
+def _sdpa_kernels(fn) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key}
+
+
+@pytest.mark.parametrize("lengths", [[32, 32, 32, 32], [32, 20, 9, 27]], ids=["unpadded", "right-padded"])
+def test_bf16_training_step_uses_a_fused_sdpa_kernel_and_3d_mask_matches(lengths: list[int]) -> None:
+    model = make_model().train()
+    batch = right_padded_lm_batch(lengths, seq=32)
+    losses = {}
+    for use_3d in (False, True):
+        loss_fn = ARLMLoss(model=model, use_3d_mask=use_3d)
+
+        def step() -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(batch)["loss"]
+            loss.backward()
+            losses[use_3d] = loss.detach().float()
+
+        kernels = _sdpa_kernels(step)
+        assert any(k for k in kernels if "flash" in k or "efficient" in k or "cudnn" in k), kernels
+        assert not any("math" in k for k in kernels), f"math SDPA fallback in {kernels}"
+        model.zero_grad(set_to_none=True)
+    assert torch.isfinite(losses[False])
+    torch.testing.assert_close(losses[True], losses[False], rtol=0, atol=2e-2)
+
+
+def test_bf16_adamw_steps_reduce_the_loss_on_cuda() -> None:
+    model = make_model().train()
+    batch = right_padded_lm_batch([32, 20, 9, 27], seq=32)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
+    loss_fn = ARLMLoss(model=model)
+    history = []
+    for _ in range(30):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = loss_fn(batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history.append(loss.item())
+    assert all(map(lambda v: v == v, history))
+    assert history[-1] < 0.5 * history[0], history
