@@ -77,9 +77,16 @@ def weight_decay_param_groups(model: torch.nn.Module, weight_decay: float) -> li
     ]
 
 
-def build_optimizer(model: torch.nn.Module, optimizer_cfg: DictConfig | Mapping[str, Any] | None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module,
+    optimizer_cfg: DictConfig | Mapping[str, Any] | None,
+    amp_clipping: str | None = None,
+) -> torch.optim.Optimizer:
     """AdamW over the model's weight-decay groups (the fused kernel on CPU/CUDA unless the config says otherwise).
 
+    ``amp_clipping`` names the Lightning settings that rule the fused kernel out (e.g.
+    ``"trainer.precision=bf16-mixed with trainer.gradient_clip_val=1.0"``): Lightning cannot clip the
+    gradients of an optimizer that unscales them itself, so the default then picks the unfused kernel.
     A config with another ``_target_`` is instantiated with ``params=`` the same groups.
     """
     ocfg: dict[str, Any] = dict(OmegaConf.to_container(optimizer_cfg, resolve=True) if OmegaConf.is_config(optimizer_cfg)
@@ -99,8 +106,14 @@ def build_optimizer(model: torch.nn.Module, optimizer_cfg: DictConfig | Mapping[
         raise ValueError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
                          "fused, foreach.")
     fusable = all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for g in groups for p in g["params"])
+    if fused and amp_clipping:
+        raise ValueError(
+            f"optimizer.fused=true cannot be combined with {amp_clipping}: Lightning cannot clip the gradients of "
+            "a fused AdamW under mixed precision. Set optimizer.fused=null (the unfused kernel is then used) or "
+            "trainer.gradient_clip_val=null."
+        )
     if fused is None and foreach is None:
-        fused = True if fusable else None
+        fused = True if fusable and not amp_clipping else None
     impl = {k: v for k, v in (("fused", fused), ("foreach", foreach)) if v is not None}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **impl)  # type: ignore[arg-type]
 
@@ -291,7 +304,7 @@ class XLMHarness(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, self.cfg.get("optimizer"))
+        optimizer = build_optimizer(self.model, self.cfg.get("optimizer"), self._amp_clipping())
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps < 0:
             max_steps = int(self.trainer.estimated_stepping_batches)
@@ -299,6 +312,13 @@ class XLMHarness(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def _amp_clipping(self) -> str | None:
+        """The trainer settings under which Lightning clips AMP-scaled gradients, or None."""
+        precision, clip = str(self.trainer.precision), self.trainer.gradient_clip_val
+        if precision.endswith("-mixed") and clip:
+            return f"trainer.precision={precision} with trainer.gradient_clip_val={clip}"
+        return None
 
     # ------------------------------------------------------------------ steps
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -106,6 +106,29 @@ def test_trainer_steps_the_schedule_every_optimizer_step(tmp_path: Path) -> None
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.75)  # 3 of 4 warmup steps done
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32"])
+def test_mixed_precision_with_gradient_clipping_trains(tmp_path: Path, precision: str) -> None:
+    # Lightning cannot clip the gradients of a fused AdamW under AMP: the default (fused: null) must
+    # then pick the unfused kernel, so bf16-mixed + gradient_clip_val trains instead of raising.
+    cfg = compose_cfg(tmp_path, f"trainer.precision={precision}", "trainer.gradient_clip_val=1.0",
+                      "trainer.max_steps=2", "trainer.limit_val_batches=0", "~callbacks", "~logger")
+    harness = _harness(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(harness, datamodule=build_datamodule(cfg, harness.tokenizer, harness.noise_schedule))
+    assert trainer.global_step == 2
+    assert trainer.optimizers[0].defaults["fused"] is (None if precision == "bf16-mixed" else True)
+
+
+def test_explicit_fused_adamw_with_amp_clipping_is_a_config_error(tmp_path: Path) -> None:
+    cfg = compose_cfg(tmp_path, "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
+                      "optimizer.fused=true", "trainer.max_steps=2", "trainer.limit_val_batches=0",
+                      "~callbacks", "~logger")
+    harness = _harness(cfg)
+    trainer = build_trainer(cfg)
+    with pytest.raises(ValueError, match=r"optimizer.fused=true.*bf16-mixed.*gradient_clip_val=1.0"):
+        trainer.fit(harness, datamodule=build_datamodule(cfg, harness.tokenizer, harness.noise_schedule))
+
+
 def test_nan_guard_saves_a_checkpoint_of_finite_weights_then_raises(tmp_path: Path) -> None:
     cfg = compose_cfg(tmp_path, "optimizer.lr=1e12", "trainer.gradient_clip_val=null", "trainer.max_steps=50",
                       "trainer.limit_val_batches=0", "~callbacks", "~logger", "model.dropout=0")
