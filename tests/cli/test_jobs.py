@@ -102,3 +102,23 @@ def test_indivisible_global_batch_is_a_usage_error(tmp_path: Path, capsys: pytes
 def test_generate_without_checkpoint_says_how_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*TINY, "job_type=generate", f"paths.root_dir={tmp_path}"]) == 2
     assert "train first" in capsys.readouterr().err
+
+
+def test_training_summary_lists_every_quality_metric_the_run_reported(tmp_path: Path) -> None:
+    from xlm_core.jobs.train import format_summary
+
+    star = format_summary({"step": 3200, "val/lm/accumulated_loss": 0.15, "val/prediction/exact_match": 0.38,
+                           "val/prediction/token_accuracy": 0.5933}, tmp_path, 95302.0, None, None)
+    assert "exact match (val/prediction/exact_match): 38.00%" in star
+    assert "token accuracy (val/prediction/token_accuracy): 59.33%" in star
+    assert "throughput: 95,302 tokens/s" in star
+    gsm = format_summary({"step": 40, "val/lm/accumulated_loss": 5.73, "val/prediction/code_exec_accuracy": 0.25,
+                          "val/prediction/n_correct": 1.0, "val/prediction/n_total": 4.0,
+                          "val/prediction/gsm8k/code_exec_accuracy": 0.0, "val/prediction/gsm8k/n_correct": 0.0,
+                          "val/prediction/gsm8k/n_total": 100.0}, tmp_path, None, None, None)
+    assert "code exec accuracy (val/prediction/code_exec_accuracy): 25.00% (1/4 programs correct)" in gsm
+    assert "code exec accuracy (val/prediction/gsm8k/code_exec_accuracy): 0.00% (0/100 programs correct)" in gsm
+    assert "exact match" not in gsm and "throughput: n/a" in gsm
+    bare = format_summary({"step": 3, "val/lm/loss": 2.0}, tmp_path, None, None, None)
+    assert "validation loss (val/lm/accumulated_loss): 2.0000" in bare
+    assert "prediction metrics: n/a" in bare

@@ -42,6 +42,23 @@ def _fmt(value: float | None, pct: bool = False) -> str:
     return f"{100 * value:.2f}%" if pct else f"{value:.4f}"
 
 
+QUALITY_METRICS = ("exact_match", "token_accuracy", "code_exec_accuracy")
+
+
+def _quality_lines(metrics: dict[str, float]) -> list[str]:
+    """One line per validation quality metric the run reported (any prediction dataloader)."""
+    keys = sorted(k for k in metrics if k.startswith("val/prediction/") and k.rsplit("/", 1)[1] in QUALITY_METRICS)
+    lines = []
+    for key in keys:
+        prefix, name = key.rsplit("/", 1)
+        counts = ""
+        n_total = metrics.get(f"{prefix}/n_total")
+        if name == "code_exec_accuracy" and n_total:
+            counts = f" ({int(metrics.get(f'{prefix}/n_correct', 0))}/{int(n_total)} programs correct)"
+        lines.append(f"  {name.replace('_', ' ')} ({key}): {_fmt(metrics[key], pct=True)}{counts}")
+    return lines or ["  prediction metrics: n/a (no prediction dataloader was validated)"]
+
+
 def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
                    log_dir: str | None, plot: Path | None) -> str:
     """The end-of-training report: quality numbers, throughput and where the files are."""
@@ -49,8 +66,7 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
         "=" * 72,
         f"Training finished at step {int(metrics.get('step', 0))}",
         f"  validation loss (val/lm/accumulated_loss): {_fmt(metrics.get('val/lm/accumulated_loss', metrics.get('val/lm/loss')))}",
-        f"  exact match (val/prediction/exact_match):  {_fmt(metrics.get('val/prediction/exact_match'), pct=True)}",
-        f"  token accuracy (val/prediction/token_accuracy): {_fmt(metrics.get('val/prediction/token_accuracy'), pct=True)}",
+        *_quality_lines(metrics),
         f"  throughput: {tokens_per_second:,.0f} tokens/s" if tokens_per_second and not math.isnan(tokens_per_second)
         else "  throughput: n/a",
         f"  run directory: {run_dir}",
