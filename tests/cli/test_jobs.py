@@ -122,3 +122,38 @@ def test_training_summary_lists_every_quality_metric_the_run_reported(tmp_path: 
     bare = format_summary({"step": 3, "val/lm/loss": 2.0}, tmp_path, None, None, None)
     assert "validation loss (val/lm/accumulated_loss): 2.0000" in bare
     assert "prediction metrics: n/a" in bare
+
+
+@pytest.mark.parametrize("found_by", ["main_script", "beside_interpreter", "nowhere"])
+def test_ddp_relaunch_finds_the_xlm_program_without_an_activated_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found_by: str
+) -> None:
+    # Lightning reruns sys.argv for each DDP rank; the CLI hands Hydra argv[0] = "xlm". With
+    # `.venv/bin/xlm ...` run from a shell whose PATH lacks .venv/bin, `which xlm` finds nothing.
+    import __main__
+    import sys
+
+    from xlm_core.jobs import UsageError
+    from xlm_core.jobs.common import _ensure_argv0_is_a_path
+
+    bindir = tmp_path / "venv" / "bin"
+    bindir.mkdir(parents=True)
+    script = bindir / "xlm"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(__main__, "__spec__", None, raising=False)
+    monkeypatch.setattr(sys, "argv", ["xlm", "job_type=train"])
+    if found_by == "main_script":
+        script.write_text("#!/bin/sh\n")
+        monkeypatch.setattr(__main__, "__file__", str(script), raising=False)
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "elsewhere" / "python"))
+    else:
+        monkeypatch.setattr(__main__, "__file__", str(tmp_path / "pytest_runner.py"), raising=False)
+        monkeypatch.setattr(sys, "executable", str(bindir / "python"))
+        if found_by == "beside_interpreter":
+            script.write_text("#!/bin/sh\n")
+    if found_by == "nowhere":
+        with pytest.raises(UsageError, match=r"'xlm' was not found.*python -m xlm_core.cli"):
+            _ensure_argv0_is_a_path()
+        return
+    _ensure_argv0_is_a_path()
+    assert sys.argv == [str(script), "job_type=train"]

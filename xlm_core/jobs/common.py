@@ -163,13 +163,30 @@ def _instantiate_group(group: Any, what: str) -> list[Any]:
 
 
 def _ensure_argv0_is_a_path() -> None:
-    """Lightning's DDP launcher reruns ``sys.argv``; make ``argv[0]`` an absolute path it can execute."""
+    """Lightning's DDP launcher reruns ``sys.argv``; make ``argv[0]`` an absolute path it can execute.
+
+    The CLI hands Hydra ``argv[0] = "xlm"``; the executable is the running script (``__main__``),
+    else ``xlm`` on PATH, else the one beside the interpreter (a venv used without activating it).
+    """
     import __main__
 
-    if getattr(__main__, "__spec__", None) is None and sys.argv and not os.path.isabs(sys.argv[0]):
-        found = shutil.which(sys.argv[0])
-        if found:
-            sys.argv[0] = found
+    if getattr(__main__, "__spec__", None) is not None or not sys.argv or os.path.isabs(sys.argv[0]):
+        return  # `python -m ...` is relaunched by module name; an absolute path already works
+    name = sys.argv[0]
+    main_file = getattr(__main__, "__file__", None)
+    candidates = [
+        main_file if main_file and os.path.basename(main_file) == os.path.basename(name) else None,
+        shutil.which(name),
+        os.path.join(os.path.dirname(sys.executable), name),
+    ]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            sys.argv[0] = os.path.abspath(path)
+            return
+    raise UsageError(
+        f"Multi-process training relaunches this command, but its program {name!r} was not found (not on PATH, "
+        f"not beside {sys.executable}). Run it by its full path or as `python -m xlm_core.cli ...`."
+    )
 
 
 def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -> L.Trainer:
