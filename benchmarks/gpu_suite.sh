@@ -10,6 +10,7 @@ set -uo pipefail
 out=${1:-gpu_results}
 py=${2:-python}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # absolute: the steps run from the repository root
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 
