@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from xlm_core.jobs import UsageError
+from xlm_core.precision import resolve_precision
 
 __all__ = [
     "run_dir_of",
@@ -121,8 +122,8 @@ def _plain(cfg: Any) -> Any:
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg.trainer`` as lightning.Trainer kwargs with accumulation and validation interval in
-    optimizer steps worked out."""
+    """``cfg.trainer`` as lightning.Trainer kwargs with accumulation, validation interval (in
+    optimizer steps) and ``precision=auto`` worked out."""
     kw: dict[str, Any] = dict(_plain(cfg.get("trainer")) or {})
     kw.pop("_target_", None)
     devices = num_devices(kw.get("devices", "auto"), kw.get("accelerator"))
@@ -136,6 +137,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
                          f"(per_device_batch_size={per_device} x devices={devices} x num_nodes={nodes}) = {computed}; "
                          "set global_batch_size instead and leave accumulate_grad_batches null.")
     kw["accumulate_grad_batches"] = computed
+    kw["precision"] = resolve_precision(kw.get("precision"), kw.get("accelerator"))
     vci = kw.get("val_check_interval")
     if isinstance(vci, int) and not isinstance(vci, bool):
         kw["val_check_interval"] = vci * computed  # Lightning counts batches; the config counts optimizer steps

@@ -20,6 +20,7 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     load_for_evaluation,
 )
+from xlm_core.precision import autocast_for, resolve_precision
 
 __all__ = ["run", "generate", "generate_from_prompts", "prompts_of"]
 
@@ -63,12 +64,16 @@ def _device(cfg: DictConfig) -> torch.device:
 
 def generate_from_prompts(cfg: DictConfig, harness: Any, collator: Any, prompts: Sequence[str],
                           batch_size: int) -> list[dict[str, Any]]:
-    """Generate a continuation for each prompt with ``harness``'s predictor; one row per prompt."""
+    """Generate a continuation for each prompt with ``harness``'s predictor; one row per prompt.
+
+    Runs under the autocast of the resolved ``trainer.precision``, as the Trainer's predict loop does.
+    """
     tokenizer = harness.tokenizer
     device = _device(cfg)
     harness.to(device).eval()
+    precision = resolve_precision(OmegaConf.select(cfg, "trainer.precision"), device.type)
     rows: list[dict[str, Any]] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_for(precision, device.type):
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start : start + batch_size])
             examples = [{"prompt_ids": list(tokenizer.encode(p, add_special_tokens=False)), "input_ids": []}

@@ -24,6 +24,7 @@ from xlm_core.jobs.common import (
     save_run_config,
     update_metrics_json,
 )
+from xlm_core.precision import precision_note
 
 __all__ = ["run", "train", "resume_checkpoint", "format_summary"]
 
@@ -60,8 +61,8 @@ def _quality_lines(metrics: dict[str, float]) -> list[str]:
 
 
 def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
-                   log_dir: str | None, plot: Path | None) -> str:
-    """The end-of-training report: quality numbers, throughput and where the files are."""
+                   log_dir: str | None, plot: Path | None, precision: str | None = None) -> str:
+    """The end-of-training report: quality numbers, throughput, precision and where the files are."""
     lines = [
         "=" * 72,
         f"Training finished at step {int(metrics.get('step', 0))}",
@@ -69,6 +70,7 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
         *_quality_lines(metrics),
         f"  throughput: {tokens_per_second:,.0f} tokens/s" if tokens_per_second and not math.isnan(tokens_per_second)
         else "  throughput: n/a",
+        *([f"  precision: {precision}"] if precision else []),
         f"  run directory: {run_dir}",
         f"    config:      {run_dir / 'config.yaml'}",
         f"    checkpoints: {run_dir / 'checkpoints'}",
@@ -117,7 +119,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         plot = plot_curves(plotter.history, plotter.path)
     update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
     log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
-    echo(format_summary(metrics, run_dir, tps, log_dir, plot))
+    precision = precision_note(cfg.trainer.get("precision"), trainer.precision, trainer.strategy.root_device.type)
+    echo(format_summary(metrics, run_dir, tps, log_dir, plot, precision=precision))
     return metrics
 
 
