@@ -24,6 +24,7 @@ __all__ = [
     "resolve_precision",
     "precision_note",
     "autocast_for",
+    "autocast_dtype",
     "inference_autocast",
 ]
 
@@ -119,6 +120,11 @@ def autocast_for(precision: Any, device_type: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes matmuls in on ``device_type`` right now, or None outside autocast."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
 def inference_autocast(device_type: str) -> contextlib.AbstractContextManager:
     """Inside an enabled autocast region, the same autocast with its weight-cast cache on.
 
@@ -126,6 +132,7 @@ def inference_autocast(device_type: str) -> contextlib.AbstractContextManager:
     same weights for every token, so caching their low-precision copies saves one cast per matmul
     per step. Outside autocast this does nothing.
     """
-    if not torch.is_autocast_enabled(device_type):
+    dtype = autocast_dtype(device_type)
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type), cache_enabled=True)
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=True)

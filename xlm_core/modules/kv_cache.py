@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Integer
 from torch import Tensor as TT
 from torch import nn
 
@@ -63,6 +63,23 @@ class KVCache(nn.Module):
         self.v[:, :, start:end] = v_new.to(self.v.dtype)
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
+
+    def write(
+        self,
+        k_new: Float[TT, "batch n_heads 1 head_dim"],
+        v_new: Float[TT, "batch n_heads 1 head_dim"],
+        slot: Integer[TT, ""],
+    ) -> tuple[Float[TT, "batch n_heads slots head_dim"], Float[TT, "batch n_heads slots head_dim"]]:
+        """Write one step's keys/values at slot ``slot`` (a tensor) and return every slot.
+
+        The static-shape counterpart of :meth:`update` for compiled / graph-captured decoding: no
+        host sync, no Python state, the same output shape every step (the caller masks unfilled
+        slots and tracks which slot is next; ``length`` is not advanced).
+        """
+        index = slot.reshape(1)
+        self.k.index_copy_(2, index, k_new.to(self.k.dtype))
+        self.v.index_copy_(2, index, v_new.to(self.v.dtype))
+        return self.k, self.v
 
     def reset(self) -> None:
         """Mark every slot empty (the buffers are kept for reuse)."""

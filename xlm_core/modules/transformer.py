@@ -7,7 +7,7 @@ from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -149,10 +149,15 @@ class RotaryTransformerLayer(nn.Module):
         sin: Float[TT, "batch 1 seq_len rotary_dim"],
         attn_mask: Bool[TT, "batch 1 seq_len key_len"] | None = None,
         is_causal: bool = False,
+        cache_slot: Integer[TT, ""] | None = None,
     ) -> Float[TT, "batch seq_len d_model"]:
-        """``attn_mask``/``is_causal`` come from :func:`build_attention_mask` (True = attend)."""
+        """``attn_mask``/``is_causal`` come from :func:`build_attention_mask` (True = attend).
+
+        ``cache_slot`` selects static-shape decoding: the one new token's keys/values are written at
+        that cache slot and attention runs over every slot, with ``attn_mask`` hiding the unfilled ones.
+        """
         drop = self.training and self.dropout > 0  # skip the no-op Dropout calls (cheaper decoding)
-        h = self._attention(self.norm1(x), cos, sin, attn_mask, is_causal)
+        h = self._attention(self.norm1(x), cos, sin, attn_mask, is_causal, cache_slot)
         x = x + (self.dropout1(h) if drop else h)
         h = self.mlp(self.norm2(x))
         return x + (self.dropout2(h) if drop else h)
@@ -164,6 +169,7 @@ class RotaryTransformerLayer(nn.Module):
         sin: Float[TT, "batch 1 seq_len rotary_dim"],
         attn_mask: Bool[TT, "batch 1 seq_len key_len"] | None,
         is_causal: bool,
+        cache_slot: Integer[TT, ""] | None = None,
     ) -> Float[TT, "batch seq_len d_model"]:
         B, L, D = x.shape
         qkv = self.attn_qkv(x)  # (B, L, 3D)
@@ -172,9 +178,12 @@ class RotaryTransformerLayer(nn.Module):
         q, k = apply_rotary_emb(qkv[:2], cos, sin).unbind(0)  # each (B, H, L, Dh)
         v = qkv[2]
         if self.kv_cache is not None:
-            k, v = self.kv_cache.update(k, v)  # (B, H, S, Dh), S = filled slots
+            if cache_slot is None:
+                k, v = self.kv_cache.update(k, v)  # (B, H, S, Dh), S = filled slots
+            else:
+                k, v = self.kv_cache.write(k, v, cache_slot)  # (B, H, S, Dh), S = all slots
             k, v = k.to(q.dtype), v.to(q.dtype)
-        with self._sdpa_backends(q):
+        with self._sdpa_backends(q, static=cache_slot is not None):
             y = F.scaled_dot_product_attention(
                 q, k, v,
                 attn_mask=attn_mask,
@@ -184,9 +193,13 @@ class RotaryTransformerLayer(nn.Module):
         y = y.transpose(1, 2).reshape(B, L, D)
         return self.o_proj(y)
 
-    def _sdpa_backends(self, q: TT) -> contextlib.AbstractContextManager:
+    def _sdpa_backends(self, q: TT, static: bool = False) -> contextlib.AbstractContextManager:
         if self.force_flash_attn and q.is_cuda:
             return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])
+        if static and not q.is_cuda:
+            # One query over every slot with a mask: torch.compile fuses the math form into one kernel,
+            # while the CPU flash kernel with a mask costs ~1 ms a call (docs/performance.md).
+            return sdpa_kernel([SDPBackend.MATH])
         return contextlib.nullcontext()
 
 

@@ -136,6 +136,31 @@ class RotaryTransformerARLMModel(nn.Module):
             x = x[:, -logits_to_keep:]  # (B, N, D)
         return self.final_layer(x)  # (B, L | N, V)
 
+    def decode_step(
+        self,
+        token: Integer[TT, "batch 1"],
+        position: Integer[TT, "batch 1"],
+        slot: Integer[TT, ""],
+        key_mask: Bool[TT, "batch slots"],
+    ) -> Float[TT, "batch vocab_size"]:
+        """Next-token logits for one new token per row, written to cache slot ``slot``.
+
+        The static-shape decoding step (for torch.compile / CUDA graphs): every tensor has the same
+        shape each step, nothing synchronises with the host and no input is checked (the caller,
+        ``ARLMPredictor``, produces them). ``key_mask`` covers all cache slots (True = real token);
+        slots after ``slot`` are hidden here, so the caller may pass one mask for the whole call.
+        Same result as ``forward`` of the token with a cache, up to floating-point reduction order.
+        """
+        if any(layer.kv_cache is None for layer in self.layers):
+            raise ValueError("decode_step writes into the KV cache: call set_kv_cache (and fill it) first.")
+        slots = torch.arange(key_mask.shape[1], device=key_mask.device)
+        mask = (key_mask & (slots <= slot))[:, None, None, :]  # (B, 1, 1, S)
+        cos, sin = self.rotary_emb.cos_sin(position)  # (B, 1, 1, rotary_dim)
+        x = self.embed_tokens(token)  # (B, 1, D)
+        for layer in self.layers:
+            x = layer(x, cos, sin, attn_mask=mask, cache_slot=slot)
+        return self.final_layer(x)[:, -1]  # (B, V)
+
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
         """Fail with a readable message on out-of-range ids/positions.
 

@@ -2,7 +2,9 @@
 
 One forward over the (left-padded) prompt fills the model's key/value cache; then each step feeds
 only the newly sampled token. A model without ``set_kv_cache`` (or ``use_kv_cache=False``) is
-handled by recomputing the whole prefix every step, which produces the same ids.
+handled by recomputing the whole prefix every step, which produces the same ids. With
+``compile_decode`` the steps run through the model's static-shape ``decode_step``, compiled on the
+CPU or captured as a CUDA graph on a GPU (``xlm_core.modules.decode_step``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
+from xlm_core.precision import autocast_dtype, inference_autocast
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
 
-__all__ = ["ARLMPredictor", "SAMPLING_METHODS"]
+__all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
 SAMPLING_METHODS = ("sample", "sample_top_k", "sample_top_p")
+# compile_decode="auto": decoding steps run eagerly before compiling pays off, per device type
+# (benchmarks/decode_step.py measures compile cost / time saved per step; docs/performance.md).
+COMPILE_BREAK_EVEN_STEPS = {"cpu": 4096, "cuda": 16}
 
 
 class ARLMPredictor:
@@ -41,6 +48,12 @@ class ARLMPredictor:
         use_kv_cache: False recomputes the whole prefix each step (reference / benchmark path).
         stop_check_interval: steps between checks that every row has finished (each check
             synchronises with the device; the output does not depend on this value).
+        compile_decode: run the decoding steps through the model's static-shape ``decode_step``,
+            torch.compile'd on the CPU or replayed as a CUDA graph on a GPU. ``True``: always (the
+            model must have ``decode_step``); ``False``: the eager path; ``"auto"``: eagerly until this
+            predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[device]`` steps (as many as the compile or
+            capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
+            autocast, rounding may differ in rare near-ties.
     """
 
     def __init__(
@@ -57,6 +70,7 @@ class ARLMPredictor:
         seed: int | None = None,
         use_kv_cache: bool = True,
         stop_check_interval: int = 8,
+        compile_decode: bool | Literal["auto"] = "auto",
     ) -> None:
         if tokenizer is None:
             raise ValueError("ARLMPredictor needs a tokenizer (for EOS/PAD ids and decoding).")
@@ -76,6 +90,8 @@ class ARLMPredictor:
             raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top=1 for greedy.")
         if not isinstance(stop_check_interval, int) or stop_check_interval < 1:
             raise ValueError(f"stop_check_interval must be an int >= 1, got {stop_check_interval!r}.")
+        if compile_decode not in (True, False, "auto"):
+            raise ValueError(f"compile_decode must be true, false or 'auto', got {compile_decode!r}.")
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         if pad is None and eos is None:
             raise ValueError("The tokenizer has neither a pad nor an EOS token; ARLMPredictor needs one to pad rows.")
@@ -91,9 +107,12 @@ class ARLMPredictor:
         self.seed = seed
         self.use_kv_cache = use_kv_cache
         self.stop_check_interval = stop_check_interval
+        self.compile_decode = compile_decode
         self.eos_token_id: int | None = eos
         self.pad_token_id: int = pad if pad is not None else eos
         self._generators: dict[str, torch.Generator] = {}
+        self._decoder: StaticDecoder | None = None
+        self._eager_steps: dict[str, int] = {}  # decoding steps run eagerly so far, per device type
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -138,6 +157,26 @@ class ARLMPredictor:
                 "0..0 1..1); use ARLMSeq2SeqPredCollator, or add a BOS token to empty prompts."
             )
 
+    def _static_decoder(self, model: Any, device: torch.device, num_new: int) -> StaticDecoder | None:
+        """The compiled / graph-captured decoder for this call, or None for the eager steps."""
+        if self.compile_decode is False:
+            return None
+        backend = decode_backend(device)
+        usable = backend is not None and hasattr(model, "decode_step")
+        if self.compile_decode is True and not usable:
+            raise ValueError(
+                f"compile_decode=true needs a model with decode_step on a CPU or CUDA device; got "
+                f"{type(model).__name__} on {device}. Set compile_decode to false or 'auto'."
+            )
+        if self.compile_decode == "auto":
+            break_even = COMPILE_BREAK_EVEN_STEPS.get(device.type)
+            if not usable or break_even is None or self._eager_steps.get(device.type, 0) + num_new < break_even:
+                return None
+        assert backend is not None
+        if self._decoder is None or self._decoder.model is not model or self._decoder.backend != backend:
+            self._decoder = StaticDecoder(model, backend)
+        return self._decoder
+
     def _num_new_tokens(self, prompt_len: int, max_new_tokens: int | None) -> int:
         steps = self.max_steps if max_new_tokens is None else max_new_tokens
         if self.max_length is not None:
@@ -169,13 +208,20 @@ class ARLMPredictor:
         finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
         finish_step = torch.full((batch_size,), num_new, dtype=torch.long, device=device)
         use_cache = self.use_kv_cache and hasattr(model, "set_kv_cache")
+        decoder = self._static_decoder(model, device, num_new) if use_cache and num_new > 1 else None
+        # The last generated token is never fed back, so the cache needs total - 1 slots.
+        slots = cache_slots(total - 1) if decoder is not None else total - 1
         steps_done = 0
         if use_cache:
-            # The last generated token is never fed back, so the cache needs total - 1 slots.
-            model.set_kv_cache(batch_size, total - 1, device=device)
+            # Under autocast keys/values are computed in its dtype: store them so (None: the model's dtype).
+            model.set_kv_cache(batch_size, slots, device=device, dtype=autocast_dtype(device.type))
         last_only = {"logits_to_keep": 1} if _accepts_keyword(model, "logits_to_keep") else {}
         try:
             logits = model(prompt_ids, prompt_mask, prompt_positions, **last_only)
+            if decoder is not None:
+                key_mask = torch.zeros((batch_size, slots), dtype=torch.bool, device=device)
+                key_mask[:, : total - 1] = feed_mask[:, : total - 1]
+                slot_of_step = torch.arange(prompt_len, total - 1, device=device)
             for step in range(num_new):
                 token = self.sample(logits[:, -1], generator)
                 token = torch.where(finished, self.pad_token_id, token)
@@ -190,7 +236,12 @@ class ARLMPredictor:
                 if eos is not None and steps_done % self.stop_check_interval == 0 and bool(finished.all()):
                     break
                 cur = prompt_len + steps_done
-                if use_cache:
+                if decoder is not None:
+                    step_in = (ids[:, cur - 1 : cur], (num_real + step).unsqueeze(1), slot_of_step[step], key_mask)
+                    if step == 0:
+                        decoder.begin(*step_in)
+                    logits = decoder.step(*step_in).unsqueeze(1)
+                elif use_cache:
                     new_positions = (num_real + step).unsqueeze(1)
                     logits = model(ids[:, cur - 1 : cur], feed_mask[:, :cur], new_positions)
                 else:
@@ -198,8 +249,12 @@ class ARLMPredictor:
                     positions = torch.cat([prompt_positions, gen_positions], dim=1)
                     logits = model(ids[:, :cur], feed_mask[:, :cur], positions, **last_only)
         finally:
+            if decoder is not None:
+                decoder.end()
             if use_cache:
                 model.clear_kv_cache()
+        if use_cache and decoder is None:
+            self._eager_steps[device.type] = self._eager_steps.get(device.type, 0) + steps_done
 
         # Drop trailing all-PAD columns left by a late stop check, so output is independent of it.
         out_new = steps_done
@@ -242,7 +297,7 @@ class ARLMPredictor:
             model.eval()
         start = time.perf_counter()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_autocast(input_ids.device.type):
                 ids, out_mask = self._generate(model, input_ids.long(), attention_mask, num_new, generator)
             if ids.device.type == "cuda":
                 torch.cuda.synchronize(ids.device)
