@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import contextlib
+
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
@@ -36,6 +38,22 @@ def decode_backend(device: torch.device) -> Backend | None:
 def cache_slots(needed: int) -> int:
     """KV-cache slots for a call that needs ``needed``: rounded up to a multiple of SLOT_MULTIPLE."""
     return -(-needed // SLOT_MULTIPLE) * SLOT_MULTIPLE
+
+
+def _skip_guard_eval() -> contextlib.AbstractContextManager:
+    """Skip Dynamo's guard evaluation (up to ~10 % of a CPU step) for the second and later steps of a call.
+
+    Safe here by construction: within one call every step passes tensors of the same shapes, dtypes
+    and strides, the same weights and modules, under the same grad/autocast state as the first step,
+    whose guards were checked; only the differentiating guards between compiled graphs still run.
+    """
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is None:
+        return contextlib.nullcontext()
+    try:
+        return set_stance("default", skip_guard_eval_unsafe=True)
+    except TypeError:  # torch without skip_guard_eval_unsafe
+        return contextlib.nullcontext()
 
 
 class _Step(nn.Module):
@@ -71,6 +89,7 @@ class StaticDecoder:
         self._graph: Any = None
         self._static_in: tuple[TT, ...] = ()
         self._static_out: TT | None = None
+        self._guards_checked = False
 
     def _call(self, params: dict[str, TT], token: TT, position: TT, slot: TT, key_mask: TT) -> TT:
         return torch.func.functional_call(self._module, params, (token, position, slot, key_mask), strict=False)
@@ -96,6 +115,7 @@ class StaticDecoder:
     ) -> None:
         """Prepare a generation call whose first step has these inputs (the KV cache must be set)."""
         self._params = self._low_precision_linears(token.device.type)
+        self._guards_checked = False
         if self.backend != "cuda_graph":
             return
         self._static_in = tuple(t.clone() for t in (token, position, slot, key_mask))
@@ -123,8 +143,13 @@ class StaticDecoder:
             self._graph.replay()
             assert self._static_out is not None
             return self._static_out
-        fn = self._compiled if self._compiled is not None else self._call
-        return fn(self._params, token, position, slot, key_mask)
+        if self._compiled is None:
+            return self._call(self._params, token, position, slot, key_mask)
+        if not self._guards_checked:  # the call's first step: Dynamo checks its guards (and compiles)
+            self._guards_checked = True
+            return self._compiled(self._params, token, position, slot, key_mask)
+        with _skip_guard_eval():
+            return self._compiled(self._params, token, position, slot, key_mask)
 
     def end(self) -> None:
         """Release the call's CUDA graph and low-precision weight copies."""

@@ -25,9 +25,12 @@ from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
 SAMPLING_METHODS = ("sample", "sample_top_k", "sample_top_p")
-# compile_decode="auto": decoding steps run eagerly before compiling pays off, per device type
-# (benchmarks/decode_step.py measures compile cost / time saved per step; docs/performance.md).
-COMPILE_BREAK_EVEN_STEPS = {"cpu": 4096, "cuda": 16}
+# compile_decode="auto": decoding steps run eagerly before compiling pays off, per (device type,
+# "fp32" | "mixed" = under autocast). benchmarks/decode_step.py measures compile cost / time saved per
+# step; the CPU values sit between its warm- and cold-cache break-evens (docs/performance.md); CUDA's
+# is an estimate (a capture costs about three eager steps) until measured on a GPU.
+COMPILE_BREAK_EVEN_STEPS = {("cpu", "mixed"): 20_000, ("cpu", "fp32"): 100_000, ("cuda", "mixed"): 16,
+                            ("cuda", "fp32"): 16}
 
 
 class ARLMPredictor:
@@ -51,8 +54,8 @@ class ARLMPredictor:
         compile_decode: run the decoding steps through the model's static-shape ``decode_step``,
             torch.compile'd on the CPU or replayed as a CUDA graph on a GPU. ``True``: always (the
             model must have ``decode_step``); ``False``: the eager path; ``"auto"``: eagerly until this
-            predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[device]`` steps (as many as the compile or
-            capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
+            predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[(device type, precision)]`` steps (as
+            many as the compile or capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
             autocast, rounding may differ in rare near-ties.
     """
 
@@ -112,7 +115,7 @@ class ARLMPredictor:
         self.pad_token_id: int = pad if pad is not None else eos
         self._generators: dict[str, torch.Generator] = {}
         self._decoder: StaticDecoder | None = None
-        self._eager_steps: dict[str, int] = {}  # decoding steps run eagerly so far, per device type
+        self._eager_steps: dict[tuple[str, str], int] = {}  # decoding steps run eagerly so far
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -169,8 +172,9 @@ class ARLMPredictor:
                 f"{type(model).__name__} on {device}. Set compile_decode to false or 'auto'."
             )
         if self.compile_decode == "auto":
-            break_even = COMPILE_BREAK_EVEN_STEPS.get(device.type)
-            if not usable or break_even is None or self._eager_steps.get(device.type, 0) + num_new < break_even:
+            key = _break_even_key(device)
+            break_even = COMPILE_BREAK_EVEN_STEPS.get(key)
+            if not usable or break_even is None or self._eager_steps.get(key, 0) + num_new < break_even:
                 return None
         assert backend is not None
         if self._decoder is None or self._decoder.model is not model or self._decoder.backend != backend:
@@ -254,7 +258,8 @@ class ARLMPredictor:
             if use_cache:
                 model.clear_kv_cache()
         if use_cache and decoder is None:
-            self._eager_steps[device.type] = self._eager_steps.get(device.type, 0) + steps_done
+            key = _break_even_key(device)
+            self._eager_steps[key] = self._eager_steps.get(key, 0) + steps_done
 
         # Drop trailing all-PAD columns left by a late stop check, so output is independent of it.
         out_new = steps_done
@@ -410,6 +415,11 @@ class ARLMPredictor:
             )
             outputs.extend(preds["text"])
         return outputs
+
+
+def _break_even_key(device: torch.device) -> tuple[str, str]:
+    """(device type, "mixed" under autocast else "fp32"): the key of COMPILE_BREAK_EVEN_STEPS."""
+    return device.type, "fp32" if autocast_dtype(device.type) is None else "mixed"
 
 
 def _accepts_keyword(model: Any, name: str) -> bool:
