@@ -6,12 +6,17 @@ checked to agree), then timed side by side with alternating order (median of ``-
     ffn 1024, batch 8, seq 256: ours with a plain causal call + cross-entropy, ours through
     ARLMLoss (default path and the spec's literal 3-D mask), HF with ``labels=``;
   - greedy generation, 32-token prompts + 224 new tokens, batch 8 and 1: ARLMPredictor
-    (sample_top_k, top=1) vs ``model.generate(do_sample=False, use_cache=True)``;
+    (sample_top_k, top=1), eager and with its compiled / CUDA-graph decoding step
+    (``compile_decode=True``), against three Hugging Face baselines: the default
+    ``model.generate(do_sample=False, use_cache=True)``, the same with a static cache and a
+    torch.compile'd forward (HF's fastest documented path), both under the same precision as ours,
+    and (in a bf16 run) the default generate in fp32;
   - the spec's small model (d_model 768, 12 layers, 12 heads, ffn 3072) training at batch 2;
   - peak memory of each, each measured in a fresh subprocess (see ``--help`` of --no-memory).
 
     python benchmarks/compare_hf.py                 # CPU, fp32, 2 threads (docs/performance.md)
     python benchmarks/compare_hf.py --quick         # a fast smoke run
+    python benchmarks/compare_hf.py --dtype bf16    # CPU, bf16 autocast for both (trainer.precision=bf16-mixed)
     python benchmarks/compare_hf.py --device cuda --dtype bf16   # GPU: adds MFU + SDPA kernels
 """
 
@@ -23,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +57,9 @@ from xlm_arlm.predictor_arlm import ARLMPredictor  # noqa: E402
 BASE = Shape(vocab=1000, d_model=256, layers=4, heads=4, ffn=1024, rotary_dim=64)
 SMALL = Shape(vocab=1000, d_model=768, layers=12, heads=12, ffn=3072, rotary_dim=64)
 TRAIN_KINDS = ("ours", "ours_loss_default", "ours_loss_3d", "hf")
-GEN_KINDS = ("ours", "hf")
+GEN_KINDS = ("ours", "hf")  # the memory rows
+GEN_LABELS = {"ours": "ARLMPredictor (eager)", "ours_compiled": "ARLMPredictor compile_decode",
+              "hf": "HF generate", "hf_static": "HF static cache+compile", "hf_fp32": "HF generate, fp32"}
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -103,24 +111,62 @@ def make_prompts(shape: Shape, batch: int, prompt_len: int, device: torch.device
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool)}
 
 
-def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], new_tokens: int
-           ) -> Callable[[], torch.Tensor]:
-    """Greedy generation of exactly ``new_tokens`` tokens per prompt; returns all ids."""
-    if kind == "hf":
+def prepare_hf_static(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """HF's fastest documented generation path: a static KV cache and a compiled forward.
+
+    On CUDA ``generate`` compiles the decoding forward itself when the cache is static (its default
+    ``CompileConfig``: mode "reduce-overhead", i.e. CUDA graphs); elsewhere the forward is compiled
+    here, as the HF docs show for static caches.
+    """
+    model.generation_config.cache_implementation = "static"
+    if device.type != "cuda":
+        model.forward = torch.compile(model.forward, fullgraph=True, dynamic=False)
+    return model
+
+
+def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], new_tokens: int,
+           amp: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Callable[[], torch.Tensor]:
+    """Greedy generation of exactly ``new_tokens`` tokens per prompt under ``amp``; returns all ids."""
+    if kind.startswith("hf"):
         mask = prompts["attention_mask"].long()
 
         def run_hf() -> torch.Tensor:
-            return model.generate(
-                input_ids=prompts["input_ids"], attention_mask=mask, do_sample=False, use_cache=True,
-                max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None,
-            )
+            with amp():
+                return model.generate(
+                    input_ids=prompts["input_ids"], attention_mask=mask, do_sample=False, use_cache=True,
+                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None,
+                )
 
         return run_hf
     predictor = ARLMPredictor(
         max_steps=new_tokens, max_length=None, tokenizer=NoEosTokenizer(),
-        sampling_method="sample_top_k", top=1, model=model,
+        sampling_method="sample_top_k", top=1, model=model, compile_decode=kind == "ours_compiled",
     )
-    return lambda: predictor.predict(prompts)["ids"]
+
+    def run_ours() -> torch.Tensor:
+        with amp():
+            return predictor.predict(prompts)["ids"]
+
+    return run_ours
+
+
+def gen_pairs(device: torch.device, batch: int, mixed: bool) -> list[tuple[str, str, float | None]]:
+    """(ours path, baseline, target ratio) rows of one generation batch size.
+
+    Targets: >= 2x (CPU, batch 8) or 3x (GPU) HF's default generate as users run it (fp32), and
+    >= 1x HF's static cache + compile under the same precision as ours.
+    """
+    default = "hf_fp32" if mixed else "hf"
+    default_target = 3.0 if device.type == "cuda" else (2.0 if batch == 8 else None)
+    pairs = [("ours_compiled", default, default_target), ("ours_compiled", "hf_static", 1.0)]
+    if mixed:
+        pairs.append(("ours_compiled", "hf", None))
+    return pairs + [("ours", default, None), ("ours", "hf_static", None)] + ([("ours", "hf", None)] if mixed else [])
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor, start: int) -> float:
+    """Fraction of generated positions (after ``start``) where two greedy outputs hold the same id."""
+    return (a[:, start:] == b[:, start:]).float().mean().item()
 
 
 # ----------------------------------------------------------------------------- memory (child)
@@ -150,8 +196,7 @@ def memory_child(args: argparse.Namespace) -> None:
         for _ in range(3):
             step()
     else:
-        model = model.to(DTYPES[args.dtype]).eval()
-        gen_fn(kind, model, data, args.new_tokens)()
+        gen_fn(kind, model.eval(), data, args.new_tokens, amp_context(args))()
     sync(device)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - before) / 2**20
@@ -180,7 +225,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def amp_context(args: argparse.Namespace) -> Callable[[], contextlib.AbstractContextManager]:
-    """Training precision: fp32, or bf16 autocast (what ``trainer.precision=bf16-mixed`` does)."""
+    """Precision of every workload: fp32, or bf16 autocast (what ``trainer.precision=bf16-mixed`` does)."""
     if args.dtype == "bf16":
         return lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -200,8 +245,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
-                   help="bf16: autocast for training, bf16 weights for generation")
+                   help="bf16: bf16 autocast (trainer.precision=bf16-mixed) for training and generation")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: time by process CPU time (a CPU shared with other jobs; use with --threads 1)")
     p.add_argument("--quick", action="store_true", help="fewer repeats, shorter generation, no small model")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
@@ -239,7 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = torch.device(args.device)
     amp = amp_context(args)
+    args.load_at_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
+    gen_info: list[dict[str, Any]] = []
 
     # --- build and check equivalence ------------------------------------------------------
     torch.manual_seed(0)
@@ -260,21 +309,26 @@ def main(argv: list[str] | None = None) -> None:
     opt_ours, opt_hf = make_optimizer(ours, args.adamw), make_optimizer(hf, args.adamw)
     steps = {k: train_step_fn(k, hf if k == "hf" else ours, batch, opt_hf if k == "hf" else opt_ours, amp)
              for k in TRAIN_KINDS}
+    if args.dtype != "fp32":  # what switching precision gains over HF as most users run it
+        steps["hf_fp32"] = train_step_fn("hf", hf, batch, opt_hf, contextlib.nullcontext)
     if args.compile:
         ours_c, hf_c = torch.compile(ours), torch.compile(hf)
         steps["ours_compiled"] = train_step_fn("ours", ours_c, batch, opt_ours, amp)
         steps["hf_compiled"] = train_step_fn("hf", hf_c, batch, opt_hf, amp)
-    secs = time_alternating(steps, args.warmup, args.repeats, device)
+    secs = time_alternating(steps, args.warmup, args.repeats, device, args.clock)
     tokens = args.batch * args.seq
     flops = train_flops_per_token(BASE, args.seq)
     hf_tps = tokens / secs["hf"]
     label = f"train d256 L4 b{args.batch} s{args.seq}"
     for kind, target in (("ours", 1.2), ("ours_loss_default", None), ("ours_loss_3d", None)):
-        rows.append({"workload": label, "ours": kind, "ours_tok_s": tokens / secs[kind], "hf_tok_s": hf_tps,
-                     "target": target, "mfu_ours": mfu(tokens / secs[kind], flops, args.peak_tflops),
+        rows.append({"workload": label, "ours": kind, "baseline": "HF", "ours_tok_s": tokens / secs[kind],
+                     "hf_tok_s": hf_tps, "target": target, "mfu_ours": mfu(tokens / secs[kind], flops, args.peak_tflops),
                      "mfu_hf": mfu(hf_tps, flops, args.peak_tflops)})
+    if "hf_fp32" in secs:
+        rows.append({"workload": label, "ours": "ours", "baseline": "HF fp32", "ours_tok_s": tokens / secs["ours"],
+                     "hf_tok_s": tokens / secs["hf_fp32"], "target": None})
     if args.compile:
-        rows.append({"workload": label + " compiled", "ours": "ours (torch.compile)",
+        rows.append({"workload": label + " compiled", "ours": "ours (torch.compile)", "baseline": "HF (torch.compile)",
                      "ours_tok_s": tokens / secs["ours_compiled"], "hf_tok_s": tokens / secs["hf_compiled"],
                      "target": None})
     if args.profile:
@@ -285,27 +339,53 @@ def main(argv: list[str] | None = None) -> None:
 
     # --- generation -----------------------------------------------------------------------
     copy_ours_to_hf(ours, hf)  # training moved them apart; generate from identical weights
-    gen_ours, gen_hf = ours.eval().to(DTYPES[args.dtype]), hf.eval().to(DTYPES[args.dtype])
-    for gen_batch, target in ((8, 3.0), (1, 2.0)):
+    hf_static = prepare_hf_static(build_hf(BASE).to(device), device)
+    copy_ours_to_hf(ours, hf_static)
+    gen_ours, gen_hf = ours.eval(), hf.eval()
+    models = {"ours": gen_ours, "ours_compiled": gen_ours, "hf": gen_hf, "hf_static": hf_static.eval(),
+              "hf_fp32": gen_hf}
+    mixed = args.dtype != "fp32"
+    for gen_batch in (8, 1):
         prompts = make_prompts(BASE, gen_batch, args.prompt_len, device)
-        fns = {"ours": gen_fn("ours", gen_ours, prompts, args.new_tokens),
-               "hf": gen_fn("hf", gen_hf, prompts, args.new_tokens)}
-        out_ours, out_hf = fns["ours"](), fns["hf"]()
-        if out_ours.shape != out_hf.shape:
-            raise SystemExit(f"generation shapes differ: ours {tuple(out_ours.shape)} vs HF {tuple(out_hf.shape)}")
-        agree = (out_ours[:, args.prompt_len:] == out_hf[:, args.prompt_len:]).float().mean().item()
-        secs = time_alternating(fns, max(args.warmup - 1, 0), args.repeats, device)
+        kinds = ["ours", "ours_compiled", "hf", "hf_static"] + (["hf_fp32"] if mixed else [])
+        fns = {k: gen_fn(k, models[k], prompts, args.new_tokens, contextlib.nullcontext if k == "hf_fp32" else amp)
+               for k in kinds}
+        started = {}
+        outs = {}
+        for k in kinds:  # first calls: compilation, and the ids each path generates
+            t0 = time.perf_counter()
+            outs[k] = fns[k]()
+            sync(device)
+            started[k] = time.perf_counter() - t0
+        shapes = {k: tuple(v.shape) for k, v in outs.items()}
+        if len(set(shapes.values())) != 1:
+            raise SystemExit(f"generation shapes differ: {shapes}")
+        p = args.prompt_len
+        notes = [f"compiled vs eager ids: {agreement(outs['ours_compiled'], outs['ours'], p):.1%}",
+                 f"ours vs HF ids: {agreement(outs['ours'], outs['hf'], p):.1%}"]
+        if mixed:
+            fp32_ids = gen_fn("ours", gen_ours, prompts, args.new_tokens)()
+            notes.append(f"{args.dtype} vs fp32 ids: eager {agreement(outs['ours'], fp32_ids, p):.1%}, "
+                         f"compiled {agreement(outs['ours_compiled'], fp32_ids, p):.1%}")
+        secs = time_alternating(fns, max(args.warmup - 1, 0), args.repeats, device, args.clock)
         new = gen_batch * args.new_tokens
-        rows.append({"workload": f"greedy gen b{gen_batch} p{args.prompt_len}+{args.new_tokens}",
-                     "ours": "ARLMPredictor", "ours_tok_s": new / secs["ours"], "hf_tok_s": new / secs["hf"],
-                     "target": target, "note": f"same greedy tokens: {agree:.0%}"})
+        workload = f"greedy gen b{gen_batch} p{args.prompt_len}+{args.new_tokens}"
+        for ours_kind, base, target in gen_pairs(device, gen_batch, mixed):
+            label = GEN_LABELS[base] + (f", {args.dtype}" if base in ("hf", "hf_static") and mixed else "")
+            rows.append({"workload": workload, "ours": GEN_LABELS[ours_kind], "baseline": label,
+                         "ours_tok_s": new / secs[ours_kind], "hf_tok_s": new / secs[base], "target": target})
+        rows[-1]["note"] = "; ".join(notes)
+        first_call = {k: round(v, 2) for k, v in started.items()}
+        print(f"{workload}: first-call seconds (compile/capture included) {first_call}; " + "; ".join(notes))
+        gen_info.append({"workload": workload, "first_call_s": first_call, "agreement_notes": notes,
+                         "seconds_per_call": secs})
         if args.profile:
-            for kind in ("ours", "hf"):
+            for kind in kinds:
                 print(f"\n### profile: generation b{gen_batch}, {kind}\n{top_ops(fns[kind])}")
 
     # --- the spec's small model -----------------------------------------------------------
     if not (args.quick or args.no_small):
-        del ours, hf, gen_ours, gen_hf
+        del ours, hf, gen_ours, gen_hf, hf_static, models
         torch.manual_seed(0)
         s_ours, s_hf = build_ours(SMALL).to(device), build_hf(SMALL).to(device)
         copy_ours_to_hf(s_ours, s_hf)
@@ -315,10 +395,11 @@ def main(argv: list[str] | None = None) -> None:
         o1, o2 = make_optimizer(s_ours, args.adamw), make_optimizer(s_hf, args.adamw)
         fns = {"ours": train_step_fn("ours", s_ours, sbatch, o1, amp),
                "hf": train_step_fn("hf", s_hf, sbatch, o2, amp)}
-        secs = time_alternating(fns, 1, max(3, args.repeats // 2 + 1), device)
+        secs = time_alternating(fns, 1, max(3, args.repeats // 2 + 1), device, args.clock)
         sflops = train_flops_per_token(SMALL, ss)
         rows.append({"workload": f"train d768 L12 b{sb} s{ss}", "ours": "ours",
-                     "ours_tok_s": sb * ss / secs["ours"], "hf_tok_s": sb * ss / secs["hf"], "target": None,
+                     "baseline": "HF", "ours_tok_s": sb * ss / secs["ours"], "hf_tok_s": sb * ss / secs["hf"],
+                     "target": None,
                      "mfu_ours": mfu(sb * ss / secs["ours"], sflops, args.peak_tflops),
                      "mfu_hf": mfu(sb * ss / secs["hf"], sflops, args.peak_tflops)})
 
@@ -330,23 +411,27 @@ def main(argv: list[str] | None = None) -> None:
                 m = measure_memory(args, workload, kind)
                 mem_rows.append({"workload": workload, "kind": kind, **m})
 
-    report(args, rows, mem_rows, kernels, diff.item())
+    report(args, rows, mem_rows, kernels, diff.item(), gen_info)
 
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], mem_rows: list[dict[str, Any]],
-           kernels: dict[str, list[str]], diff: float) -> None:
-    """Print the comparison table (ratios ours / HF), memory, SDPA kernels; optionally write JSON."""
+           kernels: dict[str, list[str]], diff: float, gen_info: list[dict[str, Any]]) -> None:
+    """Print the comparison table (ratios ours / baseline), memory, SDPA kernels; optionally write JSON."""
     print(f"\ndevice {args.device}, dtype {args.dtype}, threads {args.threads}, torch {torch.__version__}, "
-          f"AdamW {args.adamw}, warmup {args.warmup}, median of {args.repeats}")
-    head = f"| {'workload':<30} | {'ours path':<22} | {'ours tok/s':>10} | {'HF tok/s':>10} | {'ours/HF':>7} | target |"
+          f"AdamW {args.adamw}, warmup {args.warmup}, median of {args.repeats}, {args.clock} clock")
+    args.load_at_end = os.getloadavg()
+    print("load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f} ({} CPUs)".format(
+        *args.load_at_start, *args.load_at_end, os.cpu_count()))
+    head = (f"| {'workload':<26} | {'ours path':<28} | {'baseline':<30} | {'ours tok/s':>10} | {'base tok/s':>10} "
+            f"| {'ratio':>7} | target   |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
         ratio = r["ours_tok_s"] / r["hf_tok_s"]
         r["ratio"] = ratio
         tgt = f">={r['target']:.1f} {'ok' if ratio >= r['target'] else 'MISS'}" if r["target"] else ""
-        print(f"| {r['workload']:<30} | {r['ours']:<22} | {r['ours_tok_s']:>10,.0f} | {r['hf_tok_s']:>10,.0f} "
-              f"| {ratio:>6.2f}x | {tgt:<6} |" + (f" {r['note']}" if r.get("note") else ""))
+        print(f"| {r['workload']:<26} | {r['ours']:<28} | {r['baseline']:<30} | {r['ours_tok_s']:>10,.0f} "
+              f"| {r['hf_tok_s']:>10,.0f} | {ratio:>6.2f}x | {tgt:<8} |" + (f" {r['note']}" if r.get("note") else ""))
     if args.device.startswith("cuda"):
         print("\nMFU (model FLOPs / peak {:.0f} TFLOP/s):".format(args.peak_tflops))
         for r in rows:
@@ -364,7 +449,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], mem_rows: list[
     print(f"max |logits diff| ours vs HF (copied weights): {diff:.2e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows, "memory": mem_rows, "kernels": kernels}, f, indent=1)
+            json.dump({"args": vars(args), "rows": rows, "generation": gen_info, "memory": mem_rows,
+                       "kernels": kernels}, f, indent=1)
 
 
 if __name__ == "__main__":

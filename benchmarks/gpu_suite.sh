@@ -3,7 +3,8 @@
 #   1. the CUDA tests (tests/gpu: KV cache == recomputation, fused SDPA kernels in bf16 training);
 #   2. ours vs HF GPT-NeoX in bf16: tokens/s, MFU, peak memory, the SDPA kernels training runs;
 #   3. a bf16-mixed Lightning training run of star_easy_arlm_cpu through the `xlm` CLI;
-#   4. the same comparison with torch.compile'd training of both models.
+#   4. the same comparison with torch.compile'd training of both models;
+#   5. the cost and break-even of the CUDA-graph decoding step (benchmarks/decode_step.py).
 # Each step has its own time limit, so one slow step cannot take the others' results with it.
 #   bash benchmarks/gpu_suite.sh OUTDIR [PYTHON]
 set -uo pipefail
@@ -40,3 +41,4 @@ step train_star_bf16 150 "$py" -m xlm_core.cli job_type=train family=arlm experi
 tar czf "$out/train_star_bf16_run.tgz" --exclude='*.ckpt' -C outputs gpu_star_bf16 2>/dev/null
 step compare_hf_compile 110 "$py" benchmarks/compare_hf.py --device cuda --dtype bf16 --compile --no-memory \
   --no-small --warmup 3 --repeats 5
+step decode_step 150 "$py" benchmarks/decode_step.py --device cuda --json "$out/cuda_decode_step.json"
