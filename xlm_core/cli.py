@@ -1,15 +1,16 @@
-"""The ``xlm`` command: list families, compose a family's Hydra config and dispatch a job.
+"""The ``xlm`` command: compose a family's Hydra config and dispatch a job (``train`` by default).
 
-``xlm families`` lists installed families. Anything else is Hydra overrides (and Hydra flags):
-the core tree ``pkg://xlm_core.configs`` is composed with the selected family's config dir on
-Hydra's search path, then ``xlm_core.jobs.<job_type>.run(cfg)`` is called. Usage errors print one
-line to stderr and exit with 2; Hydra's own composition errors and job crashes exit with 1.
+``xlm families``, ``xlm check FAMILY`` and ``xlm new-family NAME`` are subcommands
+(``xlm_core.commands``). Anything else is Hydra overrides (and Hydra flags): the core tree
+``pkg://xlm_core.configs`` is composed with the selected family's config dir on Hydra's search path,
+then ``xlm_core.jobs.<job_type>.run(cfg)`` is called; ``job_type=name`` prints the config and runs
+nothing. Usage errors print one line to stderr and exit with 2; Hydra's own composition errors and
+job crashes exit with 1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -21,15 +22,16 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-import xlm_core.configs  # noqa: F401  (registers the resolvers the core tree uses)
+from xlm_core.commands import COMMANDS
+from xlm_core.compose import CONFIG_MODULE, CONFIG_NAME
+from xlm_core.config_targets import check_component_targets
 from xlm_core.jobs import UsageError, load_job
 from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
 
-__all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME"]
+__all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
-CONFIG_MODULE = "xlm_core.configs"
-CONFIG_NAME = "config"
-DEFAULT_JOB_TYPE = "name"
+DEFAULT_JOB_TYPE = "train"
+DRY_RUN_JOB_TYPE = "name"
 # Hydra flags that only inspect (print help/config/info) and never run the job.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
@@ -149,7 +151,7 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
                 load_job(jt)
             except UsageError as exc:
                 raise _CliError(str(exc)) from None
-    dry_run = job_type == DEFAULT_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
+    dry_run = job_type == DRY_RUN_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
     if dry_run:  # printing a config needs no log files or logging setup
         extra += [f"{group}=none" for group in ("hydra/job_logging", "hydra/hydra_logging") if group not in by_key]
     return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes)
@@ -175,7 +177,19 @@ def _argv(argv: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
-def _run_hydra(plan: _Plan) -> int:
+def _check_targets(cfg: DictConfig, registry: FamilyRegistry) -> None:
+    """Refuse a config that builds another family's components; note unregistered ones."""
+    name = cfg.get("family")
+    if not name or name not in registry.families:
+        return
+    errors, notes = check_component_targets(cfg, registry.families[name], registry.families)
+    if errors:
+        raise _CliError(errors[0])
+    for note in notes:
+        print(f"xlm: note: {note}", file=sys.stderr)
+
+
+def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
     failures: list[str] = []
 
@@ -186,6 +200,8 @@ def _run_hydra(plan: _Plan) -> int:
                     f"job_type is chosen on the command line, but the config changed it to "
                     f"'{cfg.job_type}'; remove job_type from the experiment config"
                 )
+            if cfg.job_type != DRY_RUN_JOB_TYPE:
+                _check_targets(cfg, registry)
             load_job(str(cfg.job_type))(cfg)
         except UsageError as exc:
             failures.append(str(exc))
@@ -208,60 +224,20 @@ def _run_hydra(plan: _Plan) -> int:
     return 0
 
 
-def _families_command(args: list[str], registry: FamilyRegistry) -> int:
-    """``xlm families [--json]``: list installed families and broken plugins."""
-    if args and args[0] in ("-h", "--help"):
-        print("usage: xlm families [--json]\n\nList installed xlm families and plugins that failed to load.")
-        return 0
-    if args not in ([], ["--json"]):
-        raise _CliError(f"unexpected arguments to `xlm families`: {' '.join(args)} (usage: xlm families [--json])")
-    if args == ["--json"]:
-        payload = {
-            "families": [
-                {
-                    "name": f.name,
-                    "distribution": f.distribution,
-                    "version": f.version,
-                    "config_dir": str(f.config_dir),
-                    "description": f.description,
-                    "experiments": list(f.experiments),
-                }
-                for f in registry.families.values()
-            ],
-            "errors": [{"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in registry.errors],
-        }
-        print(json.dumps(payload, indent=2))
-        return 0
-    if not registry.families:
-        print("No families installed. Install a family distribution, e.g. `pip install xlm-arlm`.")
-    for f in registry.families.values():
-        version = f" {f.version}" if f.version else ""
-        print(f"{f.name}  ({f.distribution}{version})")
-        if f.description:
-            print(f"  {f.description}")
-        print(f"  config dir:  {f.config_dir}")
-        print(f"  experiments: {', '.join(f.experiments) if f.experiments else '(none)'}")
-    if registry.errors:
-        print("\nBroken plugins (their families are unavailable):")
-        for e in registry.errors:
-            print(f"  {e}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         registry = get_registry()
-        if args[:1] == ["families"]:
-            return _families_command(args[1:], registry)
+        if args[:1] and args[0] in COMMANDS:
+            return COMMANDS[args[0]](args[1:], registry)
         plan = _plan(args, registry)
     except UsageError as exc:
         print(f"xlm: error: {exc}", file=sys.stderr)
         return 2
     for note in plan.notes:
         print(f"xlm: note: {note}", file=sys.stderr)
-    return _run_hydra(plan)
+    return _run_hydra(plan, registry)
 
 
 if __name__ == "__main__":

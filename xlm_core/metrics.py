@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor as TT
 from torchmetrics import Metric
 
-from xlm_core.data.dataset_manager import import_object
+from xlm_core.config_tools import import_object
 
 __all__ = [
     "ExactMatch",
@@ -26,6 +26,7 @@ __all__ = [
     "build_metrics",
     "metric_log_name",
     "metrics_for",
+    "logged_metric_names",
     "resolve_function",
     "KINDS",
     "METRIC_SPLITS",
@@ -243,3 +244,26 @@ def metrics_for(metrics: torch.nn.ModuleDict, split: str, dataloader_idx: int) -
     for key, wrapper in metrics.items():
         if key.startswith(prefix):
             yield wrapper  # type: ignore[misc]
+
+
+def logged_metric_names(
+    reported: Mapping[str, Any] | DictConfig | None,
+    split: str,
+    dataloaders: Sequence[tuple[str, str]],
+) -> set[str]:
+    """The metric names the harness logs for ``split``: ``{split}/lm/loss`` for every "lm" dataloader
+    (the loss metric every family gets) plus the ``reported_metrics`` of each dataloader's kind.
+
+    Post-hoc evaluator metrics (``{split}/prediction/<name>``) are not known before they run.
+    """
+    names: set[str] = set()
+    specs = _parse_reported_metrics(reported)
+    seen_kinds: set[str] = set()
+    for dl_name, kind in dataloaders:
+        qualifier = dl_name if kind in seen_kinds else None
+        seen_kinds.add(kind)
+        if kind == "lm":
+            names.add(metric_log_name(split, "lm", "loss", qualifier))
+        names.update(metric_log_name(split, kind, spec.name, qualifier)
+                     for spec in specs if spec.kind == kind and split in spec.splits)
+    return names

@@ -31,7 +31,11 @@ __all__ = [
     "NoiseSchedule",
     "DummyNoiseSchedule",
     "ARLMModel",
+    "PREDICTION_TEXT_KEY",
 ]
+
+PREDICTION_TEXT_KEY = "text"
+"""Key of the generated text in every prediction row (``Predictor.to_dict``); the generate job prints it."""
 
 
 class BaseCollatorInput(TypedDict):
@@ -178,7 +182,13 @@ class Predictor(Protocol):
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON-serialisable row per example, for the predictions file."""
+        """One JSON-serialisable row per example, for the predictions file.
+
+        Every row holds ``"text"`` (:data:`PREDICTION_TEXT_KEY`): the generated text as a string, which
+        ``xlm job_type=generate`` prints. Families add what else they report (ids, target, timing ...);
+        scalar fields of the dataset row that the collator passed on as ``batch["metadata"]`` (e.g. a
+        gold ``answer``) belong in the row too, so post-hoc evaluators can score it.
+        """
         ...
 
 
@@ -191,7 +201,11 @@ class Collator(Protocol):
 
 @runtime_checkable
 class ARLMModel(Protocol):
-    """The auto-regressive family's model contract (spec §3)."""
+    """The auto-regressive family's model: next-token logits for every position.
+
+    ``attention_mask`` is either (B, L) key padding (the model stays causal) or a (B, L, L) mask used
+    as given; ``positions`` are the rotary positions of the tokens (default ``0..L-1``).
+    """
 
     def __call__(
         self,

@@ -87,7 +87,7 @@ def test_broken_family_is_reported_while_others_work(venv: Venv, tmp_path: Path)
             "Broken plugins (their families are unavailable):\n"
             "  plugin 'broken' (xlm-broken-family 0.0.1): import failed: RuntimeError: this family is broken on purpose"
         )
-        proc = venv.run(["xlm", "family=example", "experiment=star_easy_example"], cwd=tmp_path)
+        proc = venv.run(["xlm", "family=example", "experiment=star_easy_example", "job_type=name"], cwd=tmp_path)
         assert yaml.safe_load(proc.stdout)["family"] == "example"
         missing = venv.run(["xlm", "family=broken"], cwd=tmp_path, check=False)
         assert missing.returncode == 2

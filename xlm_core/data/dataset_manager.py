@@ -30,7 +30,6 @@ and the tokenizer, so changing any of them builds a new cache instead of reusing
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import logging
@@ -46,12 +45,13 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
+from xlm_core.config_tools import import_object, to_plain
+
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "DatasetSourceError",
     "HubId",
     "parse_hub_id",
-    "import_object",
     "debug_overfit_enabled",
     "dist_rank_and_world_size",
     "DatasetManager",
@@ -91,20 +91,6 @@ def parse_hub_id(full_name: str) -> HubId:
     )
 
 
-def import_object(dotted: str) -> Any:
-    """Import ``pkg.module.attr`` (the last dot separates module and attribute)."""
-    module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{dotted!r} is not a dotted path like 'package.module.function'.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ImportError(f"Cannot import module {module_name!r} for {dotted!r}: {e}") from e
-    if not hasattr(module, attr):
-        raise ImportError(f"Module {module_name!r} has no attribute {attr!r} (from {dotted!r}).")
-    return getattr(module, attr)
-
-
 def debug_overfit_enabled(flag: bool | str | None = None) -> bool:
     """True when the debug sources should be used: ``flag`` (from config) or env ``DEBUG_OVERFIT=1``."""
     if isinstance(flag, str):
@@ -137,18 +123,6 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     for k, v in override.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _to_plain(value: Any) -> Any:
-    """OmegaConf containers -> plain python (no-op for plain values)."""
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra, a core dependency
-        pass
-    return value
 
 
 class ProcessedDataset(torch.utils.data.Dataset):
@@ -231,20 +205,20 @@ class DatasetManager:
             raise ValueError(f"Dataset {name!r}: num_shards and shuffle_buffer_size must be >= 1.")
         self.name = name or "dataset"
         self.full_name = full_name
-        self.data_files = _to_plain(data_files)
+        self.data_files = to_plain(data_files)
         self.data_format = data_format
         self.generator = import_object(generator) if isinstance(generator, str) else generator
-        self.generator_kwargs = dict(_to_plain(generator_kwargs) or {})
-        self.train_test_split = dict(_to_plain(train_test_split)) if train_test_split else None
+        self.generator_kwargs = dict(to_plain(generator_kwargs) or {})
+        self.train_test_split = dict(to_plain(train_test_split)) if train_test_split else None
         self.preprocess_function = (
             import_object(preprocess_function) if isinstance(preprocess_function, str) else preprocess_function
         )
-        self.preprocess_function_kwargs = dict(_to_plain(preprocess_function_kwargs) or {})
+        self.preprocess_function_kwargs = dict(to_plain(preprocess_function_kwargs) or {})
         self.preprocess_batched = preprocess_batched
         self.on_the_fly_processor = (
             import_object(on_the_fly_processor) if isinstance(on_the_fly_processor, str) else on_the_fly_processor
         )
-        self.on_the_fly_processor_kwargs = dict(_to_plain(on_the_fly_processor_kwargs) or {})
+        self.on_the_fly_processor_kwargs = dict(to_plain(on_the_fly_processor_kwargs) or {})
         self.columns_to_keep = list(columns_to_keep) if columns_to_keep else None
         self.columns_to_remove = list(columns_to_remove) if columns_to_remove else None
         self.iterable = iterable or infinite
@@ -256,7 +230,7 @@ class DatasetManager:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], use_debug: bool = False) -> "DatasetManager":
         """Build from a config mapping; ``use_debug`` merges its ``debug`` block over the rest."""
-        cfg = dict(_to_plain(cfg))
+        cfg = dict(to_plain(cfg))
         debug = cfg.pop("debug", None)
         if use_debug and debug:
             cfg = _deep_merge(cfg, debug)

@@ -11,13 +11,11 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
+from xlm_core.errors import UsageError
+
 __all__ = ["JOB_TYPES", "JobNotAvailableError", "UsageError", "load_job"]
 
 JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate")
-
-
-class UsageError(Exception):
-    """A failure the user caused and can fix; the CLI prints only its message and exits with 2."""
 
 
 class JobNotAvailableError(UsageError, LookupError):

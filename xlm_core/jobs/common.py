@@ -1,13 +1,13 @@
-"""Pieces the jobs share: building tokenizer, datamodule, harness and Trainer from the config,
-the run directory (config.yaml, metrics.json) and checkpoint lookup."""
+"""Pieces the jobs share: building datamodule, harness and Trainer from the config, and finding the
+checkpoint an evaluation loads."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,23 +17,23 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from xlm_core.jobs import UsageError
+from xlm_core.checkpoints import checkpoint_step
+from xlm_core.config_tools import to_plain
+from xlm_core.errors import UsageError
+from xlm_core.run_files import run_dir_of
+from xlm_core.runtime import Runtime, build_runtime
 
 __all__ = [
-    "run_dir_of",
-    "build_tokenizer",
     "build_datamodule",
     "build_harness",
     "build_trainer",
     "trainer_kwargs",
     "num_devices",
     "accumulate_grad_batches",
+    "Evaluation",
     "load_for_evaluation",
-    "save_run_config",
     "find_checkpoint",
-    "update_metrics_json",
     "is_rank_zero",
     "echo",
 ]
@@ -52,30 +52,16 @@ def echo(message: str) -> None:
         print(message, flush=True)
 
 
-def run_dir_of(cfg: DictConfig) -> Path:
-    """The run directory (``paths.run_dir``)."""
-    rd = OmegaConf.select(cfg, "paths.run_dir")
-    if rd is None:
-        raise UsageError("paths.run_dir is not set; the run directory is needed for checkpoints and outputs.")
-    return Path(str(rd))
-
-
-def build_tokenizer(cfg: DictConfig) -> Any:
-    """Instantiate ``cfg.tokenizer``."""
-    if cfg.get("tokenizer") is None:
-        raise UsageError("No tokenizer in the config; pick an experiment (experiment=<name>) that sets one.")
-    return hydra.utils.instantiate(cfg.tokenizer)
-
-
-def build_datamodule(cfg: DictConfig, tokenizer: Any, noise_schedule: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` with the runtime tokenizer and noise schedule."""
-    if cfg.get("datamodule") is None:
+def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
+    if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, noise_schedule=noise_schedule,
+    return hydra.utils.instantiate(dm_cfg, tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
                                    _recursive_=False)
 
 
-def build_harness(cfg: DictConfig, tokenizer: Any) -> Any:
+def build_harness(cfg: DictConfig, runtime: Runtime) -> Any:
     """The family-agnostic LightningModule for ``cfg``."""
     from xlm_core.harness import XLMHarness
 
@@ -83,7 +69,7 @@ def build_harness(cfg: DictConfig, tokenizer: Any) -> Any:
         if cfg.get(key) is None:
             raise UsageError(f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that "
                              f"sets `{key}`.")
-    return XLMHarness(cfg, tokenizer)
+    return XLMHarness(cfg, runtime)
 
 
 def num_devices(devices: Any, accelerator: str | None) -> int:
@@ -116,14 +102,10 @@ def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, 
     return int(global_batch_size) // per_step
 
 
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-
-
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.trainer`` as lightning.Trainer kwargs with accumulation and validation interval in
     optimizer steps worked out."""
-    kw: dict[str, Any] = dict(_plain(cfg.get("trainer")) or {})
+    kw: dict[str, Any] = dict(to_plain(cfg.get("trainer")) or {})
     kw.pop("_target_", None)
     devices = num_devices(kw.get("devices", "auto"), kw.get("accelerator"))
     nodes = int(kw.get("num_nodes", 1) or 1)
@@ -197,6 +179,8 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
     kw = trainer_kwargs(cfg)
     kw.update(overrides)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    if cfg.get("monitor") is None:  # nothing to rank checkpoints by: no best.ckpt
+        callbacks = [c for c in callbacks if type(c).__name__ != "BestCheckpoint"]
     if not training:
         callbacks = [c for c in callbacks if type(c).__name__ not in _TRAINING_ONLY_CALLBACKS]
     loggers = _instantiate_group(cfg.get("logger"), "logger")
@@ -212,28 +196,26 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
         raise UsageError(f"trainer config has an option lightning.Trainer does not take: {e}") from e
 
 
-def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> tuple[Path, Path, Any]:
+@dataclass(frozen=True)
+class Evaluation:
+    """What eval, generate and export start from: the run, its checkpoint, the runtime objects, the harness."""
+
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    runtime: Runtime
+    harness: Any
+
+
+def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:
     """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last) and build the harness."""
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
     run_dir = run_dir_of(cfg)
     ckpt = find_checkpoint(run_dir, OmegaConf.select(cfg, checkpoint_key))
-    harness = build_harness(cfg, build_tokenizer(cfg))
-    return run_dir, ckpt, harness
-
-
-def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
-    """Write the composed config (resolved where possible) to ``run_dir/config.yaml``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        text = OmegaConf.to_yaml(cfg, resolve=True)
-    except OmegaConfBaseException:
-        text = OmegaConf.to_yaml(cfg)
-    path = run_dir / "config.yaml"
-    if is_rank_zero():
-        path.write_text(text)
-    return path
+    runtime = build_runtime(cfg)
+    return Evaluation(run_dir, ckpt, checkpoint_step(ckpt), runtime, build_harness(cfg, runtime))
 
 
 def find_checkpoint(run_dir: Path, explicit: str | None, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
@@ -251,21 +233,3 @@ def find_checkpoint(run_dir: Path, explicit: str | None, prefer: tuple[str, ...]
         f"No checkpoint ({' or '.join(prefer)}) in {ckpt_dir}; train first (job_type=train with the same job_name) "
         "or pass the checkpoint path explicitly."
     )
-
-
-def update_metrics_json(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
-    """Merge ``metrics`` into ``run_dir/metrics.json`` (rank 0)."""
-    path = run_dir / "metrics.json"
-    if not is_rank_zero():
-        return path
-    current: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            current = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            current = {}
-    current.update(metrics)
-    tmp = path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path

@@ -14,18 +14,13 @@ import lightning as L
 from omegaconf import DictConfig
 
 from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
-from xlm_core.jobs.common import (
-    build_datamodule,
-    build_harness,
-    build_tokenizer,
-    build_trainer,
-    echo,
-    run_dir_of,
-    save_run_config,
-    update_metrics_json,
-)
+from xlm_core.errors import UsageError
+from xlm_core.jobs.common import build_datamodule, build_harness, build_trainer, echo, is_rank_zero
+from xlm_core.metrics import logged_metric_names
+from xlm_core.run_files import run_dir_of, save_run_config, update_metrics_json
+from xlm_core.runtime import build_runtime
 
-__all__ = ["run", "train", "resume_checkpoint", "format_summary"]
+__all__ = ["run", "train", "resume_checkpoint", "check_monitor", "format_summary"]
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -36,37 +31,34 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     return last if last.is_file() else None
 
 
-def _fmt(value: float | None, pct: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{100 * value:.2f}%" if pct else f"{value:.4f}"
+def check_monitor(cfg: DictConfig, datamodule: Any) -> None:
+    """Fail before training when ``monitor`` names a metric that validation will never log."""
+    monitor = cfg.get("monitor")
+    specs = [(s.name, s.kind) for s in datamodule.dataloader_specs("val")]
+    if monitor is None or not specs:
+        return
+    names = logged_metric_names(cfg.get("reported_metrics"), "val", specs)
+    evaluated = cfg.get("post_hoc_evaluator") is not None and str(monitor).startswith("val/prediction/")
+    if str(monitor) not in names and not evaluated:
+        raise UsageError(
+            f"monitor={monitor} is not a metric this run logs at validation (it logs {', '.join(sorted(names))}); "
+            "set monitor= to one of them in the experiment or model_type, or monitor=null for no best.ckpt."
+        )
 
 
-QUALITY_METRICS = ("exact_match", "token_accuracy", "code_exec_accuracy")
-
-
-def _quality_lines(metrics: dict[str, float]) -> list[str]:
-    """One line per validation quality metric the run reported (any prediction dataloader)."""
-    keys = sorted(k for k in metrics if k.startswith("val/prediction/") and k.rsplit("/", 1)[1] in QUALITY_METRICS)
-    lines = []
-    for key in keys:
-        prefix, name = key.rsplit("/", 1)
-        counts = ""
-        n_total = metrics.get(f"{prefix}/n_total")
-        if name == "code_exec_accuracy" and n_total:
-            counts = f" ({int(metrics.get(f'{prefix}/n_correct', 0))}/{int(n_total)} programs correct)"
-        lines.append(f"  {name.replace('_', ' ')} ({key}): {_fmt(metrics[key], pct=True)}{counts}")
-    return lines or ["  prediction metrics: n/a (no prediction dataloader was validated)"]
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
-                   log_dir: str | None, plot: Path | None) -> str:
-    """The end-of-training report: quality numbers, throughput and where the files are."""
-    lines = [
-        "=" * 72,
-        f"Training finished at step {int(metrics.get('step', 0))}",
-        f"  validation loss (val/lm/accumulated_loss): {_fmt(metrics.get('val/lm/accumulated_loss', metrics.get('val/lm/loss')))}",
-        *_quality_lines(metrics),
+                   log_dir: str | None, plot: Path | None, monitor: str | None = None) -> str:
+    """The end-of-training report: the validation metrics, throughput and where the files are."""
+    val = {k: v for k, v in sorted(metrics.items()) if k.startswith("val/")}
+    lines = ["=" * 72, f"Training finished at step {int(metrics.get('step', 0))}"]
+    if monitor:
+        lines.append(f"  monitored ({monitor}): {_fmt(metrics.get(monitor))}")
+    lines += [f"  {k}: {_fmt(v)}" for k, v in val.items() if k != monitor] or ["  validation: n/a (none ran)"]
+    lines += [
         f"  throughput: {tokens_per_second:,.0f} tokens/s" if tokens_per_second and not math.isnan(tokens_per_second)
         else "  throughput: n/a",
         f"  run directory: {run_dir}",
@@ -85,16 +77,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg``'s model and return the final metrics (also written to metrics.json)."""
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     run_dir = run_dir_of(cfg)
-    save_run_config(cfg, run_dir)
-    tokenizer = build_tokenizer(cfg)
-    harness = build_harness(cfg, tokenizer)
-    datamodule = build_datamodule(cfg, tokenizer, harness.noise_schedule)
+    runtime = build_runtime(cfg)
+    harness = build_harness(cfg, runtime)
+    datamodule = build_datamodule(cfg, runtime)
+    check_monitor(cfg, datamodule)
     trainer = build_trainer(cfg, training=True)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     ckpt = resume_checkpoint(cfg, run_dir)
     if ckpt is not None:
         echo(f"xlm: resuming from {ckpt} (set resume=false or use a new job_name to start over)")
+    if is_rank_zero():
+        save_run_config(cfg, run_dir)
     started = time.perf_counter()
     trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     if trainer.interrupted:
@@ -115,9 +109,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     plot = None
     if plotter is not None and trainer.is_global_zero:
         plot = plot_curves(plotter.history, plotter.path)
-    update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
+    if trainer.is_global_zero:
+        update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
     log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
-    echo(format_summary(metrics, run_dir, tps, log_dir, plot))
+    echo(format_summary(metrics, run_dir, tps, log_dir, plot, cfg.get("monitor")))
     return metrics
 
 

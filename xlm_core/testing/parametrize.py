@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xlm_core.testing.registry import Kind, NotApplicable, checks_for
+from xlm_core.testing.registry import Kind, NotApplicable
+from xlm_core.testing.suite import checks_for
 
 __all__ = ["run_check", "parametrize_with_checks"]
 

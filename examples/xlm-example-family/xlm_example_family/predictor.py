@@ -56,7 +56,7 @@ class GreedyPredictor:
             prompt = batch["input_ids"][r][batch["attention_mask"][r].bool()]
             row = {
                 "prompt": self.tokenizer.decode(prompt.tolist(), skip_special_tokens=True),
-                "generated": self.tokenizer.decode(preds["generated"][r].tolist(), skip_special_tokens=True),
+                "text": self.tokenizer.decode(preds["generated"][r].tolist(), skip_special_tokens=True),
             }
             if "gold_ids" in batch:
                 gold = batch["gold_ids"][r]
