@@ -1,4 +1,4 @@
-"""SimpleSpaceTokenizer (spec clarification 6) and load_auto_tokenizer on the real Qwen2 tokenizer files."""
+"""SimpleSpaceTokenizer (fixed special-token ids) and load_auto_tokenizer on the real Qwen2 tokenizer files."""
 
 from __future__ import annotations
 

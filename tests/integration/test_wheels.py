@@ -67,6 +67,6 @@ def test_compose_arlm_experiment_from_installed_wheels(installed) -> None:
     proc = venv.run(["xlm", "family=arlm", "experiment=star_easy_arlm", "job_type=name"], cwd=cwd)
     cfg = yaml.safe_load(proc.stdout)
     assert (cfg["family"], cfg["job_type"], cfg["job_name"]) == ("arlm", "name", "star_easy_arlm")
-    assert (cfg["input_block_size"], cfg["block_size"]) == (28, 14)  # star easy, spec/tasks.md
+    assert (cfg["input_block_size"], cfg["block_size"]) == (28, 14)  # star easy, docs/tasks.md
     assert cfg["paths"]["run_dir"] == f"{cwd}/outputs/star_easy_arlm"
     assert list(cwd.iterdir()) == []

@@ -1,4 +1,4 @@
-"""experiment=tinygsm_arlm and its offline demo: composition, the spec's commands, data sources
+"""experiment=tinygsm_arlm and its offline demo: composition, the documented commands, data sources
 (hub / one-override local files / DEBUG_OVERFIT shipped files) and real-row preprocessing."""
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from xlm_core.hub import offline_requested, use_hub_or_cache
+
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
 
 logger = logging.getLogger(__name__)
-
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 class TokenizerNotFoundError(OSError):
@@ -93,7 +93,8 @@ def _load_local(path: Path, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:
 
 def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:
     """Load a hub id (from the HF cache when offline) and explain how to work without the hub."""
-    offline = _offline_mode() or bool(kwargs.get("local_files_only"))
+    requested = offline_requested() or bool(kwargs.get("local_files_only"))
+    offline = not use_hub_or_cache() or requested
     if offline:
         kwargs = {**kwargs, "local_files_only": True}
     try:
@@ -104,8 +105,10 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
         )
         reason = (
             "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / local_files_only)"
+            if requested
+            else "the Hugging Face Hub is not reachable from this machine"
             if offline
-            else "the Hugging Face Hub could not be reached or does not have it"
+            else "the Hugging Face Hub does not have it"
         )
         raise TokenizerNotFoundError(
             f"Could not load tokenizer {name!r}: {reason}, and no copy was found in the local Hugging "
@@ -130,11 +133,6 @@ def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: di
             f"{allowed}; put any other token in extra_special_tokens: ['<|my_token|>']."
         )
     return tokens
-
-
-def _offline_mode() -> bool:
-    """Offline switches as the user set them now (huggingface_hub reads them only at import)."""
-    return any(os.environ.get(var, "").strip().lower() in _TRUTHY for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _looks_like_path(name: str) -> bool:

@@ -46,6 +46,7 @@ from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
 from xlm_core.config_tools import import_object, to_plain
+from xlm_core.hub import use_hub_or_cache
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -272,14 +273,16 @@ class DatasetManager:
     def _load_raw(self, hf_cache_dir: str | None) -> datasets.Dataset:
         if self.full_name:
             hub = parse_hub_id(self.full_name)
+            reachable = use_hub_or_cache()
             try:
                 ds = datasets.load_dataset(hub.path, hub.config, split=hub.split, cache_dir=hf_cache_dir)
             except Exception as e:
-                offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+                offline = not reachable
                 raise DatasetSourceError(
                     f"Could not load hub dataset {self.full_name!r} (path={hub.path!r}, config={hub.config!r}, "
                     f"split={hub.split!r}): {type(e).__name__}: {e}. "
-                    + ("HF_HUB_OFFLINE is set, so the hub is not contacted. " if offline else "")
+                    + ("The hub is not reachable from here (or HF_HUB_OFFLINE is set), so only the local cache was "
+                       "searched. " if offline else "")
                     + "If the hub is unreachable, download the files elsewhere and point `data_files` at the "
                     "local copies, or use a `generator` source."
                 ) from e

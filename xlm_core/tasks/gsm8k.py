@@ -3,7 +3,7 @@ TinyGSM-format ``simple_math_problem()`` programs (verified by running them in t
 
 Converter CLI::
 
-    python -m xlm_core.tasks.gsm8k --input ../shared/data/gsm8k/test.jsonl --output derived.jsonl
+    python -m xlm_core.tasks.gsm8k --input gsm8k/test.jsonl --output derived.jsonl
 """
 
 from __future__ import annotations

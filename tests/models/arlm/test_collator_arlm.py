@@ -135,7 +135,7 @@ def test_default_collator_truncation_drops_eos_and_is_logged(
 # region: ARLMSeq2SeqCollator
 
 
-def test_clarification_1_example_exactly(tok: SimpleSpaceTokenizer) -> None:
+def test_documented_seq2seq_example_exactly(tok: SimpleSpaceTokenizer) -> None:
     collator = ARLMSeq2SeqCollator(tok, add_bos="output", add_eos=True, input_block_size=4, block_size=4)
     batch = collator([{"prompt_ids": [10, 11], "input_ids": [20, 21]}])
     assert_batch(

@@ -1,13 +1,13 @@
-"""ARLM collators, the empty dataset for unconditional generation, and batch helpers (spec §6).
+"""ARLM collators, the empty dataset for unconditional generation, and batch helpers (docs/arlm.md).
 
 Layout decisions (see also types_arlm.py):
 - ``attention_mask`` is bool; ``target_ids[i]`` is the token at ``i + 1`` or -100.
 - Seq2seq rows are ``[BOS?] prompt [BOS?] target [EOS?]`` (``add_bos`` = "input" puts BOS before
   the prompt, "output" between prompt and target). A position is scored only when it is a real
-  token and the next position holds a target token or the closing EOS (clarification 1).
+  token and the next position holds a target token or the closing EOS (docs/arlm.md has the worked example).
 - ``token_type_ids``: 0 on the prompt side (prompt, BOS, padding), 1 for target tokens and EOS.
-- ``DefaultARLMCollator`` does not prepend BOS unless ``add_bos=True`` (the spec table builds
-  targets from the raw ids); set it when the model should later generate unconditionally from BOS.
+- ``DefaultARLMCollator`` does not prepend BOS unless ``add_bos=True`` (targets are built from the
+  raw ids); set it when the model should later generate unconditionally from BOS.
 - Truncation is counted on each collator (``num_truncated`` / ``num_examples``) and logged.
 """
 

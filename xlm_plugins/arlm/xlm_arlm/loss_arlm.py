@@ -1,4 +1,4 @@
-"""ARLMLoss: next-token cross-entropy over the scored (non -100) targets (spec §5, clarification 4)."""
+"""ARLMLoss: next-token cross-entropy over the scored (non -100) targets (docs/arlm.md, "Loss")."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) ->
 
 
 def causal_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Bool[TT, " batch seq_len seq_len"]:
-    """The spec's 3-D mask: ``attention_mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j)."""
+    """The reference 3-D mask: ``attention_mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j)."""
     L = attention_mask.shape[1]
     tril = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
     return attention_mask.bool().unsqueeze(1) & tril
@@ -38,10 +38,10 @@ class ARLMLoss:
     every parameter (all gradients zero, so DDP does not wait for missing gradients), ``batch_loss``
     zeros and an empty ``nlls``. A row with no scored token gets ``batch_loss`` 0.
 
-    The model receives exactly the attention of the spec's (B, L, L) mask
+    The model receives exactly the attention of the reference (B, L, L) mask
     ``attention_mask.unsqueeze(1) & tril``; it is passed as the equivalent (B, L) key-padding mask
     (the model adds the causal part), or, for right-padded batches whose padding is never scored,
-    as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds the spec's mask
+    as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds that mask
     literally.
     """
 
@@ -93,7 +93,7 @@ class ARLMLoss:
             logits.transpose(1, 2), target_ids, ignore_index=IGNORE_INDEX, reduction="none"
         )  # (B, L), 0 at ignored positions
         n_valid_row = valid.sum(dim=1)  # (B,)
-        # sum / count equals the spec's reduction="mean"; clamp makes an all-ignored batch give 0.
+        # sum / count equals cross_entropy(reduction="mean"); clamp makes an all-ignored batch give 0.
         loss = nll.sum() / n_valid_row.sum().clamp(min=1)
         batch_loss = nll.detach().sum(dim=1) / n_valid_row.clamp(min=1)
         nlls = nll.detach()[valid]
@@ -102,7 +102,7 @@ class ARLMLoss:
     def _model_mask(
         self, attention_mask: Bool[TT, "B L"], valid: Bool[TT, "B L"]
     ) -> Bool[TT, "B L L"] | Bool[TT, "B L"] | None:
-        """The cheapest mask giving the scored positions the spec's attention (see class docstring)."""
+        """The cheapest mask giving the scored positions the reference attention (see class docstring)."""
         if self.use_3d_mask:
             return causal_attention_mask(attention_mask)
         right_padded = (attention_mask[:, 1:] <= attention_mask[:, :-1]).all()

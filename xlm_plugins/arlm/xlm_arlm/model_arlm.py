@@ -1,4 +1,4 @@
-"""RotaryTransformerARLMModel: a causal (left-to-right) rotary transformer language model (spec §3)."""
+"""RotaryTransformerARLMModel: a causal (left-to-right) rotary transformer language model (docs/arlm.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class RotaryTransformerARLMModel(nn.Module):
     """Token embedding -> ``num_layers`` pre-LN rotary layers -> final layer -> next-token logits.
 
     The model never attends to the future unless given an explicit (B, L, L) mask: a (B, L) mask
-    is key padding on top of the causal mask (spec clarification 3). With a KV cache set
+    is key padding on top of the causal mask: an ARLM never attends to the future. With a KV cache set
     (:meth:`set_kv_cache`) each call takes only the new tokens (see docs/architecture.md).
     """
 
@@ -173,7 +173,7 @@ class RotaryTransformerARLMModel(nn.Module):
         """True when ``attention_mask`` allows exactly what no mask allows (plain causal attention).
 
         That holds for an all-True (B, S) key-padding mask and for a (B, L, L) mask equal to
-        ``tril`` (the spec's 3-D mask of an unpadded batch). Checking costs one host sync, so it is
+        ``tril`` (the reference 3-D mask of an unpadded batch). Checking costs one host sync, so it is
         skipped for accelerator decoding steps, where the mask is used as given.
         """
         if attention_mask is None or (past > 0 and attention_mask.device.type != "cpu"):

@@ -1,4 +1,4 @@
-"""Left-to-right generation for ARLM (spec §7, clarification 5).
+"""Left-to-right generation for ARLM (docs/arlm.md, "Predictor").
 
 One forward over the (left-padded) prompt fills the model's key/value cache; then each step feeds
 only the newly sampled token. A model without ``set_kv_cache`` (or ``use_kv_cache=False``) is

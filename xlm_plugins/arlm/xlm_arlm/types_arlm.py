@@ -1,4 +1,4 @@
-"""Typed dictionaries that flow between the ARLM components (spec §4).
+"""Typed dictionaries that flow between the ARLM components (docs/arlm.md, "Batches").
 
 Conventions shared by every ARLM batch:
 - ``attention_mask`` is a **bool** tensor (True = real token, False = padding). The spec table says
