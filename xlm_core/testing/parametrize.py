@@ -18,7 +18,8 @@ def run_check(check: Callable[[Any], None], subject: Any) -> None:
     except NotApplicable as e:
         import pytest
 
-        pytest.skip(f"{getattr(check, '__name__', check)}: {e}")
+        name = getattr(check, "name", None) or getattr(check, "__name__", repr(check))
+        pytest.skip(str(e) if str(e).startswith(name) else f"{name}: {e}")
 
 
 def parametrize_with_checks(kind: Kind, capabilities: Iterable[str] = ()) -> Any:
