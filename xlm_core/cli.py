@@ -11,7 +11,11 @@ job crashes exit with 1.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import shlex
 import sys
+import traceback
 import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -24,6 +28,7 @@ from omegaconf import DictConfig
 
 from xlm_core.commands import COMMANDS
 from xlm_core.compose import CONFIG_MODULE, CONFIG_NAME
+from xlm_core.config_checks import reject_new_top_level_keys
 from xlm_core.config_targets import check_component_targets
 from xlm_core.jobs import UsageError, load_job
 from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
@@ -50,6 +55,7 @@ class _Plan:
     job_type: str | None  # None when swept or not knowable before composition
     dry_run: bool
     notes: list[str] = field(default_factory=list)
+    new_top_level_keys: list[str] = field(default_factory=list)  # `+key=value` overrides of top-level keys
 
 
 def _quote(value: str) -> str:
@@ -108,6 +114,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     except HydraException as exc:
         raise _CliError(str(exc).splitlines()[0]) from None
     by_key: dict[str, Override] = {o.key_or_group: o for o in parsed if not o.is_delete()}
+    new_keys = [o.key_or_group for o in parsed if o.is_add() and "." not in o.key_or_group and "/" not in o.key_or_group
+                and o.package is None]
     user_args = list(args)
     extra: list[str] = []
     notes: list[str] = []
@@ -154,7 +162,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     dry_run = job_type == DRY_RUN_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
     if dry_run:  # printing a config needs no log files or logging setup
         extra += [f"{group}=none" for group in ("hydra/job_logging", "hydra/hydra_logging") if group not in by_key]
-    return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes)
+    return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes,
+                 new_top_level_keys=new_keys)
 
 
 def _with_overrides(args: list[str], extra: list[str]) -> list[str]:
@@ -189,9 +198,31 @@ def _check_targets(cfg: DictConfig, registry: FamilyRegistry) -> None:
         print(f"xlm: note: {note}", file=sys.stderr)
 
 
+def _report(exc: BaseException) -> int:
+    """Print ``exc`` as one line (the traceback goes to the run's log; XLM_DEBUG=1 prints it); return the exit code."""
+    if os.environ.get("XLM_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, UsageError):
+        print(f"xlm: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    logging.getLogger("xlm").error("unexpected error", exc_info=exc)  # into the invocation's log file
+    first = (str(exc).strip().splitlines() or [""])[0]
+    print(f"xlm: error: {type(exc).__name__}: {first} (this looks like a bug; XLM_DEBUG=1 prints the traceback, "
+          "which is also in the run's logs/)", file=sys.stderr)
+    return 1
+
+
+def invocation() -> str | None:
+    """The ``xlm ...`` command line of this process (for "resume with" hints), when run through the CLI."""
+    return " ".join(shlex.quote(a) for a in ["xlm", *_INVOCATION]) if _INVOCATION else None
+
+
+_INVOCATION: list[str] = []
+
+
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
-    failures: list[str] = []
+    codes: list[int] = []
 
     def task(cfg: DictConfig) -> None:
         try:
@@ -200,11 +231,14 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
                     f"job_type is chosen on the command line, but the config changed it to "
                     f"'{cfg.job_type}'; remove job_type from the experiment config"
                 )
+            reject_new_top_level_keys([k for k in plan.new_top_level_keys if k in cfg])  # groups leave no key
             if cfg.job_type != DRY_RUN_JOB_TYPE:
                 _check_targets(cfg, registry)
             load_job(str(cfg.job_type))(cfg)
-        except UsageError as exc:
-            failures.append(str(exc))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - every failure ends as one line (see _report)
+            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+                return
+            codes.append(_report(exc if not isinstance(exc, SystemExit) else UsageError(f"exited with {exc.code}")))
 
     entry = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)(task)
     with contextlib.ExitStack() as stack:
@@ -218,15 +252,13 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
         except SystemExit as exc:
             if exc.code not in (None, 0):
                 return exc.code if isinstance(exc.code, int) else 1
-    if failures:
-        print(f"xlm: error: {failures[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return codes[0] if codes else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _INVOCATION[:] = args
     try:
         registry = get_registry()
         if args[:1] and args[0] in COMMANDS:

@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import hydra
 import lightning as L
 import numpy as np
 import torch
@@ -21,6 +20,8 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from xlm_core.config_checks import instantiate
+from xlm_core.config_tools import to_plain_best_effort
 from xlm_core.metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
 from xlm_core.optim import build_lr_scheduler, build_optimizer
 from xlm_core.run_files import predictions_path, write_jsonl
@@ -88,22 +89,22 @@ class XLMHarness(L.LightningModule):
         tokenizer, noise_schedule = runtime.tokenizer, runtime.noise_schedule
         object.__setattr__(self, "tokenizer", tokenizer)
         object.__setattr__(self, "noise_schedule", noise_schedule)
-        self.model: torch.nn.Module = hydra.utils.instantiate(
-            cfg.model, num_embeddings=len(tokenizer), padding_idx=tokenizer.pad_token_id
+        self.model: torch.nn.Module = instantiate(
+            cfg.model, "model", num_embeddings=len(tokenizer), padding_idx=tokenizer.pad_token_id
         )
         train_model: Any = torch.compile(self.model) if bool(cfg.get("compile", False)) else self.model
         # loss / predictor hold the model; kept out of the module tree so parameters are not listed twice.
-        object.__setattr__(self, "loss_fn", hydra.utils.instantiate(cfg.loss, model=train_model, tokenizer=tokenizer))
+        object.__setattr__(self, "loss_fn", instantiate(cfg.loss, "loss", model=train_model, tokenizer=tokenizer))
         object.__setattr__(
             self,
             "predictor",
-            hydra.utils.instantiate(cfg.predictor, model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
+            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
             if cfg.get("predictor") is not None
             else None,
         )
         evaluator_cfg = cfg.get("post_hoc_evaluator")
         object.__setattr__(
-            self, "post_hoc_evaluator", hydra.utils.instantiate(evaluator_cfg) if evaluator_cfg is not None else None
+            self, "post_hoc_evaluator", instantiate(evaluator_cfg, "post_hoc_evaluator") if evaluator_cfg is not None else None
         )
         self.ema: AveragedModel | None = None
         decay = _select(cfg, "ema.decay")
@@ -361,10 +362,7 @@ class XLMHarness(L.LightningModule):
         if self._ema_swapped:  # never store EMA weights as the model's own
             raise RuntimeError("Checkpoint requested while EMA weights are swapped in; save outside evaluation.")
         checkpoint[_RNG_KEY] = _get_rng_state()
-        try:
-            checkpoint[_CONFIG_KEY] = OmegaConf.to_container(self.cfg, resolve=True)
-        except Exception:  # interpolations that only resolve inside Hydra's runtime
-            checkpoint[_CONFIG_KEY] = OmegaConf.to_container(self.cfg, resolve=False)
+        checkpoint[_CONFIG_KEY] = to_plain_best_effort(self.cfg)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         own = self.state_dict()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
+from xlm_core.config_checks import instantiate
 from xlm_core.errors import UsageError
 from xlm_core.protocols import DummyNoiseSchedule, NoiseSchedule, Tokenizer
 
@@ -26,13 +26,13 @@ def build_tokenizer(cfg: DictConfig) -> Tokenizer:
     """Instantiate ``cfg.tokenizer``."""
     if cfg.get("tokenizer") is None:
         raise UsageError("No tokenizer in the config; pick an experiment (experiment=<name>) that sets one.")
-    return hydra.utils.instantiate(cfg.tokenizer)
+    return instantiate(cfg.tokenizer, "tokenizer")
 
 
 def build_noise_schedule(cfg: DictConfig) -> NoiseSchedule:
     """Instantiate ``cfg.noise_schedule`` (the zero schedule when the config has none)."""
     ns_cfg: Any = cfg.get("noise_schedule")
-    return hydra.utils.instantiate(ns_cfg) if ns_cfg is not None else DummyNoiseSchedule()
+    return instantiate(ns_cfg, "noise_schedule") if ns_cfg is not None else DummyNoiseSchedule()
 
 
 def build_runtime(cfg: DictConfig) -> Runtime:

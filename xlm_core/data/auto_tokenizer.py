@@ -15,6 +15,7 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from xlm_core.errors import UsageError
 from xlm_core.hub import offline_requested, use_hub_or_cache
 
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
@@ -22,7 +23,7 @@ __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
 logger = logging.getLogger(__name__)
 
 
-class TokenizerNotFoundError(OSError):
+class TokenizerNotFoundError(UsageError, OSError):
     """The tokenizer is neither a local directory nor downloadable (hub unreachable / not cached)."""
 
 

@@ -46,6 +46,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from xlm_core.config_checks import instantiate
 from xlm_core.config_tools import to_plain
 from xlm_core.data.dataset_manager import (
     DatasetManager,
@@ -166,9 +167,8 @@ class XLMDataModule(L.LightningDataModule):
                 if lcfg.get(key) is None:
                     raise ValueError(f"{where}.{key} is missing.")
             manager = DatasetManager.from_config(to_plain(lcfg["dataset"]), use_debug=self.use_debug)
-            collator = hydra.utils.instantiate(
-                lcfg["collator"], tokenizer=self.tokenizer, noise_schedule=self.noise_schedule
-            )
+            collator = instantiate(lcfg["collator"], f"{where}.collator", tokenizer=self.tokenizer,
+                                   noise_schedule=self.noise_schedule)
             is_train = stage == "train"
             shuffle = lcfg.get("shuffle")
             drop_last = lcfg.get("drop_last")

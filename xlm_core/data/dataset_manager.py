@@ -46,6 +46,7 @@ from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
 from xlm_core.config_tools import import_object, to_plain
+from xlm_core.errors import UsageError
 from xlm_core.hub import use_hub_or_cache
 
 __all__ = [
@@ -66,7 +67,7 @@ CACHE_FORMAT_VERSION = 1
 _FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
-class DatasetSourceError(RuntimeError):
+class DatasetSourceError(UsageError, RuntimeError):
     """A dataset source could not be read; the message says why and what to do."""
 
 
@@ -297,7 +298,7 @@ class DatasetManager:
                     f"Dataset {self.name!r}: cannot tell the format of {files[0]!r}; set data_format to one of "
                     f"{sorted(set(_FILE_FORMATS.values()))}."
                 )
-            ds = datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir)
+            ds = self._load_files(fmt, files, hf_cache_dir)
         else:
             rows = self.generator(**self.generator_kwargs)
             if isinstance(rows, datasets.Dataset):
@@ -311,6 +312,21 @@ class DatasetManager:
         if not isinstance(ds, datasets.Dataset):
             raise DatasetSourceError(f"Dataset {self.name!r}: source gave {type(ds).__name__}, expected one split.")
         return ds
+
+    def _load_files(self, fmt: str, files: list[str], hf_cache_dir: str | None) -> datasets.Dataset:
+        """``datasets.load_dataset`` over local files, with one-line errors naming the file and line."""
+        empty = [f for f in files if Path(f).stat().st_size == 0]
+        if empty:
+            raise DatasetSourceError(f"Dataset {self.name!r}: data file {empty[0]} is empty; give it at least one row.")
+        try:
+            return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir)
+        except Exception as exc:  # datasets wraps parser errors differently per format and version
+            where = _first_bad_json_line(files) if fmt == "json" else None
+            if where is not None:
+                raise DatasetSourceError(f"Dataset {self.name!r}: {where}; fix or remove that line.") from exc
+            cause = exc.__cause__ or exc
+            raise DatasetSourceError(f"Dataset {self.name!r}: could not read {', '.join(files)} as {fmt}: "
+                                     f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from exc
 
     def _preprocess_rows(self, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
         """Apply the preprocess function to in-memory rows (same semantics as ``Dataset.map``).
@@ -344,13 +360,20 @@ class DatasetManager:
                 test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
             )[tts.get("take", "train")]
         if self.preprocess_function is not None and not preprocessed:
-            ds = ds.map(
-                self.preprocess_function,
-                fn_kwargs={"tokenizer": tokenizer, **self.preprocess_function_kwargs},
-                batched=self.preprocess_batched,
-                num_proc=num_proc if num_proc > 1 else None,
-                desc=f"Preprocessing {self.name}",
-            )
+            try:
+                ds = ds.map(
+                    self.preprocess_function,
+                    fn_kwargs={"tokenizer": tokenizer, **self.preprocess_function_kwargs},
+                    batched=self.preprocess_batched,
+                    num_proc=num_proc if num_proc > 1 else None,
+                    desc=f"Preprocessing {self.name}",
+                )
+            except KeyError as exc:
+                fn = getattr(self.preprocess_function, "__qualname__", "the preprocess function")
+                raise DatasetSourceError(
+                    f"Dataset {self.name!r}: its rows lack the field {exc.args[0]!r} that {fn} reads (they have "
+                    f"{', '.join(ds.column_names)}); point the dataset at rows with that field or change preprocess_function."
+                ) from None
         if self.columns_to_remove:
             ds = ds.remove_columns(self.columns_to_remove)
         if self.columns_to_keep:
@@ -445,3 +468,19 @@ class DatasetManager:
         if self.infinite:
             return InfiniteIterableDataset(ids)
         return ids
+
+
+def _first_bad_json_line(files: list[str]) -> str | None:
+    """``"<file> line N is not valid JSON (...)"`` for the first malformed line of JSON-lines files, else None."""
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line.rstrip("\r\n"))
+                except json.JSONDecodeError as exc:
+                    return f"data file {name} line {number} is not valid JSON ({exc.msg} at character {exc.pos + 1})"
+                if not isinstance(row, dict):
+                    return f"data file {name} line {number} is a JSON {type(row).__name__}, not an object with fields"
+    return None

@@ -1,6 +1,10 @@
-"""Job ``train``: fit the harness, resuming from the run's ``checkpoints/last.ckpt`` when present,
-then validate the final weights (if the last validation was earlier), write metrics.json and
-print a summary."""
+"""Job ``train``: fit the harness, resuming the run when it has checkpoints, and print a summary.
+
+A run directory has one owner: the job holds its lock (``xlm_core.run_lock``) from start to end.
+An existing run is resumed from ``last.ckpt`` (or, if that file is damaged, the newest intact
+checkpoint) after checking that the model, tokenizer, optimizer and schedule are the ones it was
+trained with; ``resume=false`` on an existing run is refused unless ``overwrite=true``, which moves the
+old run aside. The final step is validated inside ``fit``, so best.ckpt and metrics.json see it."""
 
 from __future__ import annotations
 
@@ -14,21 +18,74 @@ import lightning as L
 from omegaconf import DictConfig
 
 from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
-from xlm_core.errors import UsageError
-from xlm_core.jobs.common import build_datamodule, build_harness, build_trainer, echo, is_rank_zero
+from xlm_core.checkpoints import checkpoint_config, checkpoint_step, newest_intact
+from xlm_core.config_checks import validate_run_config
+from xlm_core.errors import JobStopped, UsageError
+from xlm_core.jobs.common import (
+    build_datamodule,
+    build_harness,
+    build_trainer,
+    check_against_checkpoint,
+    echo,
+    is_rank_zero,
+    run_checkpoints,
+)
 from xlm_core.metrics import logged_metric_names
-from xlm_core.run_files import run_dir_of, save_run_config, update_metrics_json
+from xlm_core.run_callbacks import TrainingInterrupted
+from xlm_core.run_files import run_dir_of, update_metrics_json
+from xlm_core.run_lock import RunLock
 from xlm_core.runtime import build_runtime
 
-__all__ = ["run", "train", "resume_checkpoint", "check_monitor", "format_summary"]
+__all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary"]
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to ``<name>.replaced-<time>`` beside it (nothing is deleted); return the new path."""
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = aside.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    run_dir.rename(aside)
+    return aside
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """``checkpoints/last.ckpt`` of this run unless ``resume=false``."""
-    if cfg.get("resume", True) is False:
+    """The checkpoint this run continues from: ``last.ckpt``, else (damaged or missing) the newest intact one.
+
+    None for a new run. On an existing run, ``resume=false`` is an error unless ``overwrite=true``
+    (then the old run is moved aside by the caller, see :func:`move_aside`).
+    """
+    existing = run_checkpoints(run_dir)
+    if not existing:
         return None
+    if cfg.get("resume", True) is False:
+        if cfg.get("overwrite", False):
+            return None
+        last = max(existing, key=lambda p: p.stat().st_mtime)
+        raise UsageError(
+            f"{run_dir} already holds a run ({len(existing)} checkpoint(s), newest {last.name}); resume=false would "
+            f"start it over: use a new job_name=..., or add overwrite=true to move the old run aside to "
+            f"{run_dir.name}.replaced-<time> (nothing is deleted)"
+        )
     last = run_dir / "checkpoints" / "last.ckpt"
-    return last if last.is_file() else None
+    path, notes = newest_intact(existing, last if last.exists() else None)
+    for note in notes:
+        echo(f"xlm: warning: {note}")
+    return path
+
+
+def _check_resume(cfg: DictConfig, ckpt: Path) -> None:
+    """Resume only with the model, tokenizer, optimizer and schedule the checkpoint was trained with."""
+    check_against_checkpoint(cfg, ckpt, ("model", "tokenizer"), "resume from it")
+    check_against_checkpoint(cfg, ckpt, ("optimizer", "lr_scheduler"), "resume with the checkpoint's optimizer state")
+    stored = checkpoint_config(ckpt) or {}
+    old_steps = (stored.get("trainer") or {}).get("max_steps")
+    new_steps = cfg.trainer.get("max_steps")
+    if old_steps is not None and old_steps != new_steps:
+        schedule = ("; the learning-rate schedule now runs to step " + str(new_steps)
+                    if (cfg.get("lr_scheduler") or {}).get("num_training_steps") is None else "")
+        echo(f"xlm: note: trainer.max_steps changed from {old_steps} to {new_steps}{schedule}")
 
 
 def check_monitor(cfg: DictConfig, datamodule: Any) -> None:
@@ -73,10 +130,32 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
     return "\n".join(lines)
 
 
+def _resume_command() -> str:
+    from xlm_core.cli import invocation
+
+    return invocation() or "the same xlm command"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg``'s model and return the final metrics (also written to metrics.json)."""
-    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    validate_run_config(cfg, training=True)
     run_dir = run_dir_of(cfg)
+    if not is_rank_zero():
+        return _train(cfg, run_dir)
+    with RunLock(run_dir, "train") as lock:
+        if run_checkpoints(run_dir) and cfg.get("resume", True) is False and cfg.get("overwrite", False):
+            lock.release()
+            aside = move_aside(run_dir)
+            lock.acquire()
+            echo(f"xlm: overwrite=true: the previous run was moved to {aside}")
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    ckpt = resume_checkpoint(cfg, run_dir)
+    if ckpt is not None:
+        _check_resume(cfg, ckpt)
     runtime = build_runtime(cfg)
     harness = build_harness(cfg, runtime)
     datamodule = build_datamodule(cfg, runtime)
@@ -84,15 +163,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, training=True)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
-    ckpt = resume_checkpoint(cfg, run_dir)
     if ckpt is not None:
-        echo(f"xlm: resuming from {ckpt} (set resume=false or use a new job_name to start over)")
-    if is_rank_zero():
-        save_run_config(cfg, run_dir)
+        echo(f"xlm: resuming from {ckpt} (step {checkpoint_step(ckpt)}; a new job_name starts a new run)")
     started = time.perf_counter()
-    trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    if trainer.interrupted:
-        echo("xlm: training was interrupted; rerun the same command to resume from last.ckpt")
+    try:
+        trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except TrainingInterrupted as stop:
+        raise JobStopped(f"training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
+                         f"Resume with: {_resume_command()}") from None
     has_val = bool(datamodule.dataloader_specs("val")) and trainer.limit_val_batches != 0
     if has_val and harness.last_val_step != trainer.global_step:
         trainer.validate(harness, datamodule=datamodule, verbose=False)
