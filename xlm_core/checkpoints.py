@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import zipfile
 from pathlib import Path
@@ -55,8 +56,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path) and not str(path).startswith("file://"):  # object stores: Lightning's own writer
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        with atomic_writer(Path(path), "wb") as f:
-            torch.save(checkpoint, f)
+        try:
+            with atomic_writer(Path(path), "wb") as f:
+                torch.save(checkpoint, f)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise CheckpointError(f"no space left to save checkpoint {path} ({exc.strerror}); the previous checkpoint "
+                                  "there is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume") from exc
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -112,7 +119,8 @@ def newest_intact(candidates: Iterable[Path], preferred: Path | None = None) -> 
     if not intact:
         where = preferred.parent if preferred is not None else "the run"
         raise CheckpointError(f"no intact checkpoint in {where}: " + "; ".join(warnings or ["none found"]))
-    step, path = max(intact, key=lambda item: (item[0], item[1].name == "last.ckpt"))
+    # at equal steps prefer a checkpoint saved at a step boundary (last, keep_step_N) over best.ckpt
+    step, path = max(intact, key=lambda item: (item[0], item[1].name == "last.ckpt", item[1].name != "best.ckpt"))
     if preferred is not None:
         warnings.append(f"using {path.name} (step {step}) instead of {preferred.name}")
     return path, warnings

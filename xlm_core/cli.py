@@ -11,6 +11,7 @@ job crashes exit with 1.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shlex
@@ -205,6 +206,12 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, UsageError):
         print(f"xlm: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"xlm: error: no space left on the device{where} ({exc.strerror}); checkpoints are written atomically, "
+              "so the last good one is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume",
+              file=sys.stderr)
+        return 2
     logging.getLogger("xlm").error("unexpected error", exc_info=exc)  # into the invocation's log file
     first = (str(exc).strip().splitlines() or [""])[0]
     print(f"xlm: error: {type(exc).__name__}: {first} (this looks like a bug; XLM_DEBUG=1 prints the traceback, "
@@ -212,12 +219,12 @@ def _report(exc: BaseException) -> int:
     return 1
 
 
+_INVOCATION_ENV = "XLM_INVOCATION"
+
+
 def invocation() -> str | None:
-    """The ``xlm ...`` command line of this process (for "resume with" hints), when run through the CLI."""
-    return " ".join(shlex.quote(a) for a in ["xlm", *_INVOCATION]) if _INVOCATION else None
-
-
-_INVOCATION: list[str] = []
+    """The ``xlm ...`` command line of this job (for "resume with" hints), when it was started by the CLI."""
+    return os.environ.get(_INVOCATION_ENV) or None
 
 
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
@@ -258,7 +265,7 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _INVOCATION[:] = args
+    os.environ[_INVOCATION_ENV] = " ".join(shlex.quote(a) for a in ["xlm", *args])
     try:
         registry = get_registry()
         if args[:1] and args[0] in COMMANDS:

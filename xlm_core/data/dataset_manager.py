@@ -356,9 +356,13 @@ class DatasetManager:
             ds = self._load_raw(hf_cache_dir)
         if self.train_test_split:
             tts = self.train_test_split
-            ds = ds.train_test_split(
-                test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
-            )[tts.get("take", "train")]
+            try:
+                ds = ds.train_test_split(
+                    test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
+                )[tts.get("take", "train")]
+            except ValueError as exc:
+                raise DatasetSourceError(f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split="
+                                         f"{tts}: {exc}") from None
         if self.preprocess_function is not None and not preprocessed:
             try:
                 ds = ds.map(

@@ -163,6 +163,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     trainer = build_trainer(cfg, training=True)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
     if ckpt is not None:
         echo(f"xlm: resuming from {ckpt} (step {checkpoint_step(ckpt)}; a new job_name starts a new run)")
     started = time.perf_counter()
