@@ -113,6 +113,11 @@ def test_path_chain_reproduces_symlinks(tmp_path):
     assert chain == [("symlink", str(tmp_path / "alias"), str(tmp_path / "real")),
                      ("symlink", str(tmp_path / "real" / "lib.so.1"), "lib.so.1.2"),
                      ("bind", str(tmp_path / "real" / "lib.so.1.2"), "")]
+    # ".." after a symlink walks up from the link's target, as the kernel does
+    (tmp_path / "real" / "sub").mkdir()
+    (tmp_path / "hop").symlink_to(tmp_path / "real" / "sub")
+    up = [(e.kind, e.path) for e in path_chain(str(tmp_path / "hop" / ".." / "lib.so.1.2"))]
+    assert up == [("symlink", str(tmp_path / "hop")), ("bind", str(tmp_path / "real" / "lib.so.1.2"))]
     with pytest.raises(RuntimeError, match="does not exist"):
         path_chain(str(tmp_path / "missing"))
 

@@ -77,27 +77,35 @@ def _is_under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
 def path_chain(path: str) -> list[ViewEntry]:
     """Entries that make ``path`` resolve inside the sandbox as on the host: every symlink met on
     the way (as a symlink) and the final file or directory (as a read-only bind)."""
     entries: list[ViewEntry] = []
-    pending = os.path.normpath(path)
-    for _ in range(_MAX_SYMLINKS):
-        parts = [p for p in pending.split("/") if p]
-        current = ""
-        for i, part in enumerate(parts):
-            current = f"{current}/{part}"
-            if os.path.islink(current):
-                target = os.readlink(current)
-                entries.append(ViewEntry("symlink", current, target))
-                rest = "/".join(parts[i + 1:])
-                pending = os.path.normpath(os.path.join(os.path.dirname(current), target, rest))
-                break
-        else:
-            if not os.path.exists(current):
-                raise RuntimeError(f"{path!r} does not exist on the host; reinstall the interpreter")
-            return [*entries, ViewEntry("bind", current)]
-    raise RuntimeError(f"too many symlinks resolving {path!r}; fix the link loop on the host")
+    todo, current, hops = _parts(path), "/", 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        if not os.path.islink(candidate):
+            current = candidate
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            raise RuntimeError(f"too many symlinks resolving {path!r}; fix the link loop on the host")
+        target = os.readlink(candidate)
+        entries.append(ViewEntry("symlink", candidate, target))
+        todo = _parts(target) + todo
+        if target.startswith("/"):
+            current = "/"
+    if not os.path.exists(current):
+        raise RuntimeError(f"{path!r} does not exist on the host; reinstall the interpreter")
+    return [*entries, ViewEntry("bind", current)]
 
 
 def _add(entries: dict[str, ViewEntry], new: list[ViewEntry], dirs: list[str]) -> None:
