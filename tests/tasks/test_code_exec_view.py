@@ -233,3 +233,15 @@ def test_private_tmp_home_and_cwd(mode):
     assert_refused(res[1])
     assert_refused(res[2], "HOST-TEXT")
     assert res[3].value == {"kind": "str", "value": "/tmp,/tmp,/tmp"}, res[3]
+
+
+@pytest.mark.parametrize("mode", STRONG_MODES)
+def test_only_tmp_is_writable(mode):
+    """Raw libc creat (guard bypassed) fails everywhere in the view except the private /tmp."""
+    stdlib = os.path.dirname(os.__file__)
+    targets = ["/x", "/usr/x", f"{stdlib}/x", f"{stdlib}/site-packages/x", "/dev/shm/x", "/proc/x", "/tmp/x"]
+    libc = "libc = open.__globals__['ctypes'].CDLL(None)\n"
+    sources = [prog(libc + f"return libc.creat({t.encode()!r}, 420) >= 0") for t in targets]
+    results = run_programs(sources, SandboxLimits(timeout_s=5.0), isolation=mode, num_workers=2)
+    got = {t: r.value for t, r in zip(targets, results)}
+    assert got == {t: {"kind": "bool", "repr": repr(t == "/tmp/x")} for t in targets}, got
