@@ -51,6 +51,7 @@ class SandboxView:
     interpreter: str
 
 
+@functools.lru_cache(maxsize=None)
 def interpreter() -> str:
     """The real interpreter binary (a virtual environment's ``python`` resolves to its base)."""
     exe = getattr(sys, "_base_executable", None) or sys.executable
