@@ -33,9 +33,7 @@ _MAX_SYMLINKS = 40
 
 @dataclass(frozen=True)
 class ViewEntry:
-    """One row of the view: ``dir`` (an empty directory, mode 0755, leading to other rows),
-    ``bind`` (host path, read-only, same place), ``symlink`` (path -> target, as on the host) or
-    ``mask`` (an empty read-only directory hiding what is below)."""
+    """One row: ``dir`` (empty, 0755), ``bind`` (host path, read-only, same place), ``symlink``, ``mask`` (empty, read-only)."""
 
     kind: Literal["dir", "bind", "symlink", "mask"]
     path: str
@@ -71,14 +69,16 @@ def _discover(python: str) -> dict:
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         raise RuntimeError(f"could not list the interpreter's libraries ({exc!r} {detail[-300:]!r}); "
-                           "use a glibc-based Linux Python or isolation='process'") from exc
+                           "run xlm with a glibc-based Linux Python (the sandbox reads the loader's link map)") from exc
 
 
 def _is_under(path: str, roots: list[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or inside one."""
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 def _parts(path: str) -> list[str]:
+    """Path components without empty and ``.`` ones."""
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
