@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.callbacks import scalar_metrics
 from xlm_core.jobs import UsageError
+from xlm_core.loggers import finish_loggers
 from xlm_core.jobs.common import (
     build_datamodule,
     build_trainer,
@@ -36,6 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     fn(harness, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
     metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
     update_metrics_json(run_dir, metrics)
+    finish_loggers(trainer.loggers)
     shown = "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
     echo(f"xlm: {split} metrics of {ckpt.name} (step {harness.step}):\n{shown}\n"
          f"  predictions: {run_dir / 'predictions' / split}\n  metrics: {run_dir / 'metrics.json'}")
