@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 __all__ = ["JOB_TYPES", "JobNotAvailableError", "UsageError", "load_job"]
 
-JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate")
+JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate", "export")
 
 
 class UsageError(Exception):
