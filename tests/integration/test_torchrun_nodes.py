@@ -4,7 +4,6 @@ batch (validation curve, final weights) and writing one set of checkpoints and l
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from same_run import assert_same_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~1-4 min on a shared 2-core machine
 
@@ -62,15 +62,6 @@ def test_two_torchrun_nodes_train_as_one_run(tmp_path: Path) -> None:
         assert node.returncode == 0, err[-3000:]
     assert "Training finished at step 4" in outputs[0][0] and "Training finished" not in outputs[1][0]
 
-    single, multi = tmp_path / "outputs" / "single", tmp_path / "outputs" / "nodes"
-    h1 = json.loads((single / "plots" / "history.json").read_text())["val/lm/accumulated_loss"]
-    h2 = json.loads((multi / "plots" / "history.json").read_text())["val/lm/accumulated_loss"]
-    assert [s for s, _ in h1] == [s for s, _ in h2] == [2, 4]
-    for (_, a), (_, b) in zip(h1, h2):
-        assert b == pytest.approx(a, abs=1e-4)
-    w1 = torch.load(single / "checkpoints" / "last.ckpt", weights_only=True)
-    w2 = torch.load(multi / "checkpoints" / "last.ckpt", weights_only=True)
-    assert w1["global_step"] == w2["global_step"] == 4
-    for key, value in w1["state_dict"].items():
-        torch.testing.assert_close(w2["state_dict"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    multi = tmp_path / "outputs" / "nodes"
+    assert_same_run(tmp_path / "outputs" / "single", multi, val_steps=[2, 4], final_step=4)
     assert len(list(multi.glob("logs/version_*"))) == 1  # one logger (rank 0) for the whole run

@@ -37,6 +37,8 @@ are dropped inside ``.map``.
 
 from __future__ import annotations
 
+import fnmatch
+import glob as globlib
 import hashlib
 import importlib
 import inspect
@@ -48,9 +50,6 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
-
-import fnmatch
-import glob as globlib
 
 import datasets
 import torch
