@@ -16,7 +16,7 @@ __all__ = ["WandbLogger", "mlflow_logger", "finish_loggers"]
 
 
 class WandbLogger(_LightningWandbLogger):
-    """Lightning's ``WandbLogger`` plus :meth:`finish`, which closes the run when the job ends (so a
+    """Lightning's ``WandbLogger`` plus ``finish()``, which closes the run when the job ends (so a
     second job in the same process starts a new run instead of appending to this one)."""
 
     def finish(self) -> None:

@@ -86,7 +86,7 @@ def neox_config(model: RotaryTransformerARLMModel, tokenizer: Any = None) -> Any
 
 @torch.no_grad()
 def copy_weights_to_neox(model: RotaryTransformerARLMModel, neox: nn.Module) -> None:
-    """Load our weights into a ``GPTNeoXForCausalLM`` built from :func:`neox_config`.
+    """Load our weights into a ``GPTNeoXForCausalLM`` built from ``neox_config``.
 
     GPT-NeoX packs q/k/v per head (``[q_h, k_h, v_h]`` for each head ``h``); ours packs ``[q; k; v]``.
     """

@@ -54,7 +54,7 @@ class ARLMLoss:
 
     Packed batches may carry ``positions`` (used as the RoPE positions instead of the ones derived
     from ``attention_mask``) and ``document_ids`` (a (B, L, L) mask keeps each query inside its
-    own document, see :func:`document_causal_mask`).
+    own document, see ``document_causal_mask``).
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, use_3d_mask: bool = False) -> None:
