@@ -23,6 +23,7 @@ from xlm_core.jobs import UsageError
 
 __all__ = [
     "run_dir_of",
+    "set_torch_threads",
     "build_tokenizer",
     "build_datamodule",
     "build_harness",
@@ -58,6 +59,25 @@ def run_dir_of(cfg: DictConfig) -> Path:
     if rd is None:
         raise UsageError("paths.run_dir is not set; the run directory is needed for checkpoints and outputs.")
     return Path(str(rd))
+
+
+def set_torch_threads(value: int | str | None) -> int | None:
+    """Apply ``torch_num_threads``: an int, ``auto`` (the cores the 1-minute load average leaves idle,
+    at least 1; on a shared machine more threads than free cores slow every step down) or null
+    (torch's default). Returns the thread count set, or None."""
+    if value is None or value == "":
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value == "auto":
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = max(1, min(cores, int(cores - busy + 0.5)))
+        echo(f"xlm: torch_num_threads=auto -> {threads} thread(s) (load average {busy:.1f} on {cores} cores)")
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        threads = value
+    else:
+        raise UsageError(f"torch_num_threads={value!r}; use a positive int, auto, or null for torch's default.")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def build_tokenizer(cfg: DictConfig) -> Any:
@@ -215,6 +235,7 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
 def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> tuple[Path, Path, Any]:
     """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last) and build the harness."""
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    set_torch_threads(cfg.get("torch_num_threads"))
     # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
     run_dir = run_dir_of(cfg)

@@ -23,6 +23,7 @@ from xlm_core.jobs.common import (
     echo,
     run_dir_of,
     save_run_config,
+    set_torch_threads,
     update_metrics_json,
 )
 from xlm_core.loggers import finish_loggers
@@ -117,6 +118,7 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg``'s model and return the final metrics (also written to metrics.json)."""
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    set_torch_threads(cfg.get("torch_num_threads"))
     run_dir = run_dir_of(cfg)
     save_run_config(cfg, run_dir)
     tokenizer = build_tokenizer(cfg)
