@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
+import huggingface_hub.constants
 import pytest
 import torch
 
@@ -113,3 +115,21 @@ def test_a_new_file_in_the_glob_builds_a_new_cache(tmp_path: Path) -> None:
     first = m.prepare(tmp_path / "cache")
     (pkg / "z.py").write_text("z = 26\n")
     assert m.prepare(tmp_path / "cache") != first
+
+
+def test_hub_source_goes_through_load_dataset_with_a_local_repo_standing_in(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub code path (``full_name: repo/name/split`` -> ``datasets.load_dataset``), on local data: a
+    directory laid out like a hub dataset repo is what ``load_dataset`` resolves the id to."""
+    repo = tmp_path / "someorg" / "corpus"
+    repo.mkdir(parents=True)
+    (repo / "train.jsonl").write_text("".join(json.dumps({"content": f"{i} {i + 1} {i + 2}"}) + "\n" for i in range(6)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # never ask the real hub first
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    tok = SimpleSpaceTokenizer.for_numbers(10)
+    m = DatasetManager(name="hub_docs", full_name="someorg/corpus/train", preprocess_function=PACK,
+                       preprocess_batched=True, columns_to_keep=["input_ids", "document_lengths"],
+                       preprocess_function_kwargs={"block_size": 5, "text_field": "content"})
+    ds = m.load(tmp_path / "cache", tok)
+    assert len(ds) == 6 and ds[0]["input_ids"] == [4, 7, 8, 9, 3]  # BOS 0 1 2 EOS
