@@ -151,7 +151,7 @@ def check_export(model: RotaryTransformerARLMModel, out_dir: str | os.PathLike[s
     """Max |logit difference| between ``model`` and the export reloaded by transformers on a probe batch."""
     from transformers import AutoModelForCausalLM
 
-    theirs = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32).eval()
+    theirs = AutoModelForCausalLM.from_pretrained(str(out_dir)).float().eval()  # saved in fp32
     length = min(length, model.max_length)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.num_embeddings, (2, length), generator=g)
