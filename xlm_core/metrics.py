@@ -1,4 +1,4 @@
-"""Metrics: sequence-level exact match, token accuracy, and the wrapper that builds the
+"""Metrics: sequence-level exact match, token accuracy, perplexity, and the wrapper that builds the
 ``reported_metrics`` of a config into torchmetrics objects named ``{split}/{kind}/{name}``.
 
 Metric states are sums, so torchmetrics syncs them across DDP ranks before ``compute``.
@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import hydra
 import torch
-from jaxtyping import Bool, Integer
+from jaxtyping import Bool, Float, Integer
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor as TT
 from torchmetrics import Metric
@@ -21,6 +21,7 @@ from xlm_core.config_tools import import_object
 __all__ = [
     "ExactMatch",
     "TokenAccuracy",
+    "Perplexity",
     "MetricWrapper",
     "UpdateFn",
     "build_metrics",
@@ -104,6 +105,32 @@ class TokenAccuracy(_RatioMetric):
         _check_same_shape(pred, mask, "TokenAccuracy (pred_mask)")
         self.correct += ((pred == target) & mask).sum()
         self.total += mask.sum()
+
+
+class Perplexity(Metric):
+    """``exp`` of the mean NLL over every scored token seen (not a mean of per-batch perplexities).
+
+    Fed per-token NLLs (natural log), e.g. by an update function returning ``{"value": nlls}``;
+    the states are sums, so DDP reduction gives the perplexity of the whole split.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, value: Float[TT, " num_tokens"]) -> None:
+        value = value.detach().reshape(-1)
+        self.nll_sum += value.double().sum()
+        self.count += value.numel()
+
+    def compute(self) -> TT:
+        if int(self.count) == 0:
+            return torch.tensor(float("nan"))
+        return torch.exp(self.nll_sum / self.count).float()
 
 
 def resolve_function(path: str | Callable[..., Any]) -> Callable[..., Any]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from xlm_core.config_checks import instantiate
 from xlm_core.errors import UsageError
 from xlm_core.protocols import DummyNoiseSchedule, NoiseSchedule, Tokenizer
 
-__all__ = ["Runtime", "build_runtime", "build_tokenizer", "build_noise_schedule"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["Runtime", "build_runtime", "build_tokenizer", "build_noise_schedule", "set_torch_threads"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,26 @@ def build_noise_schedule(cfg: DictConfig) -> NoiseSchedule:
     return instantiate(ns_cfg, "noise_schedule") if ns_cfg is not None else DummyNoiseSchedule()
 
 
+def set_torch_threads(value: int | str | None) -> int | None:
+    """Apply ``torch_num_threads``: an int, ``auto`` (the cores the 1-minute load average leaves idle,
+    at least 1: on a shared machine more threads than free cores slow every step down) or null (torch's
+    default). Returns the thread count set, or None."""
+    if value is None or value == "":
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value == "auto":
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = max(1, min(cores, int(cores - busy + 0.5)))
+        logger.info("torch_num_threads=auto -> %d thread(s) (load average %.1f on %d cores)", threads, busy, cores)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        threads = value
+    else:
+        raise UsageError(f"torch_num_threads={value!r}; use a positive int, auto, or null for torch's default.")
+    torch.set_num_threads(threads)
+    return threads
+
+
 def build_runtime(cfg: DictConfig) -> Runtime:
-    """Tokenizer and noise schedule of ``cfg``, built once per job."""
+    """Tokenizer and noise schedule of ``cfg``, built once per job (after applying ``torch_num_threads``)."""
+    set_torch_threads(cfg.get("torch_num_threads"))
     return Runtime(tokenizer=build_tokenizer(cfg), noise_schedule=build_noise_schedule(cfg))

@@ -169,3 +169,46 @@ def test_ddp_relaunch_finds_the_xlm_program_without_an_activated_venv(
         return
     _ensure_argv0_is_a_path()
     assert sys.argv == [str(script), "job_type=train"]
+
+
+def test_export_writes_a_directory_transformers_loads(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = trained.parent / "exported"
+    assert main([*TINY, "job_type=export", f"paths.root_dir={trained.parent.parent}", f"export.dir={out}"]) == 0
+    assert f"as export.format=hf to {out}" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.model_type == "gpt_neox" and tokenizer("1 2 3")["input_ids"] == [8, 9, 10]
+    # the default directory is inside the run
+    assert main([*TINY, "job_type=export", f"paths.root_dir={trained.parent.parent}"]) == 0
+    assert (trained / "export" / "hf" / "config.json").is_file()
+
+
+def test_export_to_an_unknown_format_lists_the_available_ones(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*TINY, "job_type=export", "export.format=onnx", f"paths.root_dir={trained.parent.parent}"]) == 2
+    assert "cannot export export.format='onnx'; available formats: hf" in capsys.readouterr().err
+
+
+def test_torch_num_threads_auto_uses_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    from xlm_core.jobs import UsageError
+    from xlm_core.jobs.common import set_torch_threads
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (cores + 5.0, 0.0, 0.0))  # a fully loaded machine
+        assert set_torch_threads("auto") == 1 == torch.get_num_threads()
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle one
+        assert set_torch_threads("auto") == cores == torch.get_num_threads()
+        assert set_torch_threads(1) == 1 and set_torch_threads(None) is None
+        with pytest.raises(UsageError, match="torch_num_threads=0"):
+            set_torch_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -100,3 +100,14 @@ def test_bad_reported_metrics_fail_with_the_fix() -> None:
     with pytest.raises(ValueError, match="no module 'nope' is installed"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": "nope.fn"}}},
                       {"val": [("lm", "lm")]})
+
+
+def test_perplexity_is_exp_of_the_token_weighted_mean_nll() -> None:
+    from xlm_core.metrics import Perplexity
+
+    m = Perplexity()
+    m.update(torch.tensor([1.0, 2.0, 3.0]))
+    m.update(torch.tensor([6.0]))  # a 1-token batch weighs one token, not one batch
+    assert m.compute().item() == pytest.approx(torch.exp(torch.tensor(3.0)).item(), rel=1e-6)
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert torch.isnan(Perplexity().compute())

@@ -5,9 +5,13 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
     name: star_easy_train            # folder name under the cache dir
     # exactly one source:
     full_name: repo/name[/config]/split          # hub id, via datasets.load_dataset
-    data_files: path/to/file.jsonl               # local jsonl/json/parquet/arrow/csv file(s)
+    data_files: path/to/file.jsonl               # local file(s) or glob(s): "corpus/**/*.txt"
     generator: pkg.module.function               # called with generator_kwargs; returns rows
     generator_kwargs: {...}
+    data_format: null        # json | parquet | arrow | csv | text; null: from the file suffix
+                             # text: one row {"text": <whole file>} per file (a document)
+    exclude: [...]           # glob patterns (fnmatch on the full path) dropped from data_files
+    load_kwargs: {...}       # extra datasets.load_dataset kwargs (e.g. encoding_errors: replace)
     train_test_split: {test_size: 0.05, seed: 2025, take: test}   # optional
     preprocess_function: pkg.module.fn           # fn(example, tokenizer, **kwargs) -> dict, via .map
     preprocess_function_kwargs: {...}
@@ -25,10 +29,16 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
 The cache lives at ``<cache_dir>/<name>/<key>`` (``save_to_disk``); ``key`` hashes the source, split
 options, preprocess function (qualified name and source code), its kwargs, the kept/removed columns
 and the tokenizer, so changing any of them builds a new cache instead of reusing a stale one.
+
+A batched preprocess function may return a different number of rows than it was given (e.g.
+packing documents into fixed-length blocks); give ``columns_to_keep`` then, so the input columns
+are dropped inside ``.map``.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob as globlib
 import hashlib
 import inspect
 import json
@@ -54,6 +64,8 @@ __all__ = [
     "DatasetSourceError",
     "HubId",
     "parse_hub_id",
+    "expand_data_files",
+    "tokenizer_fingerprint",
     "debug_overfit_enabled",
     "dist_rank_and_world_size",
     "DatasetManager",
@@ -64,7 +76,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
-_FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
+_FILE_FORMATS = {
+    ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".txt": "text",
+}
+# `text` means whole-file documents here (datasets' own default is one row per line).
+_FORMAT_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {"text": {"sample_by": "document"}}
+_GLOB_CHARS = ("*", "?", "[")
 
 
 class DatasetSourceError(UsageError, RuntimeError):
@@ -93,6 +110,26 @@ def parse_hub_id(full_name: str) -> HubId:
     )
 
 
+def expand_data_files(data_files: str | list[str], exclude: list[str] | None = None) -> list[str]:
+    """Expand globs (``**`` recursive) into a sorted file list, dropping ``exclude`` matches.
+
+    Plain paths are kept as given (a missing one is reported by the loader); a glob that matches
+    nothing is kept too, so the error names the pattern.
+    """
+    patterns = [data_files] if isinstance(data_files, str) else list(data_files)
+    files: list[str] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if any(c in pattern for c in _GLOB_CHARS):
+            matches = sorted(p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
+            files.extend(matches or [pattern])
+        else:
+            files.append(pattern)
+    if exclude:
+        files = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in exclude)]
+    return list(dict.fromkeys(files))
+
+
 def debug_overfit_enabled(flag: bool | str | None = None) -> bool:
     """True when the debug sources should be used: ``flag`` (from config) or env ``DEBUG_OVERFIT=1``."""
     if isinstance(flag, str):
@@ -118,6 +155,20 @@ def _function_fingerprint(fn: Callable[..., Any] | None) -> dict[str, str] | Non
     except (OSError, TypeError):
         code_hash = Hasher.hash(fn)
     return {"name": name, "code": code_hash}
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of what decides a tokenizer's ids: for fast tokenizers the serialised ``tokenizers``
+    model and the special/added tokens, so a freshly trained tokenizer and its saved copy match."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "to_str"):
+        return Hasher.hash(tokenizer)
+    return Hasher.hash({
+        "class": type(tokenizer).__name__,
+        "backend": backend.to_str(),
+        "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+        "added": sorted(tokenizer.get_added_vocab().items()),
+    })
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +221,8 @@ class DatasetManager:
         full_name: str | None = None,
         data_files: str | list[str] | None = None,
         data_format: str | None = None,
+        exclude: list[str] | None = None,
+        load_kwargs: Mapping[str, Any] | None = None,
         generator: str | Callable[..., Any] | None = None,
         generator_kwargs: Mapping[str, Any] | None = None,
         train_test_split: Mapping[str, Any] | None = None,
@@ -209,6 +262,8 @@ class DatasetManager:
         self.full_name = full_name
         self.data_files = to_plain(data_files)
         self.data_format = data_format
+        self.exclude = list(to_plain(exclude) or [])
+        self.load_kwargs = dict(to_plain(load_kwargs) or {})
         self.generator = import_object(generator) if isinstance(generator, str) else generator
         self.generator_kwargs = dict(to_plain(generator_kwargs) or {})
         self.train_test_split = dict(to_plain(train_test_split)) if train_test_split else None
@@ -238,18 +293,24 @@ class DatasetManager:
             cfg = _deep_merge(cfg, debug)
         return cls(**cfg)
 
+    def files(self) -> list[str]:
+        """The local files this dataset reads (globs expanded, ``exclude`` applied); [] for other sources."""
+        return expand_data_files(self.data_files, self.exclude) if self.data_files else []
+
     # ----- cache key -------------------------------------------------------------------------
     def _source_spec(self) -> dict[str, Any]:
         if self.full_name:
-            return {"hub": self.full_name}
+            return {"hub": self.full_name, **({"load_kwargs": self.load_kwargs} if self.load_kwargs else {})}
         if self.data_files:
-            files = [self.data_files] if isinstance(self.data_files, str) else list(self.data_files)
             stats = []
-            for f in files:
+            for f in self.files():
                 p = Path(f)
                 st = p.stat() if p.exists() else None
                 stats.append([str(p.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None])
-            return {"files": stats, "format": self.data_format}
+            spec: dict[str, Any] = {"files": stats, "format": self.data_format}
+            if self.load_kwargs:
+                spec["load_kwargs"] = self.load_kwargs
+            return spec
         return {"generator": _function_fingerprint(self.generator), "kwargs": self.generator_kwargs}
 
     def cache_key(self, tokenizer: Any = None) -> str:
@@ -263,7 +324,7 @@ class DatasetManager:
             "preprocess_batched": self.preprocess_batched,
             "columns": [self.columns_to_keep, self.columns_to_remove],
             # the tokenizer only matters when a preprocess function can use it
-            "tokenizer": Hasher.hash(tokenizer) if self.preprocess_function is not None else None,
+            "tokenizer": tokenizer_fingerprint(tokenizer) if self.preprocess_function is not None else None,
         }
         return Hasher.hash(spec)
 
@@ -276,7 +337,9 @@ class DatasetManager:
             hub = parse_hub_id(self.full_name)
             reachable = use_hub_or_cache()
             try:
-                ds = datasets.load_dataset(hub.path, hub.config, split=hub.split, cache_dir=hf_cache_dir)
+                ds = datasets.load_dataset(
+                    hub.path, hub.config, split=hub.split, cache_dir=hf_cache_dir, **self.load_kwargs
+                )
             except Exception as e:
                 offline = not reachable
                 raise DatasetSourceError(
@@ -288,10 +351,15 @@ class DatasetManager:
                     "local copies, or use a `generator` source."
                 ) from e
         elif self.data_files:
-            files = [self.data_files] if isinstance(self.data_files, str) else list(self.data_files)
+            files = self.files()
+            if not files:
+                raise DatasetSourceError(
+                    f"Dataset {self.name!r}: no files left from data_files={self.data_files!r} after "
+                    f"exclude={self.exclude}; loosen the exclude patterns."
+                )
             missing = [f for f in files if not Path(f).exists()]
             if missing:
-                raise DatasetSourceError(f"Dataset {self.name!r}: data files not found: {missing}.")
+                raise DatasetSourceError(f"Dataset {self.name!r}: data files not found: {missing[:5]}.")
             fmt = self.data_format or _FILE_FORMATS.get(Path(files[0]).suffix.lower())
             if fmt is None:
                 raise DatasetSourceError(
@@ -315,11 +383,12 @@ class DatasetManager:
 
     def _load_files(self, fmt: str, files: list[str], hf_cache_dir: str | None) -> datasets.Dataset:
         """``datasets.load_dataset`` over local files, with one-line errors naming the file and line."""
-        empty = [f for f in files if Path(f).stat().st_size == 0]
-        if empty:
-            raise DatasetSourceError(f"Dataset {self.name!r}: data file {empty[0]} is empty; give it at least one row.")
+        if all(Path(f).stat().st_size == 0 for f in files):
+            what = f"data file {files[0]} is" if len(files) == 1 else f"all {len(files)} data files are"
+            raise DatasetSourceError(f"Dataset {self.name!r}: {what} empty; give it at least one row.")
         try:
-            return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir)
+            kwargs = {**_FORMAT_DEFAULT_KWARGS.get(fmt, {}), **self.load_kwargs}
+            return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir, **kwargs)
         except Exception as exc:  # datasets wraps parser errors differently per format and version
             where = _first_bad_json_line(files) if fmt == "json" else None
             if where is not None:
@@ -347,7 +416,9 @@ class DatasetManager:
     def build(self, tokenizer: Any = None, num_proc: int = 1, hf_cache_dir: str | None = None) -> datasets.Dataset:
         """Load the source, split, preprocess and select columns (no caching)."""
         preprocessed = False
-        if self.generator is not None and self.preprocess_function is not None and not self.train_test_split and num_proc <= 1:
+        in_memory = not (self.preprocess_batched and self.columns_to_keep)  # row-count changes need .map
+        if (self.generator is not None and self.preprocess_function is not None and not self.train_test_split
+                and num_proc <= 1 and in_memory):
             rows = self.generator(**self.generator_kwargs)
             if isinstance(rows, (list, tuple)):
                 ds = datasets.Dataset.from_list(self._preprocess_rows(list(rows), tokenizer))
@@ -364,11 +435,14 @@ class DatasetManager:
                 raise DatasetSourceError(f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split="
                                          f"{tts}: {exc}") from None
         if self.preprocess_function is not None and not preprocessed:
+            # dropping the unkept input columns inside .map lets a batched function change the row count
+            dropped = [c for c in ds.column_names if c not in self.columns_to_keep] if self.columns_to_keep else None
             try:
                 ds = ds.map(
                     self.preprocess_function,
                     fn_kwargs={"tokenizer": tokenizer, **self.preprocess_function_kwargs},
                     batched=self.preprocess_batched,
+                    remove_columns=dropped,
                     num_proc=num_proc if num_proc > 1 else None,
                     desc=f"Preprocessing {self.name}",
                 )
@@ -415,6 +489,7 @@ class DatasetManager:
         return {
             "name": self.name,
             "source": self._source_spec(),
+            "num_files": len(self.files()) or None,
             "train_test_split": self.train_test_split,
             "preprocess": _function_fingerprint(self.preprocess_function),
             "preprocess_kwargs": self.preprocess_function_kwargs,

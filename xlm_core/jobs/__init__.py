@@ -15,7 +15,7 @@ from xlm_core.errors import UsageError
 
 __all__ = ["JOB_TYPES", "JobNotAvailableError", "UsageError", "load_job"]
 
-JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate")
+JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate", "export")
 
 
 class JobNotAvailableError(UsageError, LookupError):

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from xlm_core.callbacks import scalar_metrics
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
+from xlm_core.loggers import finish_loggers
 from xlm_core.run_files import job_output_dir, save_run_config, update_metrics_json
 
 __all__ = ["run", "evaluate", "EVAL_SPLITS"]
@@ -40,6 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
     if is_rank_zero():
         update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
+    finish_loggers(trainer.loggers)
     shown = "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
     echo(f"xlm: {split} metrics of {ckpt.name} (step {ev.step}):\n{shown}\n"
          f"  predictions: {out / 'predictions' / split}\n  metrics: {out / 'metrics.json'}")

@@ -8,6 +8,7 @@ old run aside. The final step is validated inside ``fit``, so best.ckpt and metr
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
 from xlm_core.checkpoints import checkpoint_config, checkpoint_step, newest_intact
 from xlm_core.config_checks import validate_run_config
+from xlm_core.config_tools import to_plain_best_effort
 from xlm_core.errors import JobStopped, UsageError
 from xlm_core.jobs.common import (
     build_datamodule,
@@ -30,13 +32,15 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     run_checkpoints,
 )
+from xlm_core.loggers import finish_loggers
 from xlm_core.metrics import logged_metric_names
 from xlm_core.run_callbacks import TrainingInterrupted
 from xlm_core.run_files import run_dir_of, update_metrics_json
 from xlm_core.run_lock import RunLock
 from xlm_core.runtime import build_runtime
 
-__all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary"]
+__all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary", "sample_lines",
+           "log_config"]
 
 
 def move_aside(run_dir: Path) -> Path:
@@ -107,11 +111,41 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
+def sample_lines(rows: list[dict[str, Any]], limit: int, width: int = 400) -> list[str]:
+    """The first ``limit`` generated rows (prompt + text), each cut to ``width`` characters."""
+    lines = []
+    for i, row in enumerate(rows[:limit]):
+        text = str(row.get("prompt") or "") + str(row.get("text") or "")
+        cut = text if len(text) <= width else text[:width] + " [...]"
+        lines.append(f"  --- sample {i + 1} (prompt {str(row.get('prompt') or '')!r}) ---")
+        lines.extend(f"  | {line}" for line in cut.splitlines() or [""])
+    return lines
+
+
+def _last_val_samples(run_dir: Path, step: int, limit: int) -> list[str]:
+    """Rows generated at the last validation (predictions/val/<loader>/step_<step>.jsonl)."""
+    if limit <= 0:
+        return []
+    for path in sorted((run_dir / "predictions" / "val").glob(f"*/step_{step}.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows and "text" in rows[0]:
+            return [f"  samples ({path}):", *sample_lines(rows, limit)]
+    return []
+
+
+def log_config(loggers: list[Any], cfg: DictConfig) -> None:
+    """Give every logger the composed config as its hyperparameters (searchable in W&B / MLflow)."""
+    params = to_plain_best_effort(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(params)
+
+
 def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
-                   log_dir: str | None, plot: Path | None, monitor: str | None = None) -> str:
-    """The end-of-training report: the validation metrics, throughput and where the files are."""
+                   log_dir: str | None, plot: Path | None, monitor: str | None = None, stop_note: str = "",
+                   samples: list[str] | None = None) -> str:
+    """The end-of-training report: the validation metrics, throughput, samples and where the files are."""
     val = {k: v for k, v in sorted(metrics.items()) if k.startswith("val/")}
-    lines = ["=" * 72, f"Training finished at step {int(metrics.get('step', 0))}"]
+    lines = ["=" * 72, f"Training finished at step {int(metrics.get('step', 0))}{stop_note}"]
     if monitor:
         lines.append(f"  monitored ({monitor}): {_fmt(metrics.get(monitor))}")
     lines += [f"  {k}: {_fmt(v)}" for k, v in val.items() if k != monitor] or ["  validation: n/a (none ran)"]
@@ -126,6 +160,7 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
     ]
     if plot is not None:
         lines.append(f"    curves:      {plot}")
+    lines.extend(samples or [])
     lines.append("=" * 72)
     return "\n".join(lines)
 
@@ -164,6 +199,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
+    log_config(trainer.loggers, cfg)
     if ckpt is not None:
         echo(f"xlm: resuming from {ckpt} (step {checkpoint_step(ckpt)}; a new job_name starts a new run)")
     started = time.perf_counter()
@@ -191,7 +227,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if trainer.is_global_zero:
         update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
     log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
-    echo(format_summary(metrics, run_dir, tps, log_dir, plot, cfg.get("monitor")))
+    stop_note = ""
+    if 0 < trainer.max_steps and trainer.global_step < trainer.max_steps:
+        max_time = OmegaConf.select(cfg, "trainer.max_time")
+        stop_note = f" of {trainer.max_steps}" + (f" (stopped by trainer.max_time={max_time})" if max_time else "")
+    samples = _last_val_samples(run_dir, trainer.global_step, int(cfg.get("summary_samples") or 0))
+    echo(format_summary(metrics, run_dir, tps, log_dir, plot, cfg.get("monitor"), stop_note, samples))
+    finish_loggers(trainer.loggers)
     return metrics
 
 

@@ -441,7 +441,8 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     metrics = build_metrics(cfg.reported_metrics, {"val": [("lm", "lm"), ("prediction", "prediction")]})
     names = {key.split("|")[2] for key in metrics.keys() if key.startswith("val|1|")}
     assert names == prediction_metrics
-    assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == {"accumulated_loss"}
+    lm_metrics = {"accumulated_loss", "perplexity"} if name == "arlm" else {"accumulated_loss"}
+    assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == lm_metrics
     if name == "arlm_tinygsm_seq2seq":
         from xlm_core.tasks.code_exec.evaluator import Gsm8kCodeEval
 

@@ -10,8 +10,9 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
+from xlm_core.data.packing import same_document_mask
 
-__all__ = ["ARLMLoss", "causal_attention_mask", "positions_from_attention_mask"]
+__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
 
 
 def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
@@ -25,6 +26,13 @@ def causal_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Bool[TT
     L = attention_mask.shape[1]
     tril = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
     return attention_mask.bool().unsqueeze(1) & tril
+
+
+def document_causal_mask(
+    document_ids: Integer[TT, " batch seq_len"], attention_mask: Bool[TT, " batch seq_len"]
+) -> Bool[TT, " batch seq_len seq_len"]:
+    """Causal attention restricted to the query's own document (packed rows), padding keys excluded."""
+    return causal_attention_mask(attention_mask) & same_document_mask(document_ids)
 
 
 class ARLMLoss:
@@ -43,6 +51,10 @@ class ARLMLoss:
     (the model adds the causal part), or, for right-padded batches whose padding is never scored,
     as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds that mask
     literally.
+
+    Packed batches may carry ``positions`` (used as the RoPE positions instead of the ones derived
+    from ``attention_mask``) and ``document_ids`` (a (B, L, L) mask keeps each query inside its
+    own document, see ``document_causal_mask``).
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, use_3d_mask: bool = False) -> None:
@@ -85,9 +97,16 @@ class ARLMLoss:
                 f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
             )
 
-        positions = positions_from_attention_mask(attention_mask)  # (B, L)
+        positions = batch.get("positions")
+        if positions is None:
+            positions = positions_from_attention_mask(attention_mask)  # (B, L)
         valid = target_ids != IGNORE_INDEX  # (B, L)
-        logits = self.model(input_ids, self._model_mask(attention_mask, valid), positions)  # (B, L, V)
+        document_ids = batch.get("document_ids")
+        if document_ids is not None:
+            mask = document_causal_mask(document_ids, attention_mask)  # (B, L, L)
+        else:
+            mask = self._model_mask(attention_mask, valid)
+        logits = self.model(input_ids, mask, positions)  # (B, L, V)
 
         nll = F.cross_entropy(
             logits.transpose(1, 2), target_ids, ignore_index=IGNORE_INDEX, reduction="none"

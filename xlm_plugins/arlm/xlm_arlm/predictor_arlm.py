@@ -34,7 +34,8 @@ class ARLMPredictor:
         noise_schedule: unused; accepted for symmetry with the other families.
         sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
             ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
-        top, p: the top-k and top-p parameters.
+        top: the k of sample_top_k.
+        p: the probability mass of sample_top_p.
         model: the ARLM model (may be assigned later as ``predictor.model``).
         temperature: logits are divided by it before sampling.
         seed: when set, sampling draws from a generator seeded with it, so runs are reproducible.

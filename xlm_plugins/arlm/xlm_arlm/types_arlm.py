@@ -34,11 +34,17 @@ IGNORE_INDEX = -100
 
 
 class ARLMBatch(TypedDict):
-    """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100)."""
+    """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100).
+
+    Packed rows may add ``positions`` (RoPE positions restarting in each document) and
+    ``document_ids`` (attention stays within a document; -1 on padding).
+    """
 
     input_ids: Integer[TT, " batch seq_len"]
     attention_mask: Bool[TT, " batch seq_len"]
     target_ids: Integer[TT, " batch seq_len"]
+    positions: NotRequired[Integer[TT, " batch seq_len"]]
+    document_ids: NotRequired[Integer[TT, " batch seq_len"]]
 
 
 class ARLMSeq2SeqBatch(TypedDict):
