@@ -31,7 +31,8 @@ from xlm_core.commands import COMMANDS
 from xlm_core.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config_checks import reject_new_top_level_keys
 from xlm_core.config_targets import check_component_targets
-from xlm_core.jobs import UsageError, load_job
+from xlm_core.errors import UsageError
+from xlm_core.jobs import load_job
 from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
 
 __all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]

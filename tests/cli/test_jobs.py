@@ -184,7 +184,7 @@ def test_export_writes_a_directory_transformers_loads(trained: Path, capsys: pyt
     assert model.config.model_type == "gpt_neox" and tokenizer("1 2 3")["input_ids"] == [8, 9, 10]
     # the default directory is inside the run
     assert main([*TINY, "job_type=export", f"paths.root_dir={trained.parent.parent}"]) == 0
-    assert (trained / "export" / "hf" / "config.json").is_file()
+    assert (trained / "export" / "hf-step4" / "config.json").is_file()
 
 
 def test_export_to_an_unknown_format_lists_the_available_ones(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -197,8 +197,8 @@ def test_torch_num_threads_auto_uses_the_idle_cores(monkeypatch: pytest.MonkeyPa
 
     import torch
 
-    from xlm_core.jobs import UsageError
-    from xlm_core.jobs.common import set_torch_threads
+    from xlm_core.errors import UsageError
+    from xlm_core.runtime import set_torch_threads
 
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))

@@ -28,7 +28,8 @@ from typing import Any, Iterator, Mapping
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from xlm_core.data.dataset_manager import DatasetManager, _to_plain, debug_overfit_enabled
+from xlm_core.config_tools import to_plain
+from xlm_core.data.dataset_manager import DatasetManager, debug_overfit_enabled
 
 __all__ = ["BPE_SPECIAL_TOKENS", "BPE_FORMAT_VERSION", "load_bpe_tokenizer", "train_bpe_tokenizer", "bpe_cache_path"]
 
@@ -50,7 +51,7 @@ _CORPUS_KEYS = ("name", "full_name", "data_files", "data_format", "exclude", "lo
 
 def _corpus_manager(corpus: Mapping[str, Any]) -> DatasetManager:
     """The corpus's source and split, without preprocessing (raw documents)."""
-    cfg = {k: v for k, v in dict(_to_plain(corpus)).items() if k in _CORPUS_KEYS}
+    cfg = {k: v for k, v in dict(to_plain(corpus)).items() if k in _CORPUS_KEYS}
     if isinstance(cfg.get("debug"), Mapping):
         cfg["debug"] = {k: v for k, v in cfg["debug"].items() if k in _CORPUS_KEYS}
     return DatasetManager.from_config(cfg, use_debug=debug_overfit_enabled())

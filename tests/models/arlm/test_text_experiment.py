@@ -43,7 +43,7 @@ def test_training_reports_perplexity_and_samples(text_run: tuple[Path, str]) -> 
     assert metrics["step"] == 4
     assert metrics["val/lm/perplexity"] == pytest.approx(math.exp(metrics["val/lm/accumulated_loss"]), rel=1e-4)
     assert 1 < metrics["val/lm/perplexity"] < 320  # better than uniform over the vocabulary
-    assert "perplexity (val/lm/perplexity):" in stdout and "--- sample 4 (prompt 'class') ---" in stdout
+    assert "val/lm/perplexity: " in stdout and "--- sample 4 (prompt 'class') ---" in stdout
     rows = [json.loads(r) for r in (run / "predictions" / "val" / "prediction" / "step_4.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in rows] == ["", "", "def", "class"]
     # every prompt starts at a document start: left padding (<|pad|>, id 0), then <|bos|> (id 1)
@@ -62,7 +62,8 @@ def test_generate_from_a_prompt(text_run: tuple[Path, str], capsys: pytest.Captu
     root, _ = text_run
     assert main([*TINY_TEXT, "job_type=generate", f"paths.root_dir={root}", '+prompts=["import"]']) == 0
     run = root / "outputs" / "pystdlib_arlm_cpu"
-    (row,) = [json.loads(r) for r in (run / "predictions" / "generate" / "prompts" / "step_4.jsonl").read_text().splitlines()]
+    (out,) = (run / "generate").iterdir()
+    (row,) = [json.loads(r) for r in (out / "predictions" / "predict" / "prompts" / "step_4.jsonl").read_text().splitlines()]
     assert row["prompt"] == "import" and len(row["ids"]) > row["output_start_idx"]
 
 

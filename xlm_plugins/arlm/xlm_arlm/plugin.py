@@ -10,6 +10,7 @@ from xlm_core.hookspecs import hookimpl
 from xlm_core.protocols import ARLMModel
 
 from xlm_arlm import metrics_arlm
+from xlm_arlm.export_hf import export_hf
 from xlm_arlm.datamodule_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator, DefaultARLMCollator
 from xlm_arlm.loss_arlm import ARLMLoss
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
@@ -38,4 +39,5 @@ def register_families(register: Any) -> None:
         predictors=[Component(ARLMPredictor, tiny=dict(max_steps=6, max_length=None, sampling_method="sample_top_k",
                                                        top=1))],
         metrics=[getattr(metrics_arlm, name) for name in metrics_arlm.__all__ if name.endswith("_update_fn")],
+        exporters={"hf": export_hf},
     )
