@@ -16,9 +16,8 @@ import yaml
 
 from xlm_core.cli import main
 from xlm_core.errors import UsageError
-from xlm_core.plugins import load_families, reset_registry
+from xlm_core.plugins import reset_registry
 from xlm_core.scaffold import placeholders, render_files, scaffold_family
-from xlm_core.testing.family_check import check_family, format_results
 
 NAME = "scaffoldtest"
 PACKAGE = f"xlm_{NAME}"
@@ -88,15 +87,6 @@ def test_new_family_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err.startswith("xlm: error: invalid family name 'Bad-Name'")
 
 
-def test_the_scaffolded_components_pass_xlm_check(family_root: Path) -> None:
-    plugin = __import__(f"{PACKAGE}.plugin", fromlist=["register_families"])
-    registry = load_families(modules={NAME: plugin})
-    assert registry.errors == ()
-    results = check_family(registry.get(NAME), dict(registry.families))
-    assert {r.status for r in results} <= {"passed", "skipped"}, format_results(NAME, results)
-    assert sum(r.kind == "config" for r in results) == 1
-
-
 @pytest.fixture
 def installed(family_root: Path) -> Iterator[Path]:
     """The scaffolded family seen as an installed distribution (a dist-info with its entry point)."""
@@ -107,6 +97,16 @@ def installed(family_root: Path) -> Iterator[Path]:
     reset_registry()
     yield family_root
     reset_registry()
+
+
+def test_the_scaffolded_family_passes_xlm_check(installed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", NAME]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("-> OK") and f"experiment=star_easy_{NAME}" in out
+    assert main(["check", NAME, "--json", "--no-configs"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) >= 20 and {r["status"] for r in results} == {"passed"}
+    assert not [r for r in results if r["kind"] == "config"]
 
 
 def test_the_scaffolded_family_trains_and_generates(installed: Path, tmp_path: Path) -> None:
