@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -68,7 +68,7 @@ class Component:
     obj: Any
     tiny: Mapping[str, Any] | Callable[..., Any] | None = None
     role: str | None = None
-    capabilities: frozenset[str] = frozenset()
+    capabilities: AbstractSet[str] = frozenset()  # stored as a frozenset
     run_forward: RunForward | None = None
     kind: str = ""
 

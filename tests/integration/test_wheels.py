@@ -35,6 +35,8 @@ def test_wheels_ship_config_trees_and_entry_points(installed) -> None:
         "xlm_core/plugins.py",
         "xlm_core/hookspecs.py",
     } <= core_files
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold_template").rglob("*.tmpl")}
+    assert templates and templates <= core_files  # what `xlm new-family` writes from
     arlm_zip = zipfile.ZipFile(arlm)
     assert "xlm_arlm/configs/experiment/star_easy_arlm.yaml" in arlm_zip.namelist()
     (eps,) = [n for n in arlm_zip.namelist() if n.endswith(".dist-info/entry_points.txt")]
