@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create ./.venv (if missing) and install xlm-core + xlm-arlm (editable) with test extras.
+# Create ./.venv (if missing) and install xlm-core + xlm-arlm + xlm-mlm (editable) with test extras.
 # PyTorch is installed first so that machines with a local CPU wheel (and CI) take it instead of a
 # multi-GB CUDA build; set XLM_TORCH_SPEC to choose another build, e.g. XLM_TORCH_SPEC="torch>=2.13".
 set -euo pipefail
@@ -13,5 +13,5 @@ python -m pip install --quiet --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install --quiet "${XLM_TORCH_SPEC:-torch==2.13.0}"
 fi
-python -m pip install --quiet -e ".[test]" -e xlm_plugins/arlm
-python -c "import torch, xlm_core, xlm_arlm; print(f'xlm installed (torch {torch.__version__}) in .venv')"
+python -m pip install --quiet -e ".[test]" -e xlm_plugins/arlm -e xlm_plugins/mlm
+python -c "import torch, xlm_core, xlm_arlm, xlm_mlm; print(f'xlm installed (torch {torch.__version__}) in .venv')"
