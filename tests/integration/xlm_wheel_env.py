@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 # What the xlm-core wheel is built from (the rest of the checkout is tests, docs, other distributions).
 CORE_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "xlm_core")
 # Entries of the parent site-packages the venv must not see: our distributions and editable hooks.
-_OWN_PREFIXES = ("xlm_core", "xlm_arlm", "xlm_example_family", "__editable__")
+_OWN_PREFIXES = ("xlm_core", "xlm_arlm", "xlm_mlm", "xlm_example_family", "__editable__")
 _COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "outputs", ".xlm_cache", ".pytest_cache"
 )

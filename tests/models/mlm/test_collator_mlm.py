@@ -177,3 +177,13 @@ def test_collator_configs_instantiate(name: str) -> None:
     collator = hydra.utils.instantiate(cfg, tokenizer=TOK, noise_schedule=None)
     batch = collator([{"prompt_ids": [10], "input_ids": [20]}])
     assert batch["input_ids"].shape[0] == 1
+
+
+def test_fixed_masks_depend_only_on_the_batch_content() -> None:
+    collator = MLMSeq2SeqTrainCollator(TOK, block_size=8, input_block_size=4, seed=0, fixed_masks=True)
+    first, again = collator(EXAMPLES)["input_ids"], collator(EXAMPLES)["input_ids"]
+    assert torch.equal(first, again)
+    other = MLMSeq2SeqTrainCollator(TOK, block_size=8, input_block_size=4, seed=1, fixed_masks=True)(EXAMPLES)
+    assert not torch.equal(first, other["input_ids"])
+    free = MLMSeq2SeqTrainCollator(TOK, block_size=8, input_block_size=4, seed=0)
+    assert not all(torch.equal(free(EXAMPLES)["input_ids"], free(EXAMPLES)["input_ids"]) for _ in range(3))

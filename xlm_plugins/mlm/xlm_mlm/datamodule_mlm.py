@@ -16,6 +16,7 @@ Layout decisions (see also types_mlm.py):
 from __future__ import annotations
 
 import numbers
+import zlib
 from typing import Any, Literal, Mapping, Sequence
 
 import torch
@@ -115,24 +116,38 @@ class MaskingNoise:
 
     Per row a rate ``t ~ U(mask_rate_min, mask_rate_max)``; each maskable position is masked with
     probability ``t``. ``seed`` gives the collator its own generator (reproducible batches);
-    otherwise torch's global generator is used (seeded by the training job).
+    otherwise torch's global generator is used (seeded by the training job). ``fixed_masks`` makes
+    the masks a function of the batch content and ``seed`` alone, so an unshuffled validation set
+    gets the same masks at every evaluation and its loss is comparable across checkpoints.
     """
 
-    def __init__(self, mask_rate_min: float = 0.0, mask_rate_max: float = 1.0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        mask_rate_min: float = 0.0,
+        mask_rate_max: float = 1.0,
+        seed: int | None = None,
+        fixed_masks: bool = False,
+    ) -> None:
         if not 0.0 <= mask_rate_min <= mask_rate_max <= 1.0:
             raise ValueError(
                 f"Need 0 <= mask_rate_min <= mask_rate_max <= 1, got {mask_rate_min} and {mask_rate_max}."
             )
         self.mask_rate_min = float(mask_rate_min)
         self.mask_rate_max = float(mask_rate_max)
+        self.seed = 0 if seed is None else int(seed)
+        self.fixed_masks = fixed_masks
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-    def sample_mask(self, maskable: torch.Tensor) -> torch.Tensor:
-        """Bool (B, L): True where a maskable position is masked."""
+    def sample_mask(self, maskable: torch.Tensor, content: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool (B, L): True where a maskable position is masked (``content``: the clean rows)."""
         B, L = maskable.shape
+        generator = self.generator
+        if self.fixed_masks:
+            data = (content if content is not None else maskable).contiguous().numpy().tobytes()
+            generator = torch.Generator().manual_seed(zlib.crc32(data, self.seed & 0xFFFFFFFF))
         span = self.mask_rate_max - self.mask_rate_min
-        t = self.mask_rate_min + span * torch.rand(B, 1, generator=self.generator)  # (B, 1)
-        return maskable & (torch.rand(B, L, generator=self.generator) < t)
+        t = self.mask_rate_min + span * torch.rand(B, 1, generator=generator)  # (B, 1)
+        return maskable & (torch.rand(B, L, generator=generator) < t)
 
 
 # region: collators
@@ -166,6 +181,7 @@ class DefaultMLMCollator(_Counting):
         mask_rate_min: float = 0.0,
         mask_rate_max: float = 1.0,
         seed: int | None = None,
+        fixed_masks: bool = False,
     ) -> None:
         if truncate not in ("block", "max"):
             raise ValueError(f"truncate={truncate!r} is not supported; use 'block' or 'max'.")
@@ -180,7 +196,7 @@ class DefaultMLMCollator(_Counting):
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
         self.bos_token_id = _required_id(tokenizer, "bos_token_id", "add_bos=True") if add_bos else None
         self.eos_token_id = _required_id(tokenizer, "eos_token_id", "add_eos=True") if add_eos else None
-        self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed)
+        self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed, fixed_masks)
         self._vocab_size = _vocab_size(tokenizer)
         self.truncation = TruncationCounter(type(self).__name__)
 
@@ -197,7 +213,7 @@ class DefaultMLMCollator(_Counting):
         width = self.block_size if self.truncate == "block" else max(len(s) for s in seqs)
         clean = torch.tensor([pad_list(s, width, self.pad_token_id) for s in seqs], dtype=torch.long)
         real = torch.tensor([[True] * len(s) + [False] * (width - len(s)) for s in seqs], dtype=torch.bool)
-        masked = self.noise.sample_mask(real)
+        masked = self.noise.sample_mask(real, clean)
         return {
             "input_ids": clean.masked_fill(masked, self.mask_token_id),
             "attention_mask": real,
@@ -219,6 +235,7 @@ class MLMSeq2SeqTrainCollator(_Counting):
         mask_rate_min: float = 0.0,
         mask_rate_max: float = 1.0,
         seed: int | None = None,
+        fixed_masks: bool = False,
     ) -> None:
         if not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size={block_size!r} (the answer slot) must be an int >= 1.")
@@ -239,7 +256,7 @@ class MLMSeq2SeqTrainCollator(_Counting):
         self._tail = [bos] if add_bos == "output" else []
         if self.input_block_size is not None and self.input_block_size < len(self._head) + len(self._tail):
             raise ValueError(f"input_block_size={self.input_block_size} cannot hold the BOS token; raise it.")
-        self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed)
+        self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed, fixed_masks)
         self._vocab_size = _vocab_size(tokenizer)
         self.truncation = TruncationCounter(type(self).__name__)
 
@@ -289,7 +306,7 @@ class MLMSeq2SeqTrainCollator(_Counting):
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MLMSeq2SeqBatch:
         clean, real, _, width = self._layout(examples)
         types = self._token_types(clean.shape[0], width)
-        masked = self.noise.sample_mask(types.bool())
+        masked = self.noise.sample_mask(types.bool(), clean)
         return {
             "input_ids": clean.masked_fill(masked, self.mask_token_id),
             "attention_mask": real,
