@@ -10,6 +10,8 @@ Layout decisions (see also types_mlm.py):
   real tokens (``attention_mask`` True, target PAD): the model learns where the answer ends.
 - Noise: each row draws a mask rate ``t ~ U(mask_rate_min, mask_rate_max)`` and masks every
   maskable position with probability ``t``. The prompt is never masked and never scored (-100).
+  The ``noise_schedule`` the datamodule passes in is not used: the core's default schedule is the
+  zero-noise one, which would mask nothing.
 - Truncation is counted on each collator (``num_truncated`` / ``num_examples``) and logged.
 """
 
@@ -288,14 +290,14 @@ class MLMSeq2SeqTrainCollator(_Counting):
         rows = _validate_examples(examples, ["prompt_ids", "input_ids"], self._vocab_size)
         sides, cuts = self._prompt_sides(rows)
         width = self.input_block_size if self.input_block_size is not None else max(len(s) for s in sides)
-        ids, real, refs = [], [], []
-        for side, cut_p, ex in zip(sides, cuts, rows):
-            slot, reference, cut_a = self._slot(ex["input_ids"])
+        ids, real, refs, n_cut = [], [], [], 0
+        for side, cut_prompt, ex in zip(sides, cuts, rows):
+            slot, reference, cut_answer = self._slot(ex["input_ids"])
             ids.append(pad_list(side, width, self.pad_token_id, side="left") + slot)
             real.append([False] * (width - len(side)) + [True] * (len(side) + self.block_size))
             refs.append(reference)
-            cuts[len(refs) - 1] = cut_p or cut_a
-        self.truncation.update(sum(cuts), len(rows), self._hint())
+            n_cut += cut_prompt or cut_answer
+        self.truncation.update(n_cut, len(rows), self._hint())
         return torch.tensor(ids, dtype=torch.long), torch.tensor(real, dtype=torch.bool), refs, width
 
     def _token_types(self, batch_size: int, width: int) -> torch.Tensor:
