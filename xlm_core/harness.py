@@ -21,17 +21,25 @@ from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from xlm_core.config_checks import instantiate
-from xlm_core.config_tools import to_plain_best_effort
+from xlm_core.config_tools import import_object, to_plain_best_effort
 from xlm_core.metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
 from xlm_core.optim import build_lr_scheduler, build_optimizer
 from xlm_core.run_files import predictions_path, write_jsonl
-from xlm_core.runtime import Runtime
+from xlm_core.runtime import Runtime, model_runtime_kwargs
 
 __all__ = ["XLMHarness"]
 
 _SPLIT_OF_STAGE = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 _RNG_KEY = "xlm_rng_state"
 _CONFIG_KEY = "xlm_config"
+
+
+def _resolve_target(target: Any) -> Any:
+    """The class a ``_target_`` names (None when it cannot be imported: instantiate reports that)."""
+    try:
+        return import_object(str(target))
+    except (ImportError, ValueError):
+        return None
 
 
 def _select(cfg: DictConfig | None, key: str, default: Any = None) -> Any:
@@ -89,8 +97,9 @@ class XLMHarness(L.LightningModule):
         tokenizer, noise_schedule = runtime.tokenizer, runtime.noise_schedule
         object.__setattr__(self, "tokenizer", tokenizer)
         object.__setattr__(self, "noise_schedule", noise_schedule)
+        target = OmegaConf.select(cfg, "model._target_")
         self.model: torch.nn.Module = instantiate(
-            cfg.model, "model", num_embeddings=len(tokenizer), padding_idx=tokenizer.pad_token_id
+            cfg.model, "model", **model_runtime_kwargs(_resolve_target(target), tokenizer)
         )
         train_model: Any = torch.compile(self.model) if bool(cfg.get("compile", False)) else self.model
         # loss / predictor hold the model; kept out of the module tree so parameters are not listed twice.

@@ -31,6 +31,7 @@ __all__ = [
     "NoiseSchedule",
     "DummyNoiseSchedule",
     "ARLMModel",
+    "MLMModel",
     "PREDICTION_TEXT_KEY",
 ]
 
@@ -213,6 +214,26 @@ class ARLMModel(Protocol):
         attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
         positions: Integer[TT, " *batch seq_len"] | None = None,
         token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
+    ) -> Float[TT, " *batch seq_len vocab_size"]: ...
+
+    def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
+    def get_named_params_for_no_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
+
+@runtime_checkable
+class MLMModel(Protocol):
+    """The masked family's model contract: bidirectional logits for every position.
+
+    ``attention_mask`` (B, L) is key padding only (True = real token): every real token sees every
+    real token in both directions.
+    """
+
+    def __call__(
+        self,
+        x_t: Integer[TT, " *batch seq_len"],
+        attention_mask: Bool[TT, " *batch seq_len"] | None = None,
+        positions: Integer[TT, " *batch seq_len"] | None = None,
     ) -> Float[TT, " *batch seq_len vocab_size"]: ...
 
     def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...

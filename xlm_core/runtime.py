@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from xlm_core.protocols import DummyNoiseSchedule, NoiseSchedule, Tokenizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Runtime", "build_runtime", "build_tokenizer", "build_noise_schedule", "set_torch_threads"]
+__all__ = ["Runtime", "build_runtime", "build_tokenizer", "build_noise_schedule", "set_torch_threads",
+           "model_runtime_kwargs"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,16 @@ def build_runtime(cfg: DictConfig) -> Runtime:
     """Tokenizer and noise schedule of ``cfg``, built once per job (after applying ``torch_num_threads``)."""
     set_torch_threads(cfg.get("torch_num_threads"))
     return Runtime(tokenizer=build_tokenizer(cfg), noise_schedule=build_noise_schedule(cfg))
+
+
+def model_runtime_kwargs(model: Any, tokenizer: Tokenizer) -> dict[str, Any]:
+    """What the tokenizer tells a model's constructor: ``num_embeddings`` and ``padding_idx`` always, and
+    ``mask_idx`` when the constructor takes it (families with a mask token)."""
+    kwargs: dict[str, Any] = {"num_embeddings": len(tokenizer), "padding_idx": tokenizer.pad_token_id}
+    try:
+        params = inspect.signature(model).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if "mask_idx" in params and getattr(tokenizer, "mask_token_id", None) is not None:
+        kwargs["mask_idx"] = tokenizer.mask_token_id
+    return kwargs

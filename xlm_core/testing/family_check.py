@@ -20,6 +20,7 @@ from xlm_core.components import Component
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.plugins import FamilyInfo
 from xlm_core.protocols import DummyNoiseSchedule
+from xlm_core.runtime import model_runtime_kwargs
 from xlm_core.testing.collator_checks import CollatorSubject, default_block_size
 from xlm_core.testing.inputs import make_lm_inputs
 from xlm_core.testing.loss_checks import LossSubject
@@ -110,7 +111,7 @@ class _Context:
 
     def model(self, component: Component | None = None) -> torch.nn.Module:
         component = component or _first(self.family.components.models, "model")
-        return _build(component, num_embeddings=self.vocab_size, padding_idx=self.tokenizer.pad_token_id)
+        return _build(component, **model_runtime_kwargs(component.obj, self.tokenizer))
 
     def collator(self, component: Component) -> Any:
         return _build(component, tokenizer=self.tokenizer, noise_schedule=self.noise_schedule)
