@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser

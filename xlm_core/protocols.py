@@ -7,14 +7,8 @@ no inheritance needed.
 
 from __future__ import annotations
 
-from typing import (
-    Any,
-    Iterator,
-    Protocol,
-    Sequence,
-    TypedDict,
-    runtime_checkable,
-)
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer

@@ -16,9 +16,10 @@ import keyword
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from xlm_core.tasks.code_exec.answers import normalize_sandbox_value, normalize_value, numbers_match
 from xlm_core.tasks.code_exec.pool import run_programs

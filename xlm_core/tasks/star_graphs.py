@@ -8,8 +8,9 @@ then train), so no graph is shared between splits and a split does not depend on
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 __all__ = [
     "StarGraphSetting",

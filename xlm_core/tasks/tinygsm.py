@@ -4,7 +4,8 @@ gold computed once by running the reference code in the sandbox."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from xlm_core.tasks.code_exec.answers import normalize_sandbox_value
 from xlm_core.tasks.code_exec.pool import run_programs
