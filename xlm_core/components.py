@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,7 +70,7 @@ class Component:
     obj: Any
     tiny: Mapping[str, Any] | Callable[..., Any] | None = None
     role: str | None = None
-    capabilities: frozenset[str] = frozenset()
+    capabilities: AbstractSet[str] = frozenset()  # stored as a frozenset
     run_forward: RunForward | None = None
     kind: str = ""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ class TokenizerNotFoundError(OSError):
 
 
 def load_auto_tokenizer(
-    name_or_path: str,
-    special_tokens: dict[str, Any] | None = None,
+    name_or_path: str | os.PathLike[str],
+    special_tokens: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained`` plus ``special_tokens`` (e.g. ``{"mask_token": "<|mask|>"}``).
@@ -120,7 +121,7 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
         ) from e
 
 
-def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: dict[str, Any]) -> dict[str, Any]:
+def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Mapping[str, Any]) -> dict[str, Any]:
     """Accept the named special-token slots plus ``extra_special_tokens`` (old name: additional_...)."""
     tokens = dict(special_tokens)
     if "additional_special_tokens" in tokens:

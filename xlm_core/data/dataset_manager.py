@@ -407,7 +407,7 @@ class DatasetManager:
         seed: int = 42,
         rank: int | None = None,
         world_size: int | None = None,
-    ) -> torch.utils.data.Dataset:
+    ) -> datasets.Dataset | ProcessedDataset | datasets.IterableDataset | InfiniteIterableDataset:
         """The dataset to hand to a DataLoader.
 
         Map-style unless ``iterable``/``infinite``; iterable datasets are shuffled with a buffer (seeded,

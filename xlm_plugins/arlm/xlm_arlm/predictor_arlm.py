@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -16,7 +17,7 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS"]
 
@@ -35,7 +36,9 @@ class ARLMPredictor:
         sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
             ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
         top, p: the top-k and top-p parameters.
-        model: the ARLM model (may be assigned later as ``predictor.model``).
+        model: the ARLM model (may be assigned later as ``predictor.model``); any callable
+            ``model(ids, attention_mask, positions) -> logits`` works, with ``set_kv_cache`` /
+            ``clear_kv_cache`` and ``logits_to_keep`` used when it has them.
         temperature: logits are divided by it before sampling.
         seed: when set, sampling draws from a generator seeded with it, so runs are reproducible.
         use_kv_cache: False recomputes the whole prefix each step (reference / benchmark path).
@@ -52,7 +55,7 @@ class ARLMPredictor:
         sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
         top: int = 1000,
         p: float = 0.9,
-        model: ARLMModel | None = None,
+        model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
         use_kv_cache: bool = True,
