@@ -39,8 +39,8 @@ def _collate(ids: TT, mask: TT, **extra: Any) -> _Batch:
     return {"input_ids": ids, "attention_mask": mask, **extra}
 
 
-def _first_ids(batch: _Batch, n: int) -> Integer[TT, "batch n"]:
-    return batch["input_ids"][:, :n]
+def _first_ids(batch: _Batch | None, n: int) -> Integer[TT, "batch n"]:
+    return (batch or {"input_ids": torch.zeros(1, n, dtype=torch.long)})["input_ids"][:, :n]
 
 
 collate = jaxtyped(_collate, typechecker=checker)
@@ -76,6 +76,7 @@ collate_without_mask = jaxtyped(_collate_without_mask, typechecker=checker)
 
 def test_typed_dict_arguments_share_dimensions_with_the_return_value() -> None:
     assert first_ids({"input_ids": IDS, "attention_mask": MASK}, 2).shape == (2, 2)
+    assert first_ids(None, 2).shape == (1, 2)
     with pytest.raises(TypeCheckError, match="parameter 'batch'"):
         first_ids({"input_ids": IDS, "attention_mask": torch.ones(3, 3, dtype=torch.bool)}, 2)
 

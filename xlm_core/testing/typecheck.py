@@ -51,11 +51,13 @@ def _conf() -> Any:
 
 
 def _typed_dicts(hint: Any) -> tuple[type, ...]:
-    """The TypedDict classes ``hint`` is, or is a union of (``X | None`` included)."""
+    """The TypedDict classes of a hint that is one, or a union of them (``| None`` allowed); else ()."""
     if typing.is_typeddict(hint):
         return (hint,)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return tuple(a for a in typing.get_args(hint) if typing.is_typeddict(a))
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if args and all(typing.is_typeddict(a) for a in args):
+            return tuple(args)
     return ()
 
 
@@ -89,8 +91,8 @@ def checker(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     checked = beartype.beartype(conf=_conf())(fn)
     sig = inspect.signature(fn)
-    params = {n: tds for n, p in sig.parameters.items() if (tds := _typed_dicts(p.annotation))}
     returns = _typed_dicts(sig.return_annotation)
+    params = {n: tds for n, p in sig.parameters.items() if (tds := _typed_dicts(p.annotation))}
     if not params and not returns:
         return checked
 
