@@ -16,6 +16,7 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from xlm_core.config_tools import to_plain
 from xlm_core.hub import offline_requested, use_hub_or_cache
 
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
@@ -123,7 +124,7 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
 
 def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Mapping[str, Any]) -> dict[str, Any]:
     """Accept the named special-token slots plus ``extra_special_tokens`` (old name: additional_...)."""
-    tokens = dict(special_tokens)
+    tokens = dict(to_plain(special_tokens))  # a config's lists are ListConfigs, which transformers rejects
     if "additional_special_tokens" in tokens:
         tokens["extra_special_tokens"] = list(tokens.pop("additional_special_tokens"))
     allowed = [*tokenizer.SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens"]
