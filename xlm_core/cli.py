@@ -18,8 +18,8 @@ import shlex
 import sys
 import traceback
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -11,8 +11,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 from xlm_core.components import describe_component
 from xlm_core.errors import UsageError
@@ -106,7 +107,7 @@ def _check_with_jaxtyping(family: FamilyInfo, extra: list[str]) -> int:
     except ImportError:
         raise UsageError("--jaxtyping needs beartype: pip install beartype") from None
     packages = ["xlm_core", *_family_packages(family)]
-    code = ("import sys, jaxtyping; jaxtyping.install_import_hook(sys.argv[1].split(','), 'beartype.beartype'); "
+    code = ("import sys; from xlm_core.testing.typecheck import install_hook; install_hook(sys.argv[1].split(',')); "
             "from xlm_core.cli import main; sys.exit(main(['check', *sys.argv[2:]]))")
     env = {**os.environ, "XLM_JAXTYPING": "1"}
     return subprocess.call([sys.executable, "-c", code, ",".join(packages), family.name, *extra], env=env)

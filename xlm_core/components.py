@@ -22,8 +22,10 @@ error, like an import error), lists them in ``xlm families --verbose``, builds s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 

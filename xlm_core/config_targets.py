@@ -7,7 +7,8 @@ reported, since ``xlm check`` never looked at it. Core objects (``xlm_core.*``) 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException

@@ -6,8 +6,9 @@ Metric states are sums, so torchmetrics syncs them across DDP ranks before ``com
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import hydra
 import torch

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import pluggy
 
@@ -229,7 +230,7 @@ def load_families(
     """
     if entry_points is None and modules is None:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    sources = _sources_from_entry_points(entry_points or ()) + _sources_from_modules(modules or {})
+    sources = _sources_from_entry_points(tuple(entry_points or ())) + _sources_from_modules(modules or {})
 
     pm = create_plugin_manager()
     errors: list[PluginError] = []
@@ -254,10 +255,11 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: str, config_dir: str | os.PathLike | Traversable, description: str = "",
-                     **components: Any) -> None:
+        def register(name: Any, config_dir: Any, description: Any = "", **components: Any) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
+            ``name`` (str), ``config_dir`` (str, path or Traversable) and ``description`` (str) come from
+            the plugin and are checked here (any value), so a bad one is reported as that plugin's error.
             ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
             (see ``xlm_core.components``).
             """

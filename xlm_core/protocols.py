@@ -7,14 +7,8 @@ no inheritance needed.
 
 from __future__ import annotations
 
-from typing import (
-    Any,
-    Iterator,
-    Protocol,
-    Sequence,
-    TypedDict,
-    runtime_checkable,
-)
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer
@@ -205,16 +199,17 @@ class ARLMModel(Protocol):
     """The auto-regressive family's model: next-token logits for every position.
 
     ``attention_mask`` is either (B, L) key padding (the model stays causal) or a (B, L, L) mask used
-    as given; ``positions`` are the rotary positions of the tokens (default ``0..L-1``).
+    as given; ``positions`` are the rotary positions of the tokens (default ``0..L-1``). With a KV
+    cache the mask covers every filled slot too: key_len = cached + L.
     """
 
     def __call__(
         self,
-        x_t: Integer[TT, " *batch seq_len"],
-        attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
-        positions: Integer[TT, " *batch seq_len"] | None = None,
-        token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
-    ) -> Float[TT, " *batch seq_len vocab_size"]: ...
+        x_t: Integer[TT, " batch seq_len"],
+        attention_mask: Bool[TT, " batch seq_len key_len"] | Bool[TT, " batch key_len"] | None = None,
+        positions: Integer[TT, " batch seq_len"] | None = None,
+        token_type_ids: Integer[TT, " batch seq_len"] | None = None,
+    ) -> Float[TT, " batch seq_len vocab_size"]: ...
 
     def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
 

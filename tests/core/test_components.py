@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -112,13 +113,12 @@ def test_a_component_breaking_its_protocol_is_a_plugin_error(config_dir: Path, c
 
 
 @pytest.mark.parametrize("where", ["import", "register"])
-def test_a_plugin_calling_sys_exit_is_reported_and_others_keep_working(config_dir: Path, where: str) -> None:
-    def exiting():
-        sys.exit(3)
-
+def test_a_plugin_calling_sys_exit_is_reported_and_others_keep_working(
+    config_dir: Path, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if where == "import":
         sources = {"good": plugin("good", config_dir)}
-        eps = [_FakeEntryPoint("exits", exiting)]
+        eps = [_entry_point(tmp_path, monkeypatch, "exits", "import sys\nsys.exit(3)\n")]
         reg = load_families(eps, modules=sources)
     else:
         @hookimpl
@@ -133,22 +133,17 @@ def test_a_plugin_calling_sys_exit_is_reported_and_others_keep_working(config_di
     assert error.plugin == "exits" and "SystemExit(" in error.error and "must not exit the process" in error.error
 
 
-def test_keyboard_interrupt_in_a_plugin_is_not_swallowed() -> None:
-    def interrupted():
-        raise KeyboardInterrupt
-
+def test_keyboard_interrupt_in_a_plugin_is_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KeyboardInterrupt):
-        load_families([_FakeEntryPoint("ctrl-c", interrupted)])
+        load_families([_entry_point(tmp_path, monkeypatch, "ctrl-c", "raise KeyboardInterrupt\n")])
 
 
-class _FakeEntryPoint:
-    """An entry point whose load() runs ``fn`` (as importing a plugin module would)."""
-
-    def __init__(self, name: str, fn: Any) -> None:
-        self.name, self.dist, self._fn = name, None, fn
-
-    def load(self) -> Any:
-        return self._fn()
+def _entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> metadata.EntryPoint:
+    """A real ``xlm`` entry point whose plugin module runs ``source`` when imported."""
+    module = f"xlm_test_plugin_{name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return metadata.EntryPoint(name=name, value=module, group="xlm")
 
 
 def test_validate_components_accepts_the_arlm_registration() -> None:

@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from xlm_core.metrics import ExactMatch, MetricWrapper, TokenAccuracy, build_metrics, metrics_for
+from xlm_core.testing.typecheck import unchecked
 
 
 def test_exact_match_counts_whole_rows() -> None:
@@ -36,10 +37,11 @@ def test_token_accuracy_is_micro_averaged_over_the_mask() -> None:
 
 
 def test_metrics_reject_mismatched_shapes() -> None:
-    with pytest.raises(ValueError, match="same shape"):
-        ExactMatch().update(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="pred_mask"):
-        TokenAccuracy().update(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 2, dtype=torch.bool))
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    with unchecked(), pytest.raises(ValueError, match="same shape"):
+        ExactMatch().update(ids, torch.zeros(2, 4, dtype=torch.long))
+    with unchecked(), pytest.raises(ValueError, match="pred_mask"):
+        TokenAccuracy().update(ids, ids, torch.ones(2, 2, dtype=torch.bool))
 
 
 def test_metric_states_are_sums_so_ddp_reduction_is_exact() -> None:

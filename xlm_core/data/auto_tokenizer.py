@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from xlm_core.errors import UsageError
+from xlm_core.config_tools import to_plain
 from xlm_core.hub import offline_requested, use_hub_or_cache
 
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
@@ -28,8 +30,8 @@ class TokenizerNotFoundError(UsageError, OSError):
 
 
 def load_auto_tokenizer(
-    name_or_path: str,
-    special_tokens: dict[str, Any] | None = None,
+    name_or_path: str | os.PathLike[str],
+    special_tokens: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained`` plus ``special_tokens`` (e.g. ``{"mask_token": "<|mask|>"}``).
@@ -121,9 +123,9 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
         ) from e
 
 
-def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: dict[str, Any]) -> dict[str, Any]:
+def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Mapping[str, Any]) -> dict[str, Any]:
     """Accept the named special-token slots plus ``extra_special_tokens`` (old name: additional_...)."""
-    tokens = dict(special_tokens)
+    tokens = dict(to_plain(special_tokens))  # a config's lists are ListConfigs, which transformers rejects
     if "additional_special_tokens" in tokens:
         tokens["extra_special_tokens"] = list(tokens.pop("additional_special_tokens"))
     allowed = [*tokenizer.SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens"]

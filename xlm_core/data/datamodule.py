@@ -37,8 +37,9 @@ run resumed at an epoch boundary sees the same order. Iterable datasets reshuffl
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 import hydra
 import lightning as L

@@ -45,10 +45,11 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import datasets
 import torch
@@ -508,7 +509,7 @@ class DatasetManager:
         seed: int = 42,
         rank: int | None = None,
         world_size: int | None = None,
-    ) -> torch.utils.data.Dataset:
+    ) -> datasets.Dataset | ProcessedDataset | datasets.IterableDataset | InfiniteIterableDataset:
         """The dataset to hand to a DataLoader.
 
         Map-style unless ``iterable``/``infinite``; iterable datasets are shuffled with a buffer (seeded,

@@ -7,7 +7,7 @@ tests without going through the command line (lightning-hydra-template style).
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig
 

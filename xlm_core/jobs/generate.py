@@ -10,8 +10,9 @@ Every generation writes into a directory of its own, ``<run_dir>/generate/<time>
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 

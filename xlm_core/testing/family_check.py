@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 

@@ -12,6 +12,7 @@ from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
+from xlm_core.testing.typecheck import unchecked
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)
 PAD, EOS, BOS = TOK.pad_token_id, TOK.eos_token_id, TOK.bos_token_id  # 0, 3, 4
@@ -389,8 +390,8 @@ def test_model_mode_restored_and_cache_cleared_on_error(make_arlm_model) -> None
 
 # ---------------------------------------------------------------- validation
 def test_invalid_arguments() -> None:
-    with pytest.raises(ValueError, match="sampling_method"):
-        ARLMPredictor(4, 8, TOK, sampling_method="beam")
+    with unchecked(), pytest.raises(ValueError, match="sampling_method"):
+        ARLMPredictor(4, 8, TOK, sampling_method="beam")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="top >= 1"):
         ARLMPredictor(4, 8, TOK, sampling_method="sample_top_k", top=0)
     with pytest.raises(ValueError, match="0 < p <= 1"):

@@ -14,7 +14,8 @@ Layout decisions (see also types_arlm.py):
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Literal, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset

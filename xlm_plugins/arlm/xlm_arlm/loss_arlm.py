@@ -15,14 +15,18 @@ from xlm_core.data.packing import same_document_mask
 __all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
 
 
-def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1) * mask``: real tokens count 0, 1, 2 ... after any left padding; padding gets 0."""
+def positions_from_attention_mask(
+    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
+) -> Integer[TT, " batch seq_len"]:
+    """``(cumsum - 1) * mask`` (bool or 0/1 mask): real tokens count 0, 1, 2 ... after left padding; padding 0."""
     mask = attention_mask.long()
     return (mask.cumsum(dim=1) - 1) * mask
 
 
-def causal_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Bool[TT, " batch seq_len seq_len"]:
-    """The reference 3-D mask: ``attention_mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j)."""
+def causal_attention_mask(
+    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
+) -> Bool[TT, " batch seq_len seq_len"]:
+    """The reference 3-D mask ``mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j) of a bool or 0/1 mask."""
     L = attention_mask.shape[1]
     tril = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
     return attention_mask.bool().unsqueeze(1) & tril

@@ -17,7 +17,8 @@ the metric's ``update`` so the harness can call ``metric.update(**out)``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Integer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Integer
@@ -94,16 +95,17 @@ class RotaryTransformerARLMModel(nn.Module):
 
     def forward(
         self,
-        x_t: Integer[TT, " *batch seq_len"],
-        attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
-        positions: Integer[TT, " *batch seq_len"] | None = None,
-        token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
+        x_t: Integer[TT, " batch seq_len"],
+        attention_mask: Bool[TT, " batch seq_len key_len"] | Bool[TT, " batch key_len"] | None = None,
+        positions: Integer[TT, " batch seq_len"] | None = None,
+        token_type_ids: Integer[TT, " batch seq_len"] | None = None,
         logits_to_keep: int = 0,
-    ) -> Float[TT, " *batch seq_len vocab_size"]:
+    ) -> Float[TT, " batch out_len vocab_size"]:
         """Next-token logits for every position of ``x_t`` (only the last ``logits_to_keep`` if > 0).
 
         attention_mask: None (causal), (B, L) bool key padding (still causal) or (B, L, L) used as
-        given; with a KV cache, (B, kv_cache_length + L) key padding over all slots.
+        given; with a KV cache, key_len = kv_cache_length + L: (B, key_len) key padding over all slots
+        or (B, L, key_len). The logits cover out_len = L positions (``logits_to_keep`` if > 0).
         positions: RoPE positions; default ``kv_cache_length + 0..L-1``.
         token_type_ids: accepted for interface symmetry, unused.
         logits_to_keep: project only the last N positions to the vocabulary (generation needs one;

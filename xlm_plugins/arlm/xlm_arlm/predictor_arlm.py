@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -16,7 +17,7 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS"]
 
@@ -36,7 +37,9 @@ class ARLMPredictor:
             ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
         top: the k of sample_top_k.
         p: the probability mass of sample_top_p.
-        model: the ARLM model (may be assigned later as ``predictor.model``).
+        model: the ARLM model (may be assigned later as ``predictor.model``); any callable
+            ``model(ids, attention_mask, positions) -> logits`` works, with ``set_kv_cache`` /
+            ``clear_kv_cache`` and ``logits_to_keep`` used when it has them.
         temperature: logits are divided by it before sampling.
         seed: when set, sampling draws from a generator seeded with it, so runs are reproducible.
         use_kv_cache: False recomputes the whole prefix each step (reference / benchmark path).
@@ -53,7 +56,7 @@ class ARLMPredictor:
         sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
         top: int = 1000,
         p: float = 0.9,
-        model: ARLMModel | None = None,
+        model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
         use_kv_cache: bool = True,

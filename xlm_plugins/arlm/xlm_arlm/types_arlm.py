@@ -10,8 +10,8 @@ Conventions shared by every ARLM batch:
   side (target tokens and the closing EOS).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads ``NotRequired`` only from evaluated
+# annotations (with string annotations ``metadata`` would count as a required key).
 from typing import Any, NotRequired, TypedDict
 
 from jaxtyping import Bool, Float, Integer
