@@ -2,9 +2,10 @@
 timing, peak-memory probes and FLOP counts.
 
 The Hugging Face side is ``GPTNeoXForCausalLM`` configured to be the same network as
-``RotaryTransformerARLMModel``: pre-LN LayerNorm with bias, rotate-half RoPE on the first
-``rotary_emb_dim`` channels of each head, sequential residual, untied head, MLP with biases,
-bias-free attention projections, SDPA attention.
+``RotaryTransformerARLMModel`` by the package's exporter (``xlm_arlm/export_hf.py``, mapping in
+docs/export.md): pre-LN LayerNorm with bias, rotate-half RoPE on the first ``rotary_emb_dim``
+channels of each head, sequential residual, untied head, MLP with biases, bias-free attention
+projections, SDPA attention.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from xlm_arlm.export_hf import copy_weights_to_neox, neox_config
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
 
 __all__ = [
@@ -64,42 +66,20 @@ def build_ours(shape: Shape, dropout: float = 0.0) -> RotaryTransformerARLMModel
 
 
 def build_hf(shape: Shape, attn_implementation: str = "sdpa") -> nn.Module:
-    """``GPTNeoXForCausalLM`` with exactly our architecture (see module docstring)."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    """``GPTNeoXForCausalLM`` with exactly our architecture: the config of the package's exporter
+    (``xlm_arlm.export_hf.neox_config``), read off our model built on the meta device (no memory)."""
+    from transformers import GPTNeoXForCausalLM
 
-    config = GPTNeoXConfig(
-        vocab_size=shape.vocab, hidden_size=shape.d_model, num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads, intermediate_size=shape.ffn, hidden_act=shape.activation,
-        attention_dropout=0.0, hidden_dropout=0.0, max_position_embeddings=shape.max_length,
-        layer_norm_eps=1e-5, use_cache=True, bos_token_id=None, eos_token_id=None, pad_token_id=0,
-        tie_word_embeddings=False, use_parallel_residual=False, attention_bias=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                         "partial_rotary_factor": shape.rotary_dim / shape.head_dim},
-    )
+    with torch.device("meta"):
+        config = neox_config(build_ours(shape))
+    config.pad_token_id = 0
     config._attn_implementation = attn_implementation
     return GPTNeoXForCausalLM(config)
 
 
-@torch.no_grad()
 def copy_ours_to_hf(ours: RotaryTransformerARLMModel, hf: nn.Module) -> None:
-    """Load our weights into the HF model so both compute the same function.
-
-    GPT-NeoX packs q/k/v per head ([q_h, k_h, v_h] for each head h); ours packs [q; k; v].
-    """
-    H, Dh, D = ours.nhead, ours.head_dim, ours.d_model
-    neox = hf.gpt_neox
-    neox.embed_in.weight.copy_(ours.embed_tokens.weight)
-    for ol, hl in zip(ours.layers, neox.layers):
-        hl.input_layernorm.load_state_dict(ol.norm1.state_dict())
-        hl.post_attention_layernorm.load_state_dict(ol.norm2.state_dict())
-        qkv = ol.attn_qkv.weight.view(3, H, Dh, D).permute(1, 0, 2, 3).reshape(3 * D, D)
-        hl.attention.query_key_value.weight.copy_(qkv)
-        hl.attention.dense.weight.copy_(ol.o_proj.weight)
-        hl.mlp.dense_h_to_4h.load_state_dict(ol.mlp[0].state_dict())
-        hl.mlp.dense_4h_to_h.load_state_dict(ol.mlp[2].state_dict())
-    if ours.final_layer.norm_final is not None:
-        neox.final_layer_norm.load_state_dict(ours.final_layer.norm_final.state_dict())
-    hf.lm_head.weight.copy_(ours.final_layer.linear.weight)
+    """Load our weights into the HF model so both compute the same function (the exporter's mapping)."""
+    copy_weights_to_neox(ours, hf)
 
 
 def count_params(model: nn.Module) -> int:

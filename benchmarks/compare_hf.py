@@ -4,14 +4,14 @@ Both models are built in this process with identical weights (ours copied into H
 checked to agree), then timed side by side with alternating order (median of ``--repeats``):
   - training step (forward + backward + AdamW), vocab 1000, d_model 256, 4 layers, 4 heads,
     ffn 1024, batch 8, seq 256: ours with a plain causal call + cross-entropy, ours through
-    ARLMLoss (default path and the spec's literal 3-D mask), HF with ``labels=``;
+    ARLMLoss (default path and the literal reference 3-D mask), HF with ``labels=``;
   - greedy generation, 32-token prompts + 224 new tokens, batch 8 and 1: ARLMPredictor
     (sample_top_k, top=1), eager and with its compiled / CUDA-graph decoding step
     (``compile_decode=True``), against three Hugging Face baselines: the default
     ``model.generate(do_sample=False, use_cache=True)``, the same with a static cache and a
     torch.compile'd forward (HF's fastest documented path), both under the same precision as ours,
     and (in a bf16 run) the default generate in fp32;
-  - the spec's small model (d_model 768, 12 layers, 12 heads, ffn 3072) training at batch 2;
+  - the reference small model (d_model 768, 12 layers, 12 heads, ffn 3072) training at batch 2;
   - peak memory of each, each measured in a fresh subprocess (see ``--help`` of --no-memory).
 
     python benchmarks/compare_hf.py                 # CPU, fp32, 2 threads (docs/performance.md)
@@ -64,7 +64,7 @@ GEN_LABELS = {"ours": "ARLMPredictor (eager)", "ours_compiled": "ARLMPredictor c
 
 # ----------------------------------------------------------------------------- workloads
 def make_train_batch(shape: Shape, batch: int, seq: int, device: torch.device, seed: int = 0) -> dict[str, Any]:
-    """Unpadded LM batch: target_ids = input_ids shifted left, last position -100 (spec §4)."""
+    """Unpadded LM batch: target_ids = input_ids shifted left, last position -100 (docs/arlm.md)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, shape.vocab, (batch, seq), generator=g)
     targets = torch.cat([ids[:, 1:], torch.full((batch, 1), -100)], dim=1)
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
             for kind in kinds:
                 print(f"\n### profile: generation b{gen_batch}, {kind}\n{top_ops(fns[kind])}")
 
-    # --- the spec's small model -----------------------------------------------------------
+    # --- the reference small model -----------------------------------------------------------
     if not (args.quick or args.no_small):
         del ours, hf, gen_ours, gen_hf, hf_static, models
         torch.manual_seed(0)

@@ -8,8 +8,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -133,7 +134,7 @@ class ProgressLogger(L.Callback):
             self._train_time, self._train_tokens = now - self._t0, tokens - self._tok0
 
 
-def plot_curves(history: Mapping[str, Mapping[str, list[tuple[int, float]]]], path: str | Path) -> Path:
+def plot_curves(history: Mapping[str, list[tuple[int, float]]], path: str | Path) -> Path:
     """Two panels: losses (train and validation) and validation prediction metrics, against step."""
     import matplotlib
 

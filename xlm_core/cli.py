@@ -1,19 +1,25 @@
-"""The ``xlm`` command: list families, compose a family's Hydra config and dispatch a job.
+"""The ``xlm`` command: compose a family's Hydra config and dispatch a job (``train`` by default).
 
-``xlm families`` lists installed families. Anything else is Hydra overrides (and Hydra flags):
-the core tree ``pkg://xlm_core.configs`` is composed with the selected family's config dir on
-Hydra's search path, then ``xlm_core.jobs.<job_type>.run(cfg)`` is called. Usage errors print one
-line to stderr and exit with 2; Hydra's own composition errors and job crashes exit with 1.
+``xlm families``, ``xlm check FAMILY`` and ``xlm new-family NAME`` are subcommands
+(``xlm_core.commands``). Anything else is Hydra overrides (and Hydra flags): the core tree
+``pkg://xlm_core.configs`` is composed with the selected family's config dir on Hydra's search path,
+then ``xlm_core.jobs.<job_type>.run(cfg)`` is called; ``job_type=name`` prints the config and runs
+nothing. Usage errors print one line to stderr and exit with 2; Hydra's own composition errors and
+job crashes exit with 1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
+import logging
+import os
+import shlex
 import sys
+import traceback
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -21,15 +27,18 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-import xlm_core.configs  # noqa: F401  (registers the resolvers the core tree uses)
-from xlm_core.jobs import UsageError, load_job
+from xlm_core.commands import COMMANDS
+from xlm_core.compose import CONFIG_MODULE, CONFIG_NAME
+from xlm_core.config_checks import reject_new_top_level_keys
+from xlm_core.config_targets import check_component_targets
+from xlm_core.errors import UsageError
+from xlm_core.jobs import load_job
 from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
 
-__all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME"]
+__all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
-CONFIG_MODULE = "xlm_core.configs"
-CONFIG_NAME = "config"
-DEFAULT_JOB_TYPE = "name"
+DEFAULT_JOB_TYPE = "train"
+DRY_RUN_JOB_TYPE = "name"
 # Hydra flags that only inspect (print help/config/info) and never run the job.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
@@ -48,6 +57,7 @@ class _Plan:
     job_type: str | None  # None when swept or not knowable before composition
     dry_run: bool
     notes: list[str] = field(default_factory=list)
+    new_top_level_keys: list[str] = field(default_factory=list)  # `+key=value` overrides of top-level keys
 
 
 def _quote(value: str) -> str:
@@ -106,6 +116,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     except HydraException as exc:
         raise _CliError(str(exc).splitlines()[0]) from None
     by_key: dict[str, Override] = {o.key_or_group: o for o in parsed if not o.is_delete()}
+    new_keys = [o.key_or_group for o in parsed if o.is_add() and "." not in o.key_or_group and "/" not in o.key_or_group
+                and o.package is None]
     user_args = list(args)
     extra: list[str] = []
     notes: list[str] = []
@@ -149,10 +161,11 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
                 load_job(jt)
             except UsageError as exc:
                 raise _CliError(str(exc)) from None
-    dry_run = job_type == DEFAULT_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
+    dry_run = job_type == DRY_RUN_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
     if dry_run:  # printing a config needs no log files or logging setup
         extra += [f"{group}=none" for group in ("hydra/job_logging", "hydra/hydra_logging") if group not in by_key]
-    return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes)
+    return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes,
+                 new_top_level_keys=new_keys)
 
 
 def _with_overrides(args: list[str], extra: list[str]) -> list[str]:
@@ -175,9 +188,49 @@ def _argv(argv: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
-def _run_hydra(plan: _Plan) -> int:
+def _check_targets(cfg: DictConfig, registry: FamilyRegistry) -> None:
+    """Refuse a config that builds another family's components; note unregistered ones."""
+    name = cfg.get("family")
+    if not name or name not in registry.families:
+        return
+    errors, notes = check_component_targets(cfg, registry.families[name], registry.families)
+    if errors:
+        raise _CliError(errors[0])
+    for note in notes:
+        print(f"xlm: note: {note}", file=sys.stderr)
+
+
+def _report(exc: BaseException) -> int:
+    """Print ``exc`` as one line (the traceback goes to the run's log; XLM_DEBUG=1 prints it); return the exit code."""
+    if os.environ.get("XLM_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, UsageError):
+        print(f"xlm: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"xlm: error: no space left on the device{where} ({exc.strerror}); checkpoints are written atomically, "
+              "so the last good one is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume",
+              file=sys.stderr)
+        return 2
+    logging.getLogger("xlm").error("unexpected error", exc_info=exc)  # into the invocation's log file
+    first = (str(exc).strip().splitlines() or [""])[0]
+    print(f"xlm: error: {type(exc).__name__}: {first} (this looks like a bug; XLM_DEBUG=1 prints the traceback, "
+          "which is also in the run's logs/)", file=sys.stderr)
+    return 1
+
+
+_INVOCATION_ENV = "XLM_INVOCATION"
+
+
+def invocation() -> str | None:
+    """The ``xlm ...`` command line of this job (for "resume with" hints), when it was started by the CLI."""
+    return os.environ.get(_INVOCATION_ENV) or None
+
+
+def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
-    failures: list[str] = []
+    codes: list[int] = []
 
     def task(cfg: DictConfig) -> None:
         try:
@@ -186,9 +239,14 @@ def _run_hydra(plan: _Plan) -> int:
                     f"job_type is chosen on the command line, but the config changed it to "
                     f"'{cfg.job_type}'; remove job_type from the experiment config"
                 )
+            reject_new_top_level_keys([k for k in plan.new_top_level_keys if k in cfg])  # groups leave no key
+            if cfg.job_type != DRY_RUN_JOB_TYPE:
+                _check_targets(cfg, registry)
             load_job(str(cfg.job_type))(cfg)
-        except UsageError as exc:
-            failures.append(str(exc))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - every failure ends as one line (see _report)
+            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+                return
+            codes.append(_report(exc if not isinstance(exc, SystemExit) else UsageError(f"exited with {exc.code}")))
 
     entry = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)(task)
     with contextlib.ExitStack() as stack:
@@ -202,66 +260,24 @@ def _run_hydra(plan: _Plan) -> int:
         except SystemExit as exc:
             if exc.code not in (None, 0):
                 return exc.code if isinstance(exc.code, int) else 1
-    if failures:
-        print(f"xlm: error: {failures[0]}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _families_command(args: list[str], registry: FamilyRegistry) -> int:
-    """``xlm families [--json]``: list installed families and broken plugins."""
-    if args and args[0] in ("-h", "--help"):
-        print("usage: xlm families [--json]\n\nList installed xlm families and plugins that failed to load.")
-        return 0
-    if args not in ([], ["--json"]):
-        raise _CliError(f"unexpected arguments to `xlm families`: {' '.join(args)} (usage: xlm families [--json])")
-    if args == ["--json"]:
-        payload = {
-            "families": [
-                {
-                    "name": f.name,
-                    "distribution": f.distribution,
-                    "version": f.version,
-                    "config_dir": str(f.config_dir),
-                    "description": f.description,
-                    "experiments": list(f.experiments),
-                }
-                for f in registry.families.values()
-            ],
-            "errors": [{"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in registry.errors],
-        }
-        print(json.dumps(payload, indent=2))
-        return 0
-    if not registry.families:
-        print("No families installed. Install a family distribution, e.g. `pip install xlm-arlm`.")
-    for f in registry.families.values():
-        version = f" {f.version}" if f.version else ""
-        print(f"{f.name}  ({f.distribution}{version})")
-        if f.description:
-            print(f"  {f.description}")
-        print(f"  config dir:  {f.config_dir}")
-        print(f"  experiments: {', '.join(f.experiments) if f.experiments else '(none)'}")
-    if registry.errors:
-        print("\nBroken plugins (their families are unavailable):")
-        for e in registry.errors:
-            print(f"  {e}")
-    return 0
+    return codes[0] if codes else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    os.environ[_INVOCATION_ENV] = " ".join(shlex.quote(a) for a in ["xlm", *args])
     try:
         registry = get_registry()
-        if args[:1] == ["families"]:
-            return _families_command(args[1:], registry)
+        if args[:1] and args[0] in COMMANDS:
+            return COMMANDS[args[0]](args[1:], registry)
         plan = _plan(args, registry)
     except UsageError as exc:
         print(f"xlm: error: {exc}", file=sys.stderr)
         return 2
     for note in plan.notes:
         print(f"xlm: note: {note}", file=sys.stderr)
-    return _run_hydra(plan)
+    return _run_hydra(plan, registry)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ and scheduler, writes predictions as JSONL and runs an optional post-hoc evaluat
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-import hydra
 import lightning as L
 import numpy as np
 import torch
@@ -22,21 +21,26 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from xlm_core.config_checks import instantiate
+from xlm_core.config_tools import import_object, to_plain_best_effort
 from xlm_core.metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
-from xlm_core.protocols import DummyNoiseSchedule
+from xlm_core.optim import build_lr_scheduler, build_optimizer
+from xlm_core.run_files import predictions_path, write_jsonl
+from xlm_core.runtime import Runtime, model_runtime_kwargs
 
-__all__ = [
-    "XLMHarness",
-    "weight_decay_param_groups",
-    "build_optimizer",
-    "build_lr_scheduler",
-    "predictions_path",
-    "write_jsonl",
-]
+__all__ = ["XLMHarness"]
 
 _SPLIT_OF_STAGE = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 _RNG_KEY = "xlm_rng_state"
 _CONFIG_KEY = "xlm_config"
+
+
+def _resolve_target(target: Any) -> Any:
+    """The class a ``_target_`` names (None when it cannot be imported: instantiate reports that)."""
+    try:
+        return import_object(str(target))
+    except (ImportError, ValueError):
+        return None
 
 
 def _select(cfg: DictConfig | None, key: str, default: Any = None) -> Any:
@@ -44,139 +48,6 @@ def _select(cfg: DictConfig | None, key: str, default: Any = None) -> Any:
         return default
     value = OmegaConf.select(cfg, key, default=default)
     return default if value is None else value
-
-
-def weight_decay_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups from the model's own split of decayed / non-decayed parameters.
-
-    Models without ``get_named_params_for_weight_decay`` decay every parameter with ndim >= 2.
-    Every trainable parameter must land in exactly one group.
-    """
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    if hasattr(model, "get_named_params_for_weight_decay"):
-        decay = dict(model.get_named_params_for_weight_decay())
-        if hasattr(model, "get_named_params_for_no_weight_decay"):
-            no_decay = dict(model.get_named_params_for_no_weight_decay())
-        else:
-            no_decay = {n: p for n, p in trainable.items() if n not in decay}
-    else:
-        decay = {n: p for n, p in trainable.items() if p.ndim >= 2}
-        no_decay = {n: p for n, p in trainable.items() if p.ndim < 2}
-    decay = {n: p for n, p in decay.items() if p.requires_grad}
-    no_decay = {n: p for n, p in no_decay.items() if p.requires_grad}
-    both = sorted(set(decay) & set(no_decay))
-    missing = sorted(set(trainable) - set(decay) - set(no_decay))
-    if both or missing:
-        raise ValueError(
-            f"{type(model).__name__}'s weight-decay split is inconsistent: in both groups {both}, in neither "
-            f"{missing}. Fix get_named_params_for_weight_decay / get_named_params_for_no_weight_decay."
-        )
-    return [
-        {"params": list(decay.values()), "weight_decay": float(weight_decay), "names": list(decay)},
-        {"params": list(no_decay.values()), "weight_decay": 0.0, "names": list(no_decay)},
-    ]
-
-
-def build_optimizer(
-    model: torch.nn.Module,
-    optimizer_cfg: DictConfig | Mapping[str, Any] | None,
-    amp_clipping: str | None = None,
-) -> torch.optim.Optimizer:
-    """AdamW over the model's weight-decay groups (the fused kernel on CPU/CUDA unless the config says otherwise).
-
-    ``amp_clipping`` names the Lightning settings that rule the fused kernel out (e.g.
-    ``"trainer.precision=bf16-mixed with trainer.gradient_clip_val=1.0"``): Lightning cannot clip the
-    gradients of an optimizer that unscales them itself, so the default then picks the unfused kernel.
-    A config with another ``_target_`` is instantiated with ``params=`` the same groups.
-    """
-    ocfg: dict[str, Any] = dict(OmegaConf.to_container(optimizer_cfg, resolve=True) if OmegaConf.is_config(optimizer_cfg)
-                                else (optimizer_cfg or {}))
-    target = ocfg.pop("_target_", "torch.optim.AdamW")
-    groups = weight_decay_param_groups(model, float(ocfg.pop("weight_decay", 0.01)))
-    for g in groups:
-        g.pop("names")
-    groups = [g for g in groups if g["params"]]
-    if target not in ("torch.optim.AdamW", "torch.optim.adamw.AdamW"):
-        return hydra.utils.instantiate({"_target_": target, **ocfg}, params=groups)
-    lr = float(ocfg.pop("lr", 1e-4))
-    betas = tuple(float(b) for b in ocfg.pop("betas", (0.9, 0.999)))
-    eps = float(ocfg.pop("eps", 1e-8))
-    fused, foreach = ocfg.pop("fused", None), ocfg.pop("foreach", None)
-    if ocfg:
-        raise ValueError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
-                         "fused, foreach.")
-    fusable = all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for g in groups for p in g["params"])
-    if fused and amp_clipping:
-        raise ValueError(
-            f"optimizer.fused=true cannot be combined with {amp_clipping}: Lightning cannot clip the gradients of "
-            "a fused AdamW under mixed precision. Set optimizer.fused=null (the unfused kernel is then used) or "
-            "trainer.gradient_clip_val=null."
-        )
-    if fused is None and foreach is None:
-        fused = True if fusable and not amp_clipping else None
-    impl = {k: v for k, v in (("fused", fused), ("foreach", foreach)) if v is not None}
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **impl)  # type: ignore[arg-type]
-
-
-def build_lr_scheduler(
-    optimizer: torch.optim.Optimizer, scheduler_cfg: DictConfig | Mapping[str, Any] | None, max_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """``transformers.get_scheduler`` from ``{name, num_warmup_steps, num_training_steps, ...}``.
-
-    ``num_training_steps`` defaults to ``max_steps``; the schedule is stepped per optimizer step.
-    """
-    if scheduler_cfg is None:
-        return None
-    from transformers import get_scheduler
-
-    scfg: dict[str, Any] = dict(OmegaConf.to_container(scheduler_cfg, resolve=True) if OmegaConf.is_config(scheduler_cfg)
-                                else scheduler_cfg)
-    name = scfg.pop("name", None)
-    if not name:
-        return None
-    warmup = int(scfg.pop("num_warmup_steps", 0) or 0)
-    total = scfg.pop("num_training_steps", None)
-    total = int(total) if total not in (None, -1) else int(max_steps)
-    if total <= 0 and name not in ("constant", "constant_with_warmup"):
-        raise ValueError(f"lr_scheduler {name!r} needs num_training_steps > 0 (got {total}); set trainer.max_steps "
-                         "or lr_scheduler.num_training_steps.")
-    extra = scfg.pop("scheduler_specific_kwargs", None) or {}
-    scfg.pop("interval", None)
-    scfg.pop("monitor", None)
-    if scfg:
-        raise ValueError(f"Unknown lr_scheduler option(s) {sorted(scfg)}; allowed: name, num_warmup_steps, "
-                         "num_training_steps, scheduler_specific_kwargs.")
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total,
-                         scheduler_specific_kwargs=extra or None)
-
-
-def predictions_path(run_dir: str | os.PathLike[str], split: str, dataloader_name: str, step: int) -> Path:
-    """``run_dir/predictions/{split}/{dataloader_name}/step_{step}.jsonl``."""
-    return Path(run_dir) / "predictions" / split / dataloader_name / f"step_{int(step)}.jsonl"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"Prediction field of type {type(obj).__name__} is not JSON serialisable.")
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write ``rows`` as JSON lines, replacing the file atomically (never appending)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _batch_size(batch: Any) -> int | None:
@@ -214,35 +85,36 @@ def _dataset_len(dataloaders: Any, idx: int) -> int | None:
 class XLMHarness(L.LightningModule):
     """Wires a family's model, loss, predictor and metrics into Lightning (see module docstring).
 
-    ``cfg`` is the composed config (keys: model, loss, predictor, noise_schedule, reported_metrics,
-    optimizer, lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir).
+    ``cfg`` is the composed config (keys: model, loss, predictor, reported_metrics, optimizer,
+    lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer
+    and noise schedule the job built (:func:`xlm_core.runtime.build_runtime`).
     """
 
-    def __init__(self, cfg: DictConfig, tokenizer: Any) -> None:
+    def __init__(self, cfg: DictConfig, runtime: Runtime) -> None:
         super().__init__()
-        if tokenizer is None:
-            raise ValueError("XLMHarness needs the tokenizer (its size sets the model's vocabulary).")
+        if not isinstance(runtime, Runtime):
+            raise TypeError(f"XLMHarness needs a Runtime (xlm_core.runtime.build_runtime(cfg)); got {type(runtime).__name__}.")
         self.cfg = cfg
+        tokenizer, noise_schedule = runtime.tokenizer, runtime.noise_schedule
         object.__setattr__(self, "tokenizer", tokenizer)
-        self.model: torch.nn.Module = hydra.utils.instantiate(
-            cfg.model, num_embeddings=len(tokenizer), padding_idx=tokenizer.pad_token_id
-        )
-        ns_cfg = cfg.get("noise_schedule")
-        noise_schedule = hydra.utils.instantiate(ns_cfg) if ns_cfg is not None else DummyNoiseSchedule()
         object.__setattr__(self, "noise_schedule", noise_schedule)
+        target = OmegaConf.select(cfg, "model._target_")
+        self.model: torch.nn.Module = instantiate(
+            cfg.model, "model", **model_runtime_kwargs(_resolve_target(target), tokenizer)
+        )
         train_model: Any = torch.compile(self.model) if bool(cfg.get("compile", False)) else self.model
         # loss / predictor hold the model; kept out of the module tree so parameters are not listed twice.
-        object.__setattr__(self, "loss_fn", hydra.utils.instantiate(cfg.loss, model=train_model, tokenizer=tokenizer))
+        object.__setattr__(self, "loss_fn", instantiate(cfg.loss, "loss", model=train_model, tokenizer=tokenizer))
         object.__setattr__(
             self,
             "predictor",
-            hydra.utils.instantiate(cfg.predictor, model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
+            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
             if cfg.get("predictor") is not None
             else None,
         )
         evaluator_cfg = cfg.get("post_hoc_evaluator")
         object.__setattr__(
-            self, "post_hoc_evaluator", hydra.utils.instantiate(evaluator_cfg) if evaluator_cfg is not None else None
+            self, "post_hoc_evaluator", instantiate(evaluator_cfg, "post_hoc_evaluator") if evaluator_cfg is not None else None
         )
         self.ema: AveragedModel | None = None
         decay = _select(cfg, "ema.decay")
@@ -259,6 +131,7 @@ class XLMHarness(L.LightningModule):
         self._loaded_step = 0
         self.last_val_step = -1
         self._pending_rng: dict[str, Any] | None = None
+        self.output_dir: Path | None = None  # eval/generate write into a directory of their own
         self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.long), persistent=False)
 
     # ------------------------------------------------------------------ setup
@@ -269,6 +142,11 @@ class XLMHarness(L.LightningModule):
         if rd is None:
             rd = self.trainer.default_root_dir if self._trainer is not None else "."
         return Path(rd)
+
+    @property
+    def output_root(self) -> Path:
+        """Where prediction files go: ``output_dir`` (set by eval/generate) or the run directory."""
+        return self.output_dir if self.output_dir is not None else self.run_dir
 
     @property
     def step(self) -> int:
@@ -429,7 +307,7 @@ class XLMHarness(L.LightningModule):
                     rows, metrics = self.post_hoc_evaluator.eval(rows, tokenizer=self.tokenizer, split=split,
                                                                  dataloader_name=spec.name)
                     metrics = {str(k): float(v) for k, v in dict(metrics).items()}
-                write_jsonl(predictions_path(self.run_dir, split, spec.name, self.step), rows)
+                write_jsonl(predictions_path(self.output_root, split, spec.name, self.step), rows)
             if run_eval:
                 metrics = self.trainer.strategy.broadcast(metrics, src=0)
                 for name, value in metrics.items():
@@ -494,10 +372,7 @@ class XLMHarness(L.LightningModule):
         if self._ema_swapped:  # never store EMA weights as the model's own
             raise RuntimeError("Checkpoint requested while EMA weights are swapped in; save outside evaluation.")
         checkpoint[_RNG_KEY] = _get_rng_state()
-        try:
-            checkpoint[_CONFIG_KEY] = OmegaConf.to_container(self.cfg, resolve=True)
-        except Exception:  # interpolations that only resolve inside Hydra's runtime
-            checkpoint[_CONFIG_KEY] = OmegaConf.to_container(self.cfg, resolve=False)
+        checkpoint[_CONFIG_KEY] = to_plain_best_effort(self.cfg)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         own = self.state_dict()

@@ -20,4 +20,4 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_families(register: Any) -> None:
-    """Call ``register(name, config_dir, description)`` once per model family the plugin provides."""
+    """Call ``register(name, config_dir, description, **components)`` once per family (see xlm_core.components)."""

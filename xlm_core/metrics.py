@@ -1,4 +1,4 @@
-"""Metrics: sequence-level exact match, token accuracy, and the wrapper that builds the
+"""Metrics: sequence-level exact match, token accuracy, perplexity, and the wrapper that builds the
 ``reported_metrics`` of a config into torchmetrics objects named ``{split}/{kind}/{name}``.
 
 Metric states are sums, so torchmetrics syncs them across DDP ranks before ``compute``.
@@ -6,26 +6,29 @@ Metric states are sums, so torchmetrics syncs them across DDP ranks before ``com
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import hydra
 import torch
-from jaxtyping import Bool, Integer
+from jaxtyping import Bool, Float, Integer
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor as TT
 from torchmetrics import Metric
 
-from xlm_core.data.dataset_manager import import_object
+from xlm_core.config_tools import import_object
 
 __all__ = [
     "ExactMatch",
     "TokenAccuracy",
+    "Perplexity",
     "MetricWrapper",
     "UpdateFn",
     "build_metrics",
     "metric_log_name",
     "metrics_for",
+    "logged_metric_names",
     "resolve_function",
     "KINDS",
     "METRIC_SPLITS",
@@ -103,6 +106,32 @@ class TokenAccuracy(_RatioMetric):
         _check_same_shape(pred, mask, "TokenAccuracy (pred_mask)")
         self.correct += ((pred == target) & mask).sum()
         self.total += mask.sum()
+
+
+class Perplexity(Metric):
+    """``exp`` of the mean NLL over every scored token seen (not a mean of per-batch perplexities).
+
+    Fed per-token NLLs (natural log), e.g. by an update function returning ``{"value": nlls}``;
+    the states are sums, so DDP reduction gives the perplexity of the whole split.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, value: Float[TT, " num_tokens"]) -> None:
+        value = value.detach().reshape(-1)
+        self.nll_sum += value.double().sum()
+        self.count += value.numel()
+
+    def compute(self) -> TT:
+        if int(self.count) == 0:
+            return torch.tensor(float("nan"))
+        return torch.exp(self.nll_sum / self.count).float()
 
 
 def resolve_function(path: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -243,3 +272,26 @@ def metrics_for(metrics: torch.nn.ModuleDict, split: str, dataloader_idx: int) -
     for key, wrapper in metrics.items():
         if key.startswith(prefix):
             yield wrapper  # type: ignore[misc]
+
+
+def logged_metric_names(
+    reported: Mapping[str, Any] | DictConfig | None,
+    split: str,
+    dataloaders: Sequence[tuple[str, str]],
+) -> set[str]:
+    """The metric names the harness logs for ``split``: ``{split}/lm/loss`` for every "lm" dataloader
+    (the loss metric every family gets) plus the ``reported_metrics`` of each dataloader's kind.
+
+    Post-hoc evaluator metrics (``{split}/prediction/<name>``) are not known before they run.
+    """
+    names: set[str] = set()
+    specs = _parse_reported_metrics(reported)
+    seen_kinds: set[str] = set()
+    for dl_name, kind in dataloaders:
+        qualifier = dl_name if kind in seen_kinds else None
+        seen_kinds.add(kind)
+        if kind == "lm":
+            names.add(metric_log_name(split, "lm", "loss", qualifier))
+        names.update(metric_log_name(split, kind, spec.name, qualifier)
+                     for spec in specs if spec.kind == kind and split in spec.splits)
+    return names

@@ -2,9 +2,10 @@
 
 Every entry point of group ``xlm`` names a plugin module; each is imported and registered with a
 pluggy manager one at a time, so one broken plugin is reported by name while the others keep
-working. Families are contributed through the ``register_families(register)`` hook; the core owns
-validation (names, duplicates, config directories). Nothing is discovered through the current
-directory or environment variables.
+working (``SystemExit`` from a plugin included; only ``KeyboardInterrupt`` propagates). Families are
+contributed through the ``register_families(register)`` hook; the core owns validation (names,
+duplicates, config directories, components against their protocols, see ``xlm_core.components``).
+Nothing is discovered through the current directory or environment variables.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import pluggy
 
 from xlm_core import hookspecs
+from xlm_core.components import FamilyComponents, validate_components
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,6 +57,7 @@ class FamilyInfo:
     description: str
     plugin: str
     experiments: tuple[str, ...] = ()
+    components: FamilyComponents = field(default_factory=FamilyComponents)
 
     @property
     def searchpath(self) -> str:
@@ -125,6 +129,17 @@ class FamilyRegistry:
         if not self.families:
             text += " (install a family distribution such as xlm-arlm; `xlm families` lists them)"
         return text
+
+
+# What a plugin may raise without taking down the other families: everything but Ctrl-C.
+_PLUGIN_FAILURES = (Exception, SystemExit)
+_COMPONENT_ARGS = frozenset({"model_protocol", "models", "losses", "collators", "predictors", "metrics", "exporters"})
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) (a plugin must not exit the process)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def create_plugin_manager() -> pluggy.PluginManager:
@@ -215,7 +230,7 @@ def load_families(
     """
     if entry_points is None and modules is None:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    sources = _sources_from_entry_points(entry_points or ()) + _sources_from_modules(modules or {})
+    sources = _sources_from_entry_points(tuple(entry_points or ())) + _sources_from_modules(modules or {})
 
     pm = create_plugin_manager()
     errors: list[PluginError] = []
@@ -226,8 +241,8 @@ def load_families(
         fail = functools.partial(PluginError, source.name, source.label)
         try:
             plugin = source.load()
-        except Exception as exc:  # a plugin's import may raise anything; report it, keep going
-            errors.append(fail(f"import failed: {type(exc).__name__}: {exc}"))
+        except _PLUGIN_FAILURES as exc:  # a plugin's import may raise anything; report it, keep going
+            errors.append(fail(f"import failed: {_describe(exc)}"))
             continue
         try:
             pm.register(plugin, name=f"{source.distribution}:{source.name}")
@@ -240,10 +255,24 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: str, config_dir: str | os.PathLike | Traversable, description: str = "") -> None:
-            """The callback handed to ``register_families``: validates and records one family."""
+        def register(name: Any, config_dir: Any, description: Any = "", **components: Any) -> None:
+            """The callback handed to ``register_families``: validates and records one family.
+
+            ``name`` (str), ``config_dir`` (str, path or Traversable) and ``description`` (str) come from
+            the plugin and are checked here (any value), so a bad one is reported as that plugin's error.
+            ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
+            (see ``xlm_core.components``).
+            """
             try:
                 fam_name, path, desc = _validate_family(name, config_dir, description)
+                unknown = sorted(set(components) - _COMPONENT_ARGS)
+                if unknown:
+                    raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
+                                     f"components are {', '.join(sorted(_COMPONENT_ARGS))}")
+                try:
+                    registered = validate_components(**components)
+                except ValueError as exc:
+                    raise ValueError(f"family '{fam_name}': {exc}") from None
             except ValueError as exc:
                 errors.append(fail(str(exc)))
                 return
@@ -256,14 +285,15 @@ def load_families(
                     description=desc,
                     plugin=source.name,
                     experiments=_experiments(path),
+                    components=registered,
                 )
             )
 
         others = [p for p in pm.get_plugins() if p is not plugin]
         try:
             pm.subset_hook_caller("register_families", remove_plugins=others)(register=register)
-        except Exception as exc:
-            errors.append(fail(f"register_families raised {type(exc).__name__}: {exc}"))
+        except _PLUGIN_FAILURES as exc:
+            errors.append(fail(f"register_families raised {_describe(exc)}"))
             pm.unregister(plugin)
             continue
         for info in pending:

@@ -7,14 +7,8 @@ no inheritance needed.
 
 from __future__ import annotations
 
-from typing import (
-    Any,
-    Iterator,
-    Protocol,
-    Sequence,
-    TypedDict,
-    runtime_checkable,
-)
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer
@@ -31,7 +25,12 @@ __all__ = [
     "NoiseSchedule",
     "DummyNoiseSchedule",
     "ARLMModel",
+    "MLMModel",
+    "PREDICTION_TEXT_KEY",
 ]
+
+PREDICTION_TEXT_KEY = "text"
+"""Key of the generated text in every prediction row (``Predictor.to_dict``); the generate job prints it."""
 
 
 class BaseCollatorInput(TypedDict):
@@ -178,7 +177,13 @@ class Predictor(Protocol):
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON-serialisable row per example, for the predictions file."""
+        """One JSON-serialisable row per example, for the predictions file.
+
+        Every row holds ``"text"`` (:data:`PREDICTION_TEXT_KEY`): the generated text as a string, which
+        ``xlm job_type=generate`` prints. Families add what else they report (ids, target, timing ...);
+        scalar fields of the dataset row that the collator passed on as ``batch["metadata"]`` (e.g. a
+        gold ``answer``) belong in the row too, so post-hoc evaluators can score it.
+        """
         ...
 
 
@@ -191,14 +196,39 @@ class Collator(Protocol):
 
 @runtime_checkable
 class ARLMModel(Protocol):
-    """The auto-regressive family's model contract (spec §3)."""
+    """The auto-regressive family's model: next-token logits for every position.
+
+    ``attention_mask`` is either (B, L) key padding (the model stays causal) or a (B, L, L) mask used
+    as given; ``positions`` are the rotary positions of the tokens (default ``0..L-1``). With a KV
+    cache the mask covers every filled slot too: key_len = cached + L.
+    """
+
+    def __call__(
+        self,
+        x_t: Integer[TT, " batch seq_len"],
+        attention_mask: Bool[TT, " batch seq_len key_len"] | Bool[TT, " batch key_len"] | None = None,
+        positions: Integer[TT, " batch seq_len"] | None = None,
+        token_type_ids: Integer[TT, " batch seq_len"] | None = None,
+    ) -> Float[TT, " batch seq_len vocab_size"]: ...
+
+    def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
+    def get_named_params_for_no_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
+
+@runtime_checkable
+class MLMModel(Protocol):
+    """The masked family's model contract: bidirectional logits for every position.
+
+    ``attention_mask`` (B, L) is key padding only (True = real token): every real token sees every
+    real token in both directions.
+    """
 
     def __call__(
         self,
         x_t: Integer[TT, " *batch seq_len"],
-        attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
+        attention_mask: Bool[TT, " *batch seq_len"] | None = None,
         positions: Integer[TT, " *batch seq_len"] | None = None,
-        token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
     ) -> Float[TT, " *batch seq_len vocab_size"]: ...
 
     def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, torch.nn.Parameter]]: ...

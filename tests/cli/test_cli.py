@@ -59,9 +59,9 @@ def test_families_json(install_families, capsys) -> None:
 
 def test_families_rejects_unknown_arguments(install_families, capsys) -> None:
     install_families("xlm-clitest")
-    code, out, err = run(capsys, "families", "--verbose")
+    code, out, err = run(capsys, "families", "--bogus")
     assert (code, out) == (2, "")
-    assert err == "xlm: error: unexpected arguments to `xlm families`: --verbose (usage: xlm families [--json])\n"
+    assert err == ("xlm: error: unrecognized arguments: --bogus (usage: xlm families [-h] [-v] [--json])\n")
 
 
 def test_name_job_prints_composed_config_and_writes_nothing(install_families, workdir, capsys) -> None:
@@ -92,7 +92,8 @@ def test_overrides_and_root_dir(install_families, workdir, tmp_path, capsys) -> 
     install_families("xlm-clitest")
     root = tmp_path / "elsewhere"
     code, out, err = run(
-        capsys, "family=clitest", "experiment=wide_exp", f"paths.root_dir={root}", "job_name=mine", "block_size=5"
+        capsys, "family=clitest", "experiment=wide_exp", f"paths.root_dir={root}", "job_name=mine", "block_size=5",
+        "job_type=name",
     )
     assert code == 0, err
     cfg = yaml.safe_load(out)
@@ -103,11 +104,27 @@ def test_overrides_and_root_dir(install_families, workdir, tmp_path, capsys) -> 
 
 def test_family_inferred_from_experiment_with_note(install_families, workdir, capsys) -> None:
     install_families("xlm-clitest")
-    code, out, err = run(capsys, "experiment=wide_exp")
+    code, out, err = run(capsys, "experiment=wide_exp", "job_type=name")
     assert code == 0
     assert err == "xlm: note: using family=clitest, the only installed family with experiment=wide_exp\n"
     cfg = yaml.safe_load(out)
     assert (cfg["family"], cfg["job_name"], cfg["block_size"]) == ("clitest", "wide_exp", 9)
+
+
+def test_train_is_the_default_job(install_families, workdir, capsys) -> None:
+    """`xlm family=... experiment=...` trains: the clitest family has no tokenizer, so training says so."""
+    install_families("xlm-clitest")
+    code, out, err = run(capsys, "family=clitest", "experiment=tiny_exp")
+    assert (code, out) == (2, "")
+    assert err == "xlm: error: No tokenizer in the config; pick an experiment (experiment=<name>) that sets one.\n"
+
+
+def test_help_flag_prints_usage_and_runs_nothing(install_families, workdir, capsys) -> None:
+    install_families("xlm-clitest")
+    code, out, err = run(capsys, "family=clitest", "experiment=tiny_exp", "--help")
+    assert code == 0, err
+    assert "xlm check <family>" in out and "job types: train (default)" in out
+    assert list(workdir.iterdir()) == []
 
 
 def test_unknown_family_lists_installed(install_families, capsys) -> None:
@@ -139,7 +156,7 @@ def test_experiment_in_two_families_is_ambiguous(install_families, capsys) -> No
     code, _, err = run(capsys, "experiment=tiny_exp")
     assert code == 2
     assert err == "xlm: error: experiment 'tiny_exp' exists in families clitest, twin; choose one with family=<name>\n"
-    code, out, _ = run(capsys, "family=twin", "experiment=tiny_exp")
+    code, out, _ = run(capsys, "family=twin", "experiment=tiny_exp", "job_type=name")
     assert code == 0 and yaml.safe_load(out)["family"] == "twin"
 
 
@@ -182,7 +199,8 @@ def test_user_searchpath_is_kept_ahead_of_the_family(install_families, workdir, 
     extra.mkdir(parents=True)
     (extra / "mine.yaml").write_text("_target_: torch.nn.Identity\n")
     code, out, err = run(
-        capsys, "family=clitest", "experiment=tiny_exp", "model=mine", f"hydra.searchpath=[file://{extra.parent}]"
+        capsys, "family=clitest", "experiment=tiny_exp", "model=mine", f"hydra.searchpath=[file://{extra.parent}]",
+        "job_type=name",
     )
     assert code == 0, err
     assert yaml.safe_load(out)["model"] == {"_target_": "torch.nn.Identity"}
@@ -204,13 +222,10 @@ def test_console_entry_point_reports_user_errors_without_traceback(tmp_path) -> 
 
 def test_multirun_sweeps_experiments_into_separate_run_dirs(install_families, workdir, capsys) -> None:
     install_families("xlm-clitest")
-    code, out, err = run(capsys, "-m", "family=clitest", "experiment=tiny_exp,wide_exp")
+    code, out, err = run(capsys, "-m", "family=clitest", "experiment=tiny_exp,wide_exp", "job_type=name")
     assert code == 0, err
     sweep = workdir / "outputs" / "multirun"
     assert sorted(p.name for p in sweep.iterdir()) == ["0_tiny_exp", "1_wide_exp", "multirun.yaml"]
-    saved = [yaml.safe_load((sweep / d / ".hydra" / "config.yaml").read_text()) for d in ("0_tiny_exp", "1_wide_exp")]
-    assert [(c["job_name"], c["block_size"]) for c in saved] == [
-        ("${hydra:runtime.choices.experiment}", 7),
-        ("${hydra:runtime.choices.experiment}", 9),
-    ]
-    assert "job_name: tiny_exp" in out and "job_name: wide_exp" in out
+    assert out.count("family: clitest\n") == 2
+    assert [line for line in out.splitlines() if line.startswith(("job_name:", "block_size:"))] == [
+        "job_name: tiny_exp", "block_size: 7", "job_name: wide_exp", "block_size: 9"]

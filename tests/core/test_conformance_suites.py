@@ -39,6 +39,7 @@ from xlm_core.testing import collator_checks as cc  # noqa: E402
 from xlm_core.testing import loss_checks as lc  # noqa: E402
 from xlm_core.testing import model_checks as mc  # noqa: E402
 from xlm_core.testing import predictor_checks as pc  # noqa: E402
+from xlm_core.testing.typecheck import unchecked  # noqa: E402
 
 pytest_plugins = ["xlm_core.testing.fixtures"]
 
@@ -156,6 +157,7 @@ def test_shared_fixtures(simple_tokenizer: SimpleSpaceTokenizer, vocab_size: int
 # --- every check rejects a broken variant --------------------------------------------------------
 BROKEN: list[tuple[Callable[[Any], None], Callable[[SimpleSpaceTokenizer], Any], str]] = [
     (mc.check_forward_output_shape, lambda t: model_subject(broken.WrongVocabLM, len(t)), "shape"),
+    (mc.check_logits_depend_on_input_ids, lambda t: model_subject(broken.InputBlindLM, len(t)), "ignores the input_ids"),
     (mc.check_partial_mask_handled, lambda t: model_subject(broken.NaNOnPaddingLM, len(t)), "non-finite"),
     (mc.check_padding_ids_ignored, lambda t: model_subject(broken.PaddingBlindLM, len(t)), "left padding"),
     (mc.check_batch_independence, lambda t: model_subject(broken.BatchNormLM, len(t)), "row"),
@@ -169,6 +171,7 @@ BROKEN: list[tuple[Callable[[Any], None], Callable[[SimpleSpaceTokenizer], Any],
     (lc.check_loss_reaches_model, lambda t: loss_subject(broken.DetachedLoss, t), "does not reach the model"),
     (lc.check_loss_changes_with_targets, lambda t: loss_subject(broken.TargetBlindLoss, t), "ignores"),
     (lc.check_loss_ignores_padding, lambda t: loss_subject(broken.PaddingCountingLoss, t), "padded input ids"),
+    (lc.check_loss_ignores_ignored_targets, lambda t: loss_subject(broken.IgnoredTargetScoringLoss, t), "scores ignored"),
     (cc.check_collator_shapes, lambda t: collator_subject(broken.ShortTargetCollator, t), "target_ids"),
     (cc.check_collator_block_size, lambda t: collator_subject(broken.UntruncatedCollator, t), "block_size"),
     (cc.check_collator_padding, lambda t: collator_subject(broken.PadTargetCollator, t), "ignore index"),
@@ -220,7 +223,7 @@ def test_checks_for_selects_by_capability() -> None:
     assert {c.name for c in checks_for("model", {"causal"})} == plain | {"check_causal"}
     with pytest.raises(ValueError, match="Unknown capabilities"):
         checks_for("model", {"bidirectional"})
-    with pytest.raises(ValueError, match="Unknown check kind"):
+    with unchecked(), pytest.raises(ValueError, match="Unknown check kind"):
         checks_for("tokenizer")  # type: ignore[arg-type]
 
 

@@ -7,31 +7,20 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
-import xlm_core.configs  # noqa: F401  (registers the ${xlm.cwd:} resolver)
+from xlm_core.compose import compose_config
 from xlm_core.data.datamodule import DataloaderSpec, SeededRandomSampler, XLMDataModule, prepare_datamodule
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.plugins import get_registry
 from xlm_core.protocols import DummyNoiseSchedule
 from xlm_core.tasks.star_graphs import graph_key
 
 
 def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
-    with initialize_config_module(config_module="xlm_core.configs", version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[
-                f"hydra.searchpath=[{get_registry().get('arlm').searchpath}]",
-                "datamodule=star_easy_arlm",
-                "block_size=14",
-                "input_block_size=28",
-                "per_device_batch_size=8",
-                f"paths.cache_dir={tmp_path}",
-                *overrides,
-            ],
-        )
+    return compose_config("arlm", [
+        "datamodule=star", "model_type=arlm_seq2seq", "block_size=14", "input_block_size=28",
+        "per_device_batch_size=8", f"paths.cache_dir={tmp_path}", *overrides,
+    ])
 
 
 def _datamodule(cfg: DictConfig) -> XLMDataModule:
@@ -112,9 +101,9 @@ def test_seeded_sampler_permutes_and_skips() -> None:
 
 def test_env_debug_overfit_switches_sources(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEBUG_OVERFIT", "1")
-    assert _datamodule(_compose(tmp_path)).dataloader_specs("val")[0].dataset_name == "star_easy_val_debug"
+    assert _datamodule(_compose(tmp_path)).dataloader_specs("val")[0].dataset_name == "star_easy_validation_debug"
     monkeypatch.setenv("DEBUG_OVERFIT", "0")
-    assert _datamodule(_compose(tmp_path)).dataloader_specs("val")[0].dataset_name == "star_easy_val"
+    assert _datamodule(_compose(tmp_path)).dataloader_specs("val")[0].dataset_name == "star_easy_validation"
 
 
 def test_prepare_datamodule_caches_every_dataset(tmp_path: Path, monkeypatch) -> None:
@@ -122,7 +111,7 @@ def test_prepare_datamodule_caches_every_dataset(tmp_path: Path, monkeypatch) ->
     cfg = _compose(tmp_path, "+tokenizer._target_=xlm_core.data.simple_tokenizer.SimpleSpaceTokenizer.for_numbers", "+tokenizer.n=20")
     dm = prepare_datamodule(cfg)
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("_"))
-    assert names == ["star_easy_test_debug", "star_easy_train_debug", "star_easy_val_debug"]
+    assert names == ["star_easy_test_debug", "star_easy_train_debug", "star_easy_validation_debug"]
     assert all(len(list((tmp_path / n).iterdir())) == 1 for n in names)  # one cache each, shared by lm/prediction
     assert dm.dataloader_specs("predict")[0].kind == "prediction"
 
@@ -135,13 +124,16 @@ def test_bad_kind_is_rejected_with_its_location(debug_cfg: DictConfig) -> None:
 
 
 @pytest.mark.parametrize("setting, prompt, target", [("medium", 36, 16), ("hard", 116, 28)])
-def test_medium_and_hard_datamodules_compose(tmp_path: Path, setting: str, prompt: int, target: int) -> None:
-    cfg = _compose(tmp_path, f"datamodule=star_{setting}_arlm", f"block_size={target}", f"input_block_size={prompt}")
+def test_one_star_datamodule_serves_every_setting(tmp_path: Path, setting: str, prompt: int, target: int) -> None:
+    cfg = _compose(tmp_path, f"star_setting={setting}", f"block_size={target}", f"input_block_size={prompt}")
     dm = hydra.utils.instantiate(
         cfg.datamodule, tokenizer=SimpleSpaceTokenizer.for_numbers(SETTING_VOCAB[setting]), _recursive_=False
     )
     assert [s.dataset_name for s in dm.dataloader_specs("test")] == [f"star_{setting}_test"] * 2
-    assert cfg.datamodule.dataloaders.train.lm.dataset.generator_kwargs.num_train == 50000
+    assert [s.dataset_name for s in dm.dataloader_specs("val")] == [f"star_{setting}_validation"] * 2
+    assert dm.dataloader_specs("train")[0].dataset_name == f"star_{setting}_train"
+    kwargs = cfg.datamodule.dataloaders.train.lm.dataset.generator_kwargs
+    assert (kwargs.setting, kwargs.split, kwargs.num_train) == (setting, "train", 50000)
 
 
 SETTING_VOCAB = {"easy": 20, "medium": 20, "hard": 56}

@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from xlm_core.callbacks import NaNGuard
-from xlm_core.harness import (
-    XLMHarness,
-    build_lr_scheduler,
-    build_optimizer,
-    predictions_path,
-    weight_decay_param_groups,
-    write_jsonl,
-)
+from xlm_core.compose import compose_config
+from xlm_core.harness import XLMHarness
 from xlm_core.jobs.common import build_datamodule, build_trainer
-from xlm_core.plugins import get_registry
+from xlm_core.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
+from xlm_core.run_files import predictions_path, write_jsonl
+from xlm_core.runtime import build_runtime
 
 TINY_MODEL = ["model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1", "model.nhead=2",
               "model.dim_feedforward=64", "model.rotary_emb_dim=16"]
@@ -30,13 +24,10 @@ TINY_MODEL = ["model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.n
 
 def compose_cfg(root: Path, *overrides: str) -> DictConfig:
     """The composed star_easy_arlm config (as the CLI builds it) with a tiny model."""
-    searchpath = get_registry().get("arlm").searchpath
-    with initialize_config_module(config_module="xlm_core.configs", version_base="1.3"):
-        return compose("config", overrides=[
-            "family=arlm", "experiment=star_easy_arlm", "job_name=unit", f"hydra.searchpath=['{searchpath}']",
-            f"paths.root_dir={root}", "debug=overfit", "per_device_batch_size=16", "global_batch_size=16",
-            "trainer.num_sanity_val_steps=0", *TINY_MODEL, *overrides,
-        ], return_hydra_config=False)
+    return compose_config("arlm", [
+        "experiment=star_easy_arlm", "job_name=unit", f"paths.root_dir={root}", "debug=overfit",
+        "per_device_batch_size=16", "global_batch_size=16", "trainer.num_sanity_val_steps=0", *TINY_MODEL, *overrides,
+    ])
 
 
 @pytest.fixture
@@ -45,7 +36,7 @@ def cfg(tmp_path: Path) -> DictConfig:
 
 
 def _harness(cfg: DictConfig) -> XLMHarness:
-    return XLMHarness(cfg, hydra.utils.instantiate(cfg.tokenizer))
+    return XLMHarness(cfg, build_runtime(cfg))
 
 
 def test_param_groups_split_every_parameter_once(cfg: DictConfig) -> None:
@@ -100,7 +91,7 @@ def test_trainer_steps_the_schedule_every_optimizer_step(tmp_path: Path) -> None
     cfg = compose_cfg(tmp_path, "lr_scheduler.name=linear", "lr_scheduler.num_warmup_steps=4", "optimizer.lr=1.0",
                       "trainer.max_steps=3", "trainer.limit_val_batches=0", "~callbacks", "~logger")
     harness = _harness(cfg)
-    dm = build_datamodule(cfg, harness.tokenizer, harness.noise_schedule)
+    dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
     trainer.fit(harness, datamodule=dm)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.75)  # 3 of 4 warmup steps done
@@ -114,7 +105,7 @@ def test_mixed_precision_with_gradient_clipping_trains(tmp_path: Path, precision
                       "trainer.max_steps=2", "trainer.limit_val_batches=0", "~callbacks", "~logger")
     harness = _harness(cfg)
     trainer = build_trainer(cfg)
-    trainer.fit(harness, datamodule=build_datamodule(cfg, harness.tokenizer, harness.noise_schedule))
+    trainer.fit(harness, datamodule=build_datamodule(cfg, build_runtime(cfg)))
     assert trainer.global_step == 2
     assert trainer.optimizers[0].defaults["fused"] is (None if precision == "bf16-mixed" else True)
 
@@ -126,14 +117,14 @@ def test_explicit_fused_adamw_with_amp_clipping_is_a_config_error(tmp_path: Path
     harness = _harness(cfg)
     trainer = build_trainer(cfg)
     with pytest.raises(ValueError, match=r"optimizer.fused=true.*bf16-mixed.*gradient_clip_val=1.0"):
-        trainer.fit(harness, datamodule=build_datamodule(cfg, harness.tokenizer, harness.noise_schedule))
+        trainer.fit(harness, datamodule=build_datamodule(cfg, build_runtime(cfg)))
 
 
 def test_nan_guard_saves_a_checkpoint_of_finite_weights_then_raises(tmp_path: Path) -> None:
     cfg = compose_cfg(tmp_path, "optimizer.lr=1e12", "trainer.gradient_clip_val=null", "trainer.max_steps=50",
                       "trainer.limit_val_batches=0", "~callbacks", "~logger", "model.dropout=0")
     harness = _harness(cfg)
-    dm = build_datamodule(cfg, harness.tokenizer, harness.noise_schedule)
+    dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
     with pytest.raises(FloatingPointError, match="nan_guard_step_"):
         trainer.fit(harness, datamodule=dm)
@@ -155,7 +146,7 @@ def test_write_jsonl_rewrites_instead_of_appending(tmp_path: Path) -> None:
 def test_validating_twice_at_one_step_rewrites_the_predictions_file(tmp_path: Path) -> None:
     cfg = compose_cfg(tmp_path, "~callbacks", "~logger", "predictor.max_steps=3")
     harness = _harness(cfg)
-    dm = build_datamodule(cfg, harness.tokenizer, harness.noise_schedule)
+    dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
     trainer.validate(harness, datamodule=dm, verbose=False)
     trainer.validate(harness, datamodule=dm, verbose=False)
@@ -171,7 +162,7 @@ def test_ema_weights_are_used_for_evaluation_and_saved(tmp_path: Path) -> None:
                       "~callbacks", "~logger")
     harness = _harness(cfg)
     assert harness.ema is not None
-    dm = build_datamodule(cfg, harness.tokenizer, harness.noise_schedule)
+    dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
     trainer.fit(harness, datamodule=dm)
     model_w = {k: v.clone() for k, v in harness.model.state_dict().items()}

@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from xlm_core.metrics import ExactMatch, MetricWrapper, TokenAccuracy, build_metrics, metrics_for
+from xlm_core.testing.typecheck import unchecked
 
 
 def test_exact_match_counts_whole_rows() -> None:
@@ -36,10 +37,11 @@ def test_token_accuracy_is_micro_averaged_over_the_mask() -> None:
 
 
 def test_metrics_reject_mismatched_shapes() -> None:
-    with pytest.raises(ValueError, match="same shape"):
-        ExactMatch().update(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="pred_mask"):
-        TokenAccuracy().update(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 2, dtype=torch.bool))
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    with unchecked(), pytest.raises(ValueError, match="same shape"):
+        ExactMatch().update(ids, torch.zeros(2, 4, dtype=torch.long))
+    with unchecked(), pytest.raises(ValueError, match="pred_mask"):
+        TokenAccuracy().update(ids, ids, torch.ones(2, 2, dtype=torch.bool))
 
 
 def test_metric_states_are_sums_so_ddp_reduction_is_exact() -> None:
@@ -97,6 +99,17 @@ def test_bad_reported_metrics_fail_with_the_fix() -> None:
         build_metrics({"generation": {}}, {"val": []})
     with pytest.raises(ValueError, match="missing"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}}}}, {"val": [("lm", "lm")]})
-    with pytest.raises(ValueError, match="Cannot import module .nope."):
+    with pytest.raises(ValueError, match="no module 'nope' is installed"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": "nope.fn"}}},
                       {"val": [("lm", "lm")]})
+
+
+def test_perplexity_is_exp_of_the_token_weighted_mean_nll() -> None:
+    from xlm_core.metrics import Perplexity
+
+    m = Perplexity()
+    m.update(torch.tensor([1.0, 2.0, 3.0]))
+    m.update(torch.tensor([6.0]))  # a 1-token batch weighs one token, not one batch
+    assert m.compute().item() == pytest.approx(torch.exp(torch.tensor(3.0)).item(), rel=1e-6)
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert torch.isnan(Perplexity().compute())

@@ -18,6 +18,7 @@ from xlm_core.modules import (
     causal_mask,
     rotate_half,
 )
+from xlm_core.testing.typecheck import unchecked
 
 # --- rotary ------------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ def test_build_mask_shape_errors() -> None:
         build_attention_mask(torch.ones(1, 3, dtype=torch.bool), 3, past_len=2)
     with pytest.raises(ValueError, match=r"\(B, 3, 3\)"):
         build_attention_mask(torch.ones(1, 3, 4, dtype=torch.bool), 3)
-    with pytest.raises(ValueError, match="attention_mask must have shape"):
+    with unchecked(), pytest.raises(ValueError, match="attention_mask must have shape"):  # the annotation rejects 4-D
         build_attention_mask(torch.ones(1, 1, 3, 3, dtype=torch.bool), 3)
 
 
@@ -279,7 +280,7 @@ def test_layer_activation_choice() -> None:
     assert isinstance(RotaryTransformerLayer(8, 2, activation="gelu").mlp[1], torch.nn.GELU)
     assert RotaryTransformerLayer(8, 2).mlp[0].out_features == 32
     assert RotaryTransformerLayer(8, 2, dim_feedforward=12).mlp[0].out_features == 12
-    with pytest.raises(ValueError, match="activation"):
+    with unchecked(), pytest.raises(ValueError, match="activation"):
         RotaryTransformerLayer(8, 2, activation="swish")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="divisible"):
         RotaryTransformerLayer(10, 3)

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from xlm_core.data.padding import TruncationCounter, pad_list, pad_truncate_list, truncate_list
+from xlm_core.testing.typecheck import unchecked
 
 
 def test_pad_list_sides_and_never_shortens() -> None:
@@ -31,7 +32,7 @@ def test_pad_truncate_list_exact_length() -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(ValueError, match="'middle'"):
+    with unchecked(), pytest.raises(ValueError, match="'middle'"):
         pad_list([1], 2, 0, side="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_length=-1"):
         truncate_list([1], -1)

@@ -194,9 +194,9 @@ def test_unknown_family_with_nothing_installed() -> None:
 
 
 def test_traversable_config_dir(tmp_path: Path) -> None:
-    reg = load_families(modules={"p": family_plugin(("t", files("xlm_core") / "configs", ""))})
+    reg = load_families(modules={"p": family_plugin(("t", files("xlm_core.configs"), ""))})
     assert reg.errors == ()
-    assert reg.get("t").config_dir == Path(str(files("xlm_core") / "configs")).resolve()
+    assert reg.get("t").config_dir == Path(str(files("xlm_core.configs"))).resolve()
 
 
 def test_installed_arlm_family() -> None:

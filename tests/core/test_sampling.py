@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.testing.typecheck import unchecked
 
 # probabilities 0.5, 0.3, 0.15, 0.05 at ids 2, 0, 3, 1
 PROBS = torch.tensor([0.3, 0.05, 0.5, 0.15])
@@ -112,7 +113,7 @@ def test_leading_dims_preserved() -> None:
 
 @pytest.mark.parametrize("k", [0, -1, 1.5, True])
 def test_invalid_k(k) -> None:
-    with pytest.raises(ValueError, match="k >= 1"):
+    with unchecked(), pytest.raises(ValueError, match="k >= 1"):
         sample_from_top_k(k, LOGITS)
 
 

@@ -1,4 +1,4 @@
-"""SimpleSpaceTokenizer (spec clarification 6) and load_auto_tokenizer on the real Qwen2 tokenizer files."""
+"""SimpleSpaceTokenizer (fixed special-token ids) and load_auto_tokenizer on the real Qwen2 tokenizer files."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import xlm_core.data
 from xlm_core.data.auto_tokenizer import TokenizerNotFoundError, load_auto_tokenizer
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.protocols import Tokenizer
+from xlm_core.testing.typecheck import unchecked
 
 SPECIAL_IDS = {"[PAD]": 0, "[CLS]": 1, "[MASK]": 2, "[EOS]": 3, "[BOS]": 4, "[SEP]": 5, "[UNK]": 6}
 GSM8K_QUESTION = (
@@ -116,7 +117,7 @@ def test_invalid_vocabularies_are_rejected(kwargs: dict, message: str) -> None:
 
 @pytest.mark.parametrize("n", [0, -3, 2.5, True])
 def test_for_numbers_needs_a_positive_int(n: object) -> None:
-    with pytest.raises(ValueError, match="positive int"):
+    with unchecked(), pytest.raises(ValueError, match="positive int"):
         SimpleSpaceTokenizer.for_numbers(n)  # type: ignore[arg-type]
 
 
@@ -124,6 +125,15 @@ def test_from_hydra_config() -> None:
     cfg = {"_target_": "xlm_core.data.simple_tokenizer.SimpleSpaceTokenizer.for_numbers", "n": 20}
     tokenizer = instantiate(cfg)
     assert isinstance(tokenizer, SimpleSpaceTokenizer) and tokenizer.encode("5") == [12]
+
+
+def test_auto_tokenizer_from_hydra_config_with_special_tokens(numbers: SimpleSpaceTokenizer, tmp_path: Path) -> None:
+    """Hydra hands ``special_tokens`` over as a DictConfig (the checked suite holds the annotation to that)."""
+    numbers.save_pretrained(tmp_path)
+    cfg = {"_target_": "xlm_core.data.auto_tokenizer.load_auto_tokenizer", "name_or_path": tmp_path,
+           "special_tokens": {"extra_special_tokens": ["<sep2>"]}}
+    tokenizer = instantiate(cfg)
+    assert isinstance(tokenizer, SimpleSpaceTokenizer) and tokenizer.encode("1 <sep2> 2") == [8, 27, 9]
 
 
 def test_pickle_and_deepcopy(numbers: SimpleSpaceTokenizer) -> None:

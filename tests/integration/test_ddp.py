@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from same_run import assert_same_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 70-220 s on a shared 2-core machine
 
@@ -37,17 +38,7 @@ def _run(root: Path, job_name: str, *extra: str) -> Path:
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     single = _run(tmp_path, "single")  # 1 process, 2 accumulated micro-batches of 16
     ddp = _run(tmp_path, "ddp", "trainer_strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
-    h1 = json.loads((single / "plots" / "history.json").read_text())
-    h2 = json.loads((ddp / "plots" / "history.json").read_text())
-    curve1, curve2 = h1["val/lm/accumulated_loss"], h2["val/lm/accumulated_loss"]
-    assert [s for s, _ in curve1] == [s for s, _ in curve2] == [2, 4]
-    for (_, a), (_, b) in zip(curve1, curve2):
-        assert b == pytest.approx(a, abs=1e-4)
-    w1 = torch.load(single / "checkpoints" / "last.ckpt", weights_only=True)
-    w2 = torch.load(ddp / "checkpoints" / "last.ckpt", weights_only=True)
-    assert w1["global_step"] == w2["global_step"] == 4
-    for key, value in w1["state_dict"].items():
-        torch.testing.assert_close(w2["state_dict"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    assert_same_run(single, ddp, val_steps=[2, 4], final_step=4)
     rows1 = (single / "predictions" / "val" / "prediction" / "step_4.jsonl").read_text().splitlines()
     rows2 = (ddp / "predictions" / "val" / "prediction" / "step_4.jsonl").read_text().splitlines()
     assert len(rows2) == len(rows1) == 32  # every rank's rows gathered, in dataset order, padding dropped

@@ -35,6 +35,8 @@ def test_wheels_ship_config_trees_and_entry_points(installed) -> None:
         "xlm_core/plugins.py",
         "xlm_core/hookspecs.py",
     } <= core_files
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold_template").rglob("*.tmpl")}
+    assert templates and templates <= core_files  # what `xlm new-family` writes from
     arlm_zip = zipfile.ZipFile(arlm)
     assert "xlm_arlm/configs/experiment/star_easy_arlm.yaml" in arlm_zip.namelist()
     (eps,) = [n for n in arlm_zip.namelist() if n.endswith(".dist-info/entry_points.txt")]
@@ -67,6 +69,6 @@ def test_compose_arlm_experiment_from_installed_wheels(installed) -> None:
     proc = venv.run(["xlm", "family=arlm", "experiment=star_easy_arlm", "job_type=name"], cwd=cwd)
     cfg = yaml.safe_load(proc.stdout)
     assert (cfg["family"], cfg["job_type"], cfg["job_name"]) == ("arlm", "name", "star_easy_arlm")
-    assert (cfg["input_block_size"], cfg["block_size"]) == (28, 14)  # star easy, spec/tasks.md
+    assert (cfg["input_block_size"], cfg["block_size"]) == (28, 14)  # star easy, docs/tasks.md
     assert cfg["paths"]["run_dir"] == f"{cwd}/outputs/star_easy_arlm"
     assert list(cwd.iterdir()) == []

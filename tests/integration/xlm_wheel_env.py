@@ -2,8 +2,9 @@
 
 The venv is created without pip; it reuses the third-party packages of the running environment
 through a ``.pth`` file pointing at a *filtered mirror* of its site-packages (symlinks to every
-entry except our own distributions and editable-install hooks). So the venv imports xlm_core and
-families only from the wheels installed into it, and nothing is downloaded.
+entry except xlm distributions and editable-install hooks), and its ``bin/pip`` runs the parent's pip.
+So the venv imports xlm_core and families only from the wheels installed into it, and nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -18,12 +19,31 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # What the xlm-core wheel is built from (the rest of the checkout is tests, docs, other distributions).
-CORE_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "xlm_core")
-# Entries of the parent site-packages the venv must not see: our distributions and editable hooks.
-_OWN_PREFIXES = ("xlm_core", "xlm_arlm", "xlm_example_family", "__editable__")
+CORE_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "xlm_core", "configs")
+# Entries of the parent site-packages the venv must not see: xlm distributions (ours and families scaffolded
+# while developing) and editable hooks.
+_OWN_PREFIXES = ("xlm_", "xlm-", "__editable__")
 _COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "outputs", ".xlm_cache", ".pytest_cache"
 )
+
+
+def copy_sources(source: Path, dest: Path, only: tuple[str, ...] | None = None) -> Path:
+    """Copy the distribution at ``source`` to ``dest`` without build outputs and caches; return ``dest``.
+
+    ``only``: the top-level entries to copy (default: all).
+    """
+    if only is None:
+        shutil.copytree(source, dest, ignore=_COPY_IGNORE)
+        return dest
+    dest.mkdir(parents=True)
+    for name in only:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=_COPY_IGNORE)
+        elif src.exists():
+            shutil.copy(src, dest / name)
+    return dest
 
 
 def build_wheel(source: Path, workdir: Path, only: tuple[str, ...] | None = None) -> Path:
@@ -31,17 +51,7 @@ def build_wheel(source: Path, workdir: Path, only: tuple[str, ...] | None = None
 
     ``only``: the top-level entries to copy (default: all but build outputs and caches).
     """
-    copy = workdir / f"src-{source.name}"
-    if only is None:
-        shutil.copytree(source, copy, ignore=_COPY_IGNORE)
-    else:
-        copy.mkdir()
-        for name in only:
-            src = source / name
-            if src.is_dir():
-                shutil.copytree(src, copy / name, ignore=_COPY_IGNORE)
-            elif src.exists():
-                shutil.copy(src, copy / name)
+    copy = copy_sources(source, workdir / f"src-{source.name}", only)
     out = workdir / "wheels"
     before = set(out.glob("*.whl")) if out.exists() else set()
     run(
@@ -111,4 +121,7 @@ def make_venv(workdir: Path) -> Venv:
                 continue
             (mirror / entry.name).symlink_to(entry)
     (venv.site_packages / "_parent_site_packages.pth").write_text(f"{mirror}\n")
+    pip = venv.root / "bin" / "pip"  # a venv without pip of its own runs the parent's, as `pip`
+    pip.write_text(f'#!/bin/sh\nexec "{venv.python}" -m pip "$@"\n')
+    pip.chmod(0o755)
     return venv

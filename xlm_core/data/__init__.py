@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["SimpleSpaceTokenizer", "load_auto_tokenizer"]
+__all__ = ["SimpleSpaceTokenizer", "load_auto_tokenizer", "load_bpe_tokenizer"]
 
 _LAZY = {
     "SimpleSpaceTokenizer": "xlm_core.data.simple_tokenizer",
     "load_auto_tokenizer": "xlm_core.data.auto_tokenizer",
+    "load_bpe_tokenizer": "xlm_core.data.bpe_tokenizer",
 }
 
 if TYPE_CHECKING:
     from xlm_core.data.auto_tokenizer import load_auto_tokenizer
+    from xlm_core.data.bpe_tokenizer import load_bpe_tokenizer
     from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 
 

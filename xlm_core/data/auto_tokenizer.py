@@ -9,26 +9,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from xlm_core.errors import UsageError
+from xlm_core.config_tools import to_plain
+from xlm_core.hub import offline_requested, use_hub_or_cache
+
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
 
 logger = logging.getLogger(__name__)
 
-_TRUTHY = {"1", "true", "yes", "on"}
 
-
-class TokenizerNotFoundError(OSError):
+class TokenizerNotFoundError(UsageError, OSError):
     """The tokenizer is neither a local directory nor downloadable (hub unreachable / not cached)."""
 
 
 def load_auto_tokenizer(
-    name_or_path: str,
-    special_tokens: dict[str, Any] | None = None,
+    name_or_path: str | os.PathLike[str],
+    special_tokens: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained`` plus ``special_tokens`` (e.g. ``{"mask_token": "<|mask|>"}``).
@@ -93,7 +96,8 @@ def _load_local(path: Path, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:
 
 def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:
     """Load a hub id (from the HF cache when offline) and explain how to work without the hub."""
-    offline = _offline_mode() or bool(kwargs.get("local_files_only"))
+    requested = offline_requested() or bool(kwargs.get("local_files_only"))
+    offline = not use_hub_or_cache() or requested
     if offline:
         kwargs = {**kwargs, "local_files_only": True}
     try:
@@ -104,8 +108,10 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
         )
         reason = (
             "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / local_files_only)"
+            if requested
+            else "the Hugging Face Hub is not reachable from this machine"
             if offline
-            else "the Hugging Face Hub could not be reached or does not have it"
+            else "the Hugging Face Hub does not have it"
         )
         raise TokenizerNotFoundError(
             f"Could not load tokenizer {name!r}: {reason}, and no copy was found in the local Hugging "
@@ -117,9 +123,9 @@ def _load_from_hub(name: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase
         ) from e
 
 
-def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: dict[str, Any]) -> dict[str, Any]:
+def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Mapping[str, Any]) -> dict[str, Any]:
     """Accept the named special-token slots plus ``extra_special_tokens`` (old name: additional_...)."""
-    tokens = dict(special_tokens)
+    tokens = dict(to_plain(special_tokens))  # a config's lists are ListConfigs, which transformers rejects
     if "additional_special_tokens" in tokens:
         tokens["extra_special_tokens"] = list(tokens.pop("additional_special_tokens"))
     allowed = [*tokenizer.SPECIAL_TOKENS_ATTRIBUTES, "extra_special_tokens"]
@@ -130,11 +136,6 @@ def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: di
             f"{allowed}; put any other token in extra_special_tokens: ['<|my_token|>']."
         )
     return tokens
-
-
-def _offline_mode() -> bool:
-    """Offline switches as the user set them now (huggingface_hub reads them only at import)."""
-    return any(os.environ.get(var, "").strip().lower() in _TRUTHY for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _looks_like_path(name: str) -> bool:

@@ -37,8 +37,9 @@ run resumed at an epoch boundary sees the same order. Iterable datasets reshuffl
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 import hydra
 import lightning as L
@@ -46,6 +47,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from xlm_core.config_checks import instantiate
+from xlm_core.config_tools import to_plain
 from xlm_core.data.dataset_manager import (
     DatasetManager,
     debug_overfit_enabled,
@@ -103,10 +106,6 @@ class SeededRandomSampler(Sampler[int]):
         perm = torch.randperm(self.num_samples, generator=g).tolist()
         start, self._start = self._start, 0
         yield from perm[start:]
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 class XLMDataModule(L.LightningDataModule):
@@ -168,10 +167,9 @@ class XLMDataModule(L.LightningDataModule):
             for key in ("dataset", "collator"):
                 if lcfg.get(key) is None:
                     raise ValueError(f"{where}.{key} is missing.")
-            manager = DatasetManager.from_config(_plain(lcfg["dataset"]), use_debug=self.use_debug)
-            collator = hydra.utils.instantiate(
-                lcfg["collator"], tokenizer=self.tokenizer, noise_schedule=self.noise_schedule
-            )
+            manager = DatasetManager.from_config(to_plain(lcfg["dataset"]), use_debug=self.use_debug)
+            collator = instantiate(lcfg["collator"], f"{where}.collator", tokenizer=self.tokenizer,
+                                   noise_schedule=self.noise_schedule)
             is_train = stage == "train"
             shuffle = lcfg.get("shuffle")
             drop_last = lcfg.get("drop_last")
@@ -305,12 +303,12 @@ class XLMDataModule(L.LightningDataModule):
         return self._loaders("predict")
 
 
-def prepare_datamodule(cfg: DictConfig, tokenizer: Any = None, noise_schedule: Any = None) -> XLMDataModule:
-    """Instantiate ``cfg.datamodule`` (and the tokenizer/noise schedule when not given) and cache its data."""
-    if tokenizer is None:
-        tokenizer = hydra.utils.instantiate(cfg.tokenizer)
-    if noise_schedule is None and cfg.get("noise_schedule") is not None:
-        noise_schedule = hydra.utils.instantiate(cfg.noise_schedule)
-    dm = hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, noise_schedule=noise_schedule, _recursive_=False)
+def prepare_datamodule(cfg: DictConfig, runtime: Any = None) -> XLMDataModule:
+    """Instantiate ``cfg.datamodule`` (with ``runtime``, built from ``cfg`` when not given) and cache its data."""
+    from xlm_core.runtime import build_runtime
+
+    runtime = runtime or build_runtime(cfg)
+    dm = hydra.utils.instantiate(cfg.datamodule, tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
+                                 _recursive_=False)
     dm.prepare_data()
     return dm

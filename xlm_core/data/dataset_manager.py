@@ -5,9 +5,13 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
     name: star_easy_train            # folder name under the cache dir
     # exactly one source:
     full_name: repo/name[/config]/split          # hub id, via datasets.load_dataset
-    data_files: path/to/file.jsonl               # local jsonl/json/parquet/arrow/csv file(s)
+    data_files: path/to/file.jsonl               # local file(s) or glob(s): "corpus/**/*.txt"
     generator: pkg.module.function               # called with generator_kwargs; returns rows
     generator_kwargs: {...}
+    data_format: null        # json | parquet | arrow | csv | text; null: from the file suffix
+                             # text: one row {"text": <whole file>} per file (a document)
+    exclude: [...]           # glob patterns (fnmatch on the full path) dropped from data_files
+    load_kwargs: {...}       # extra datasets.load_dataset kwargs (e.g. encoding_errors: replace)
     train_test_split: {test_size: 0.05, seed: 2025, take: test}   # optional
     preprocess_function: pkg.module.fn           # fn(example, tokenizer, **kwargs) -> dict, via .map
     preprocess_function_kwargs: {...}
@@ -25,33 +29,44 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
 The cache lives at ``<cache_dir>/<name>/<key>`` (``save_to_disk``); ``key`` hashes the source, split
 options, preprocess function (qualified name and source code), its kwargs, the kept/removed columns
 and the tokenizer, so changing any of them builds a new cache instead of reusing a stale one.
+
+A batched preprocess function may return a different number of rows than it was given (e.g.
+packing documents into fixed-length blocks); give ``columns_to_keep`` then, so the input columns
+are dropped inside ``.map``.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob as globlib
 import hashlib
-import importlib
 import inspect
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import datasets
 import torch
 from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
+from xlm_core.config_tools import import_object, to_plain
+from xlm_core.errors import UsageError
+from xlm_core.hub import use_hub_or_cache
+
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "DatasetSourceError",
     "HubId",
     "parse_hub_id",
-    "import_object",
+    "expand_data_files",
+    "tokenizer_fingerprint",
     "debug_overfit_enabled",
     "dist_rank_and_world_size",
     "DatasetManager",
@@ -62,10 +77,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
-_FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
+_FILE_FORMATS = {
+    ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".txt": "text",
+}
+# `text` means whole-file documents here (datasets' own default is one row per line).
+_FORMAT_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {"text": {"sample_by": "document"}}
+_GLOB_CHARS = ("*", "?", "[")
 
 
-class DatasetSourceError(RuntimeError):
+class DatasetSourceError(UsageError, RuntimeError):
     """A dataset source could not be read; the message says why and what to do."""
 
 
@@ -91,18 +111,24 @@ def parse_hub_id(full_name: str) -> HubId:
     )
 
 
-def import_object(dotted: str) -> Any:
-    """Import ``pkg.module.attr`` (the last dot separates module and attribute)."""
-    module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{dotted!r} is not a dotted path like 'package.module.function'.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ImportError(f"Cannot import module {module_name!r} for {dotted!r}: {e}") from e
-    if not hasattr(module, attr):
-        raise ImportError(f"Module {module_name!r} has no attribute {attr!r} (from {dotted!r}).")
-    return getattr(module, attr)
+def expand_data_files(data_files: str | list[str], exclude: list[str] | None = None) -> list[str]:
+    """Expand globs (``**`` recursive) into a sorted file list, dropping ``exclude`` matches.
+
+    Plain paths are kept as given (a missing one is reported by the loader); a glob that matches
+    nothing is kept too, so the error names the pattern.
+    """
+    patterns = [data_files] if isinstance(data_files, str) else list(data_files)
+    files: list[str] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if any(c in pattern for c in _GLOB_CHARS):
+            matches = sorted(p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
+            files.extend(matches or [pattern])
+        else:
+            files.append(pattern)
+    if exclude:
+        files = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in exclude)]
+    return list(dict.fromkeys(files))
 
 
 def debug_overfit_enabled(flag: bool | str | None = None) -> bool:
@@ -132,23 +158,25 @@ def _function_fingerprint(fn: Callable[..., Any] | None) -> dict[str, str] | Non
     return {"name": name, "code": code_hash}
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of what decides a tokenizer's ids: for fast tokenizers the serialised ``tokenizers``
+    model and the special/added tokens, so a freshly trained tokenizer and its saved copy match."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "to_str"):
+        return Hasher.hash(tokenizer)
+    return Hasher.hash({
+        "class": type(tokenizer).__name__,
+        "backend": backend.to_str(),
+        "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+        "added": sorted(tokenizer.get_added_vocab().items()),
+    })
+
+
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in override.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _to_plain(value: Any) -> Any:
-    """OmegaConf containers -> plain python (no-op for plain values)."""
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra, a core dependency
-        pass
-    return value
 
 
 class ProcessedDataset(torch.utils.data.Dataset):
@@ -194,6 +222,8 @@ class DatasetManager:
         full_name: str | None = None,
         data_files: str | list[str] | None = None,
         data_format: str | None = None,
+        exclude: list[str] | None = None,
+        load_kwargs: Mapping[str, Any] | None = None,
         generator: str | Callable[..., Any] | None = None,
         generator_kwargs: Mapping[str, Any] | None = None,
         train_test_split: Mapping[str, Any] | None = None,
@@ -231,20 +261,22 @@ class DatasetManager:
             raise ValueError(f"Dataset {name!r}: num_shards and shuffle_buffer_size must be >= 1.")
         self.name = name or "dataset"
         self.full_name = full_name
-        self.data_files = _to_plain(data_files)
+        self.data_files = to_plain(data_files)
         self.data_format = data_format
+        self.exclude = list(to_plain(exclude) or [])
+        self.load_kwargs = dict(to_plain(load_kwargs) or {})
         self.generator = import_object(generator) if isinstance(generator, str) else generator
-        self.generator_kwargs = dict(_to_plain(generator_kwargs) or {})
-        self.train_test_split = dict(_to_plain(train_test_split)) if train_test_split else None
+        self.generator_kwargs = dict(to_plain(generator_kwargs) or {})
+        self.train_test_split = dict(to_plain(train_test_split)) if train_test_split else None
         self.preprocess_function = (
             import_object(preprocess_function) if isinstance(preprocess_function, str) else preprocess_function
         )
-        self.preprocess_function_kwargs = dict(_to_plain(preprocess_function_kwargs) or {})
+        self.preprocess_function_kwargs = dict(to_plain(preprocess_function_kwargs) or {})
         self.preprocess_batched = preprocess_batched
         self.on_the_fly_processor = (
             import_object(on_the_fly_processor) if isinstance(on_the_fly_processor, str) else on_the_fly_processor
         )
-        self.on_the_fly_processor_kwargs = dict(_to_plain(on_the_fly_processor_kwargs) or {})
+        self.on_the_fly_processor_kwargs = dict(to_plain(on_the_fly_processor_kwargs) or {})
         self.columns_to_keep = list(columns_to_keep) if columns_to_keep else None
         self.columns_to_remove = list(columns_to_remove) if columns_to_remove else None
         self.iterable = iterable or infinite
@@ -256,24 +288,30 @@ class DatasetManager:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], use_debug: bool = False) -> "DatasetManager":
         """Build from a config mapping; ``use_debug`` merges its ``debug`` block over the rest."""
-        cfg = dict(_to_plain(cfg))
+        cfg = dict(to_plain(cfg))
         debug = cfg.pop("debug", None)
         if use_debug and debug:
             cfg = _deep_merge(cfg, debug)
         return cls(**cfg)
 
+    def files(self) -> list[str]:
+        """The local files this dataset reads (globs expanded, ``exclude`` applied); [] for other sources."""
+        return expand_data_files(self.data_files, self.exclude) if self.data_files else []
+
     # ----- cache key -------------------------------------------------------------------------
     def _source_spec(self) -> dict[str, Any]:
         if self.full_name:
-            return {"hub": self.full_name}
+            return {"hub": self.full_name, **({"load_kwargs": self.load_kwargs} if self.load_kwargs else {})}
         if self.data_files:
-            files = [self.data_files] if isinstance(self.data_files, str) else list(self.data_files)
             stats = []
-            for f in files:
+            for f in self.files():
                 p = Path(f)
                 st = p.stat() if p.exists() else None
                 stats.append([str(p.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None])
-            return {"files": stats, "format": self.data_format}
+            spec: dict[str, Any] = {"files": stats, "format": self.data_format}
+            if self.load_kwargs:
+                spec["load_kwargs"] = self.load_kwargs
+            return spec
         return {"generator": _function_fingerprint(self.generator), "kwargs": self.generator_kwargs}
 
     def cache_key(self, tokenizer: Any = None) -> str:
@@ -287,7 +325,7 @@ class DatasetManager:
             "preprocess_batched": self.preprocess_batched,
             "columns": [self.columns_to_keep, self.columns_to_remove],
             # the tokenizer only matters when a preprocess function can use it
-            "tokenizer": Hasher.hash(tokenizer) if self.preprocess_function is not None else None,
+            "tokenizer": tokenizer_fingerprint(tokenizer) if self.preprocess_function is not None else None,
         }
         return Hasher.hash(spec)
 
@@ -298,29 +336,38 @@ class DatasetManager:
     def _load_raw(self, hf_cache_dir: str | None) -> datasets.Dataset:
         if self.full_name:
             hub = parse_hub_id(self.full_name)
+            reachable = use_hub_or_cache()
             try:
-                ds = datasets.load_dataset(hub.path, hub.config, split=hub.split, cache_dir=hf_cache_dir)
+                ds = datasets.load_dataset(
+                    hub.path, hub.config, split=hub.split, cache_dir=hf_cache_dir, **self.load_kwargs
+                )
             except Exception as e:
-                offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+                offline = not reachable
                 raise DatasetSourceError(
                     f"Could not load hub dataset {self.full_name!r} (path={hub.path!r}, config={hub.config!r}, "
                     f"split={hub.split!r}): {type(e).__name__}: {e}. "
-                    + ("HF_HUB_OFFLINE is set, so the hub is not contacted. " if offline else "")
+                    + ("The hub is not reachable from here (or HF_HUB_OFFLINE is set), so only the local cache was "
+                       "searched. " if offline else "")
                     + "If the hub is unreachable, download the files elsewhere and point `data_files` at the "
                     "local copies, or use a `generator` source."
                 ) from e
         elif self.data_files:
-            files = [self.data_files] if isinstance(self.data_files, str) else list(self.data_files)
+            files = self.files()
+            if not files:
+                raise DatasetSourceError(
+                    f"Dataset {self.name!r}: no files left from data_files={self.data_files!r} after "
+                    f"exclude={self.exclude}; loosen the exclude patterns."
+                )
             missing = [f for f in files if not Path(f).exists()]
             if missing:
-                raise DatasetSourceError(f"Dataset {self.name!r}: data files not found: {missing}.")
+                raise DatasetSourceError(f"Dataset {self.name!r}: data files not found: {missing[:5]}.")
             fmt = self.data_format or _FILE_FORMATS.get(Path(files[0]).suffix.lower())
             if fmt is None:
                 raise DatasetSourceError(
                     f"Dataset {self.name!r}: cannot tell the format of {files[0]!r}; set data_format to one of "
                     f"{sorted(set(_FILE_FORMATS.values()))}."
                 )
-            ds = datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir)
+            ds = self._load_files(fmt, files, hf_cache_dir)
         else:
             rows = self.generator(**self.generator_kwargs)
             if isinstance(rows, datasets.Dataset):
@@ -334,6 +381,22 @@ class DatasetManager:
         if not isinstance(ds, datasets.Dataset):
             raise DatasetSourceError(f"Dataset {self.name!r}: source gave {type(ds).__name__}, expected one split.")
         return ds
+
+    def _load_files(self, fmt: str, files: list[str], hf_cache_dir: str | None) -> datasets.Dataset:
+        """``datasets.load_dataset`` over local files, with one-line errors naming the file and line."""
+        if all(Path(f).stat().st_size == 0 for f in files):
+            what = f"data file {files[0]} is" if len(files) == 1 else f"all {len(files)} data files are"
+            raise DatasetSourceError(f"Dataset {self.name!r}: {what} empty; give it at least one row.")
+        try:
+            kwargs = {**_FORMAT_DEFAULT_KWARGS.get(fmt, {}), **self.load_kwargs}
+            return datasets.load_dataset(fmt, data_files=files, split="train", cache_dir=hf_cache_dir, **kwargs)
+        except Exception as exc:  # datasets wraps parser errors differently per format and version
+            where = _first_bad_json_line(files) if fmt == "json" else None
+            if where is not None:
+                raise DatasetSourceError(f"Dataset {self.name!r}: {where}; fix or remove that line.") from exc
+            cause = exc.__cause__ or exc
+            raise DatasetSourceError(f"Dataset {self.name!r}: could not read {', '.join(files)} as {fmt}: "
+                                     f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from exc
 
     def _preprocess_rows(self, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
         """Apply the preprocess function to in-memory rows (same semantics as ``Dataset.map``).
@@ -354,7 +417,9 @@ class DatasetManager:
     def build(self, tokenizer: Any = None, num_proc: int = 1, hf_cache_dir: str | None = None) -> datasets.Dataset:
         """Load the source, split, preprocess and select columns (no caching)."""
         preprocessed = False
-        if self.generator is not None and self.preprocess_function is not None and not self.train_test_split and num_proc <= 1:
+        in_memory = not (self.preprocess_batched and self.columns_to_keep)  # row-count changes need .map
+        if (self.generator is not None and self.preprocess_function is not None and not self.train_test_split
+                and num_proc <= 1 and in_memory):
             rows = self.generator(**self.generator_kwargs)
             if isinstance(rows, (list, tuple)):
                 ds = datasets.Dataset.from_list(self._preprocess_rows(list(rows), tokenizer))
@@ -363,17 +428,31 @@ class DatasetManager:
             ds = self._load_raw(hf_cache_dir)
         if self.train_test_split:
             tts = self.train_test_split
-            ds = ds.train_test_split(
-                test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
-            )[tts.get("take", "train")]
+            try:
+                ds = ds.train_test_split(
+                    test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
+                )[tts.get("take", "train")]
+            except ValueError as exc:
+                raise DatasetSourceError(f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split="
+                                         f"{tts}: {exc}") from None
         if self.preprocess_function is not None and not preprocessed:
-            ds = ds.map(
-                self.preprocess_function,
-                fn_kwargs={"tokenizer": tokenizer, **self.preprocess_function_kwargs},
-                batched=self.preprocess_batched,
-                num_proc=num_proc if num_proc > 1 else None,
-                desc=f"Preprocessing {self.name}",
-            )
+            # dropping the unkept input columns inside .map lets a batched function change the row count
+            dropped = [c for c in ds.column_names if c not in self.columns_to_keep] if self.columns_to_keep else None
+            try:
+                ds = ds.map(
+                    self.preprocess_function,
+                    fn_kwargs={"tokenizer": tokenizer, **self.preprocess_function_kwargs},
+                    batched=self.preprocess_batched,
+                    remove_columns=dropped,
+                    num_proc=num_proc if num_proc > 1 else None,
+                    desc=f"Preprocessing {self.name}",
+                )
+            except KeyError as exc:
+                fn = getattr(self.preprocess_function, "__qualname__", "the preprocess function")
+                raise DatasetSourceError(
+                    f"Dataset {self.name!r}: its rows lack the field {exc.args[0]!r} that {fn} reads (they have "
+                    f"{', '.join(ds.column_names)}); point the dataset at rows with that field or change preprocess_function."
+                ) from None
         if self.columns_to_remove:
             ds = ds.remove_columns(self.columns_to_remove)
         if self.columns_to_keep:
@@ -411,6 +490,7 @@ class DatasetManager:
         return {
             "name": self.name,
             "source": self._source_spec(),
+            "num_files": len(self.files()) or None,
             "train_test_split": self.train_test_split,
             "preprocess": _function_fingerprint(self.preprocess_function),
             "preprocess_kwargs": self.preprocess_function_kwargs,
@@ -429,7 +509,7 @@ class DatasetManager:
         seed: int = 42,
         rank: int | None = None,
         world_size: int | None = None,
-    ) -> torch.utils.data.Dataset:
+    ) -> datasets.Dataset | ProcessedDataset | datasets.IterableDataset | InfiniteIterableDataset:
         """The dataset to hand to a DataLoader.
 
         Map-style unless ``iterable``/``infinite``; iterable datasets are shuffled with a buffer (seeded,
@@ -468,3 +548,19 @@ class DatasetManager:
         if self.infinite:
             return InfiniteIterableDataset(ids)
         return ids
+
+
+def _first_bad_json_line(files: list[str]) -> str | None:
+    """``"<file> line N is not valid JSON (...)"`` for the first malformed line of JSON-lines files, else None."""
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line.rstrip("\r\n"))
+                except json.JSONDecodeError as exc:
+                    return f"data file {name} line {number} is not valid JSON ({exc.msg} at character {exc.pos + 1})"
+                if not isinstance(row, dict):
+                    return f"data file {name} line {number} is a JSON {type(row).__name__}, not an object with fields"
+    return None

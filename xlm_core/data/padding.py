@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Literal, TypeVar
 
 __all__ = [
     "Side",

@@ -3,7 +3,7 @@
 Used for synthetic tasks (star graphs, numbers) and for tests: every word of the vocabulary is
 one token, so ids are predictable (``for_numbers(n)`` maps the word ``"k"`` to id ``k + 7``).
 
-Decisions (spec clarification 6 fixes the ids):
+Decisions (the ids are fixed; docs/arlm.md, "Tokenizer"):
 - ids 0..6 are ``[PAD] [CLS] [MASK] [EOS] [BOS] [SEP] [UNK]``; the vocabulary starts at id 7;
 - ``encode`` never adds BOS/EOS/CLS/SEP (collators place special tokens themselves), even with
   the Hugging Face default ``add_special_tokens=True``;

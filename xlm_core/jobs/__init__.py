@@ -7,17 +7,15 @@ tests without going through the command line (lightning-hydra-template style).
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig
 
+from xlm_core.errors import UsageError
+
 __all__ = ["JOB_TYPES", "JobNotAvailableError", "UsageError", "load_job"]
 
-JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate")
-
-
-class UsageError(Exception):
-    """A failure the user caused and can fix; the CLI prints only its message and exits with 2."""
+JOB_TYPES: tuple[str, ...] = ("name", "prepare_data", "train", "eval", "generate", "export")
 
 
 class JobNotAvailableError(UsageError, LookupError):

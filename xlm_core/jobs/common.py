@@ -1,40 +1,51 @@
-"""Pieces the jobs share: building tokenizer, datamodule, harness and Trainer from the config,
-the run directory (config.yaml, metrics.json) and checkpoint lookup."""
+"""Pieces the jobs share: building datamodule, harness and Trainer from the config, and finding the
+checkpoint an evaluation loads."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from xlm_core.jobs import UsageError
+from xlm_core.checkpoints import (
+    AtomicCheckpointIO,
+    checkpoint_config,
+    checkpoint_step,
+    config_differences,
+    newest_intact,
+    verify_checkpoint,
+)
+from xlm_core.config_checks import instantiate
+from xlm_core.config_tools import to_plain, to_plain_best_effort
+from xlm_core.errors import UsageError
 from xlm_core.precision import resolve_precision
+from xlm_core.run_callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
+from xlm_core.run_files import run_dir_of
+from xlm_core.runtime import Runtime, build_runtime
 
 __all__ = [
-    "run_dir_of",
-    "build_tokenizer",
     "build_datamodule",
     "build_harness",
     "build_trainer",
     "trainer_kwargs",
     "num_devices",
     "accumulate_grad_batches",
+    "Evaluation",
+    "run_checkpoints",
+    "check_against_checkpoint",
     "load_for_evaluation",
-    "save_run_config",
     "find_checkpoint",
-    "update_metrics_json",
     "is_rank_zero",
     "echo",
 ]
@@ -53,30 +64,16 @@ def echo(message: str) -> None:
         print(message, flush=True)
 
 
-def run_dir_of(cfg: DictConfig) -> Path:
-    """The run directory (``paths.run_dir``)."""
-    rd = OmegaConf.select(cfg, "paths.run_dir")
-    if rd is None:
-        raise UsageError("paths.run_dir is not set; the run directory is needed for checkpoints and outputs.")
-    return Path(str(rd))
-
-
-def build_tokenizer(cfg: DictConfig) -> Any:
-    """Instantiate ``cfg.tokenizer``."""
-    if cfg.get("tokenizer") is None:
-        raise UsageError("No tokenizer in the config; pick an experiment (experiment=<name>) that sets one.")
-    return hydra.utils.instantiate(cfg.tokenizer)
-
-
-def build_datamodule(cfg: DictConfig, tokenizer: Any, noise_schedule: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` with the runtime tokenizer and noise schedule."""
-    if cfg.get("datamodule") is None:
+def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
+    if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, noise_schedule=noise_schedule,
-                                   _recursive_=False)
+    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
+                       _recursive_=False)
 
 
-def build_harness(cfg: DictConfig, tokenizer: Any) -> Any:
+def build_harness(cfg: DictConfig, runtime: Runtime) -> Any:
     """The family-agnostic LightningModule for ``cfg``."""
     from xlm_core.harness import XLMHarness
 
@@ -84,7 +81,7 @@ def build_harness(cfg: DictConfig, tokenizer: Any) -> Any:
         if cfg.get(key) is None:
             raise UsageError(f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that "
                              f"sets `{key}`.")
-    return XLMHarness(cfg, tokenizer)
+    return XLMHarness(cfg, runtime)
 
 
 def num_devices(devices: Any, accelerator: str | None) -> int:
@@ -117,14 +114,10 @@ def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, 
     return int(global_batch_size) // per_step
 
 
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-
-
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.trainer`` as lightning.Trainer kwargs with accumulation, validation interval (in
     optimizer steps) and ``precision=auto`` worked out."""
-    kw: dict[str, Any] = dict(_plain(cfg.get("trainer")) or {})
+    kw: dict[str, Any] = dict(to_plain(cfg.get("trainer")) or {})
     kw.pop("_target_", None)
     devices = num_devices(kw.get("devices", "auto"), kw.get("accelerator"))
     nodes = int(kw.get("num_nodes", 1) or 1)
@@ -146,7 +139,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kw.setdefault("default_root_dir", str(run_dir_of(cfg)))
     strategy = kw.get("strategy")
     if isinstance(strategy, Mapping) and "_target_" in strategy:
-        kw["strategy"] = hydra.utils.instantiate(strategy)
+        kw["strategy"] = instantiate(strategy, "trainer.strategy")
     return kw
 
 
@@ -155,12 +148,13 @@ def _instantiate_group(group: Any, what: str) -> list[Any]:
         return []
     items = group.values() if isinstance(group, Mapping) or OmegaConf.is_dict(group) else group
     out = []
-    for item in items:
+    names = list(group.keys()) if isinstance(group, Mapping) or OmegaConf.is_dict(group) else range(len(items))
+    for name, item in zip(names, items):
         if item is None:
             continue
         if not (OmegaConf.is_dict(item) and "_target_" in item):
             raise UsageError(f"Every entry of `{what}` needs a _target_; got {OmegaConf.to_yaml(item).strip()!r}.")
-        out.append(hydra.utils.instantiate(item))
+        out.append(instantiate(item, f"{what}.{name}"))
     return out
 
 
@@ -194,11 +188,20 @@ def _ensure_argv0_is_a_path() -> None:
 def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -> L.Trainer:
     """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger``.
 
-    ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate).
+    ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate). Training
+    always gets the run-integrity callbacks (final validation inside fit, metrics.json after every
+    validation, the config written at start, Ctrl-C with a checkpoint), and every checkpoint is
+    written atomically.
     """
     kw = trainer_kwargs(cfg)
     kw.update(overrides)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    if training:
+        run_dir = run_dir_of(cfg)
+        callbacks += [FinalValidation(), ValidationMetricsFile(run_dir), RunConfigWriter(cfg, run_dir),
+                      GracefulInterrupt(run_dir / "checkpoints" / "last.ckpt")]
+    if cfg.get("monitor") is None:  # nothing to rank checkpoints by: no best.ckpt
+        callbacks = [c for c in callbacks if type(c).__name__ != "BestCheckpoint"]
     if not training:
         callbacks = [c for c in callbacks if type(c).__name__ not in _TRAINING_ONLY_CALLBACKS]
     loggers = _instantiate_group(cfg.get("logger"), "logger")
@@ -206,6 +209,7 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
     kw.setdefault("logger", loggers if loggers else False)
     if not any(isinstance(c, ModelCheckpoint) for c in kw["callbacks"]):
         kw.setdefault("enable_checkpointing", False)
+    kw.setdefault("plugins", [AtomicCheckpointIO()])
     if kw.get("strategy") not in (None, "auto", "single_device") or num_devices(kw.get("devices"), kw.get("accelerator")) > 1:
         _ensure_argv0_is_a_path()
     try:
@@ -214,60 +218,71 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
         raise UsageError(f"trainer config has an option lightning.Trainer does not take: {e}") from e
 
 
-def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> tuple[Path, Path, Any]:
-    """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last) and build the harness."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What eval, generate and export start from: the run, its checkpoint, the runtime objects, the harness."""
+
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    runtime: Runtime
+    harness: Any
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints that hold training state (NaN-guard snapshots excluded)."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(p for p in ckpt_dir.glob("*.ckpt") if not p.name.startswith("nan_guard"))
+
+
+def check_against_checkpoint(cfg: DictConfig, checkpoint: Path, sections: tuple[str, ...], doing: str) -> None:
+    """Refuse to load ``checkpoint`` when ``sections`` of the config differ from the ones it was trained with
+    (unless ``allow_config_mismatch=true``)."""
+    stored = checkpoint_config(checkpoint)
+    if stored is None:
+        return
+    diffs = config_differences(stored, to_plain_best_effort(cfg), sections)
+    if not diffs:
+        return
+    if cfg.get("allow_config_mismatch", False):
+        echo(f"xlm: warning: {doing} with a config that differs from {checkpoint.name}'s: {'; '.join(diffs)}")
+        return
+    shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 6 else "")
+    raise UsageError(f"{checkpoint} was trained with a different {'/'.join(sections)} config ({shown}); use the "
+                     f"settings it was trained with, or allow_config_mismatch=true to {doing} anyway")
+
+
+def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:
+    """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last), compare its model config
+    with ``cfg`` and build the harness."""
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
     run_dir = run_dir_of(cfg)
     ckpt = find_checkpoint(run_dir, OmegaConf.select(cfg, checkpoint_key))
-    harness = build_harness(cfg, build_tokenizer(cfg))
-    return run_dir, ckpt, harness
-
-
-def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
-    """Write the composed config (resolved where possible) to ``run_dir/config.yaml``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        text = OmegaConf.to_yaml(cfg, resolve=True)
-    except OmegaConfBaseException:
-        text = OmegaConf.to_yaml(cfg)
-    path = run_dir / "config.yaml"
-    if is_rank_zero():
-        path.write_text(text)
-    return path
+    check_against_checkpoint(cfg, ckpt, ("model", "tokenizer"), "load its weights")
+    runtime = build_runtime(cfg)
+    return Evaluation(run_dir, ckpt, checkpoint_step(ckpt), runtime, build_harness(cfg, runtime))
 
 
 def find_checkpoint(run_dir: Path, explicit: str | None, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
-    """``explicit`` if given, else the first of ``prefer`` in ``run_dir/checkpoints``."""
+    """``explicit`` if given (it must load), else the first intact one of ``prefer`` in ``run_dir/checkpoints``,
+    falling back (with a warning) to the run's newest intact checkpoint."""
     if explicit:
         path = Path(str(explicit)).expanduser()
-        if not path.is_file():
-            raise UsageError(f"checkpoint {path} does not exist; give an existing .ckpt file.")
+        verify_checkpoint(path)
         return path
     ckpt_dir = run_dir / "checkpoints"
-    for name in prefer:
-        if (ckpt_dir / name).is_file():
-            return ckpt_dir / name
-    raise UsageError(
-        f"No checkpoint ({' or '.join(prefer)}) in {ckpt_dir}; train first (job_type=train with the same job_name) "
-        "or pass the checkpoint path explicitly."
-    )
-
-
-def update_metrics_json(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
-    """Merge ``metrics`` into ``run_dir/metrics.json`` (rank 0)."""
-    path = run_dir / "metrics.json"
-    if not is_rank_zero():
-        return path
-    current: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            current = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            current = {}
-    current.update(metrics)
-    tmp = path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    available = run_checkpoints(run_dir)
+    if not available:
+        raise UsageError(
+            f"No checkpoint ({' or '.join(prefer)}) in {ckpt_dir}; train first (job_type=train with the same "
+            "job_name) or pass the checkpoint path explicitly."
+        )
+    preferred = next((ckpt_dir / name for name in prefer if (ckpt_dir / name).is_file()), None)
+    path, notes = newest_intact(available, preferred)
+    for note in notes:
+        echo(f"xlm: warning: {note}")
     return path

@@ -1,30 +1,31 @@
-"""Job ``generate``: sample from a checkpoint, either over the datamodule's predict dataloaders or
-over prompts given on the command line (``+prompts=["1 2 3"]`` or ``generate.prompts=[...]``).
-Rows are written as JSONL under ``run_dir/predictions``; no autograd anywhere."""
+"""Job ``generate``: sample from a checkpoint, either over the datamodule's predict dataloaders or over
+prompts given on the command line (``+prompts=["1 2 3"]`` or ``generate.prompts=[...]``).
+
+Prompts become a dataset of ``{prompt_ids, input_ids: []}`` rows fed through the family's prediction
+collator and ``Trainer.predict``, exactly like a predict dataloader (same precision, same predictor,
+same prediction files); each row's generated text is printed by ``PREDICTION_TEXT_KEY``.
+
+Every generation writes into a directory of its own, ``<run_dir>/generate/<time>-step<N>/``
+(``config.yaml``, ``predictions/predict/<dataloader>/step_<N>.jsonl``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.harness import predictions_path, write_jsonl
-from xlm_core.jobs import UsageError
-from xlm_core.jobs.common import (
-    build_datamodule,
-    build_trainer,
-    echo,
-    is_rank_zero,
-    load_for_evaluation,
-)
-from xlm_core.precision import autocast_for, resolve_precision
+from xlm_core.config_tools import to_plain
+from xlm_core.errors import UsageError
+from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
+from xlm_core.protocols import PREDICTION_TEXT_KEY, Tokenizer
+from xlm_core.run_files import job_output_dir, predictions_path, save_run_config
 
-__all__ = ["run", "generate", "generate_from_prompts", "prompts_of"]
+__all__ = ["run", "generate", "prompts_of", "prompt_rows", "identity_rows", "PROMPTS_DATALOADER"]
 
 PROMPTS_DATALOADER = "prompts"
+_SEARCHED_STAGES = ("predict", "val", "test")
 
 
 def prompts_of(cfg: DictConfig) -> list[str]:
@@ -34,91 +35,93 @@ def prompts_of(cfg: DictConfig) -> list[str]:
         value = OmegaConf.select(cfg, "generate.prompts")
     if value is None:
         return []
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value, resolve=True)
+    value = to_plain(value)
     if isinstance(value, (str, int, float)):
         value = [value]
     return [str(v) for v in value]
 
 
-def _prompt_collator(cfg: DictConfig, datamodule: Any, tokenizer: Any, noise_schedule: Any) -> Any:
-    """The collator that turns prompts into generation batches: the datamodule's prediction collator."""
-    if datamodule is not None and hasattr(datamodule, "dataloader_specs"):
-        for stage in ("predict", "val", "test"):
-            for spec in datamodule.dataloader_specs(stage):
-                if spec.kind == "prediction":
-                    return datamodule.collator(stage, spec.name)
-    ccfg = OmegaConf.select(cfg, "collator.prediction")
-    if ccfg is None:
-        raise UsageError("No prediction collator (datamodule prediction dataloader or collator.prediction) to turn "
-                         "prompts into a batch.")
-    return hydra.utils.instantiate(ccfg, tokenizer=tokenizer, noise_schedule=noise_schedule)
-
-
-def _device(cfg: DictConfig) -> torch.device:
-    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto") or "auto")
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def generate_from_prompts(cfg: DictConfig, harness: Any, collator: Any, prompts: Sequence[str],
-                          batch_size: int) -> list[dict[str, Any]]:
-    """Generate a continuation for each prompt with ``harness``'s predictor; one row per prompt.
-
-    Runs under the autocast of the resolved ``trainer.precision``, as the Trainer's predict loop does.
-    """
-    tokenizer = harness.tokenizer
-    device = _device(cfg)
-    harness.to(device).eval()
-    precision = resolve_precision(OmegaConf.select(cfg, "trainer.precision"), device.type)
-    rows: list[dict[str, Any]] = []
-    with torch.inference_mode(), autocast_for(precision, device.type):
-        for start in range(0, len(prompts), batch_size):
-            chunk = list(prompts[start : start + batch_size])
-            examples = [{"prompt_ids": list(tokenizer.encode(p, add_special_tokens=False)), "input_ids": []}
-                        for p in chunk]
-            batch = collator(examples)
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            batch.pop("target_ids", None)  # there is no reference for free prompts
-            preds = harness.predictor.predict(batch, start // batch_size, 0, PROMPTS_DATALOADER)
-            for prompt, row in zip(chunk, harness.predictor.to_dict(batch, preds, start // batch_size, 0,
-                                                                    PROMPTS_DATALOADER)):
-                row.pop("target", None)
-                row["prompt"] = prompt
-                rows.append(row)
+def prompt_rows(prompts: Sequence[str], tokenizer: Tokenizer) -> list[dict[str, Any]]:
+    """One seq2seq dataset row per prompt (no target); words the tokenizer does not know are an error."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    rows = []
+    for text in prompts:
+        ids = list(tokenizer.encode(text, add_special_tokens=False))
+        if unk is not None and unk in ids:
+            unknown = sorted({w for w in str(text).split() if unk in tokenizer.encode(w, add_special_tokens=False)})
+            raise UsageError(f"prompt {text!r} has words the tokenizer does not know: {', '.join(unknown) or '?'}; "
+                             "use words of the experiment's vocabulary.")
+        rows.append({"prompt_ids": ids, "input_ids": [], "prompt": str(text)})
     return rows
+
+
+def identity_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dataset generator source that returns the rows it is given (the prompts dataset)."""
+    return rows
+
+
+def _prediction_collator_cfg(cfg: DictConfig) -> Any:
+    """The collator config of the datamodule's first prediction dataloader, else ``collator.prediction``."""
+    loaders = OmegaConf.select(cfg, "datamodule.dataloaders") or {}
+    for stage in _SEARCHED_STAGES:
+        for spec in (loaders.get(stage) or {}).values():
+            if spec is not None and spec.get("kind") == "prediction" and spec.get("collator") is not None:
+                return spec.collator
+    collator = OmegaConf.select(cfg, "collator.prediction")
+    if collator is None:
+        raise UsageError("No prediction collator (a datamodule dataloader of kind 'prediction' or "
+                         "collator.prediction) to turn prompts into a batch; pick an experiment that has one.")
+    return collator
+
+
+def _prompts_datamodule_cfg(cfg: DictConfig, rows: list[dict[str, Any]]) -> DictConfig:
+    """The run's datamodule config with a single predict dataloader over the prompt rows."""
+    base = to_plain(cfg.get("datamodule")) or {"_target_": "xlm_core.data.datamodule.XLMDataModule",
+                                                  "cache_dir": str(OmegaConf.select(cfg, "paths.cache_dir"))}
+    batch_size = OmegaConf.select(cfg, "generate.batch_size") or cfg.get("per_device_batch_size") or len(rows)
+    base["eval_batch_size"] = int(batch_size)
+    base["dataloaders"] = {"predict": {PROMPTS_DATALOADER: {
+        "kind": "prediction",
+        "dataset": {"name": PROMPTS_DATALOADER, "generator": f"{__name__}.identity_rows",
+                    "generator_kwargs": {"rows": rows}, "use_cache": False},
+        "collator": to_plain(_prediction_collator_cfg(cfg)),
+    }}}
+    return OmegaConf.create(base)
+
+
+def _show(rows: list[dict[str, Any]], limit: int = 20) -> str:
+    shown = [f"  {r.get('prompt', '')!r} -> {r.get(PREDICTION_TEXT_KEY)!r}" for r in rows[:limit]]
+    if len(rows) > limit:
+        shown.append(f"  ... ({len(rows) - limit} more)")
+    return "\n".join(shown)
 
 
 def generate(cfg: DictConfig) -> list[Path]:
     """Run generation; return the JSONL files written."""
-    run_dir, ckpt, harness = load_for_evaluation(cfg, "generate.checkpoint_path")
-    tokenizer = harness.tokenizer
-    if harness.predictor is None:
+    ev = load_for_evaluation(cfg, "generate.checkpoint_path")
+    if ev.harness.predictor is None:
         raise UsageError("The config has no predictor; pick a model_type that defines one.")
-    datamodule = build_datamodule(cfg, tokenizer, harness.noise_schedule) if cfg.get("datamodule") is not None else None
     prompts = prompts_of(cfg)
     if prompts:
-        harness.load_weights(ckpt)
-        harness._swap_ema()
-        batch_size = int(OmegaConf.select(cfg, "generate.batch_size", default=None) or cfg.get("per_device_batch_size")
-                         or len(prompts))
-        collator = _prompt_collator(cfg, datamodule, tokenizer, harness.noise_schedule)
-        rows = generate_from_prompts(cfg, harness, collator, prompts, batch_size)
-        path = predictions_path(run_dir, "generate", PROMPTS_DATALOADER, harness.step)
-        if is_rank_zero():
-            write_jsonl(path, rows)
-        shown = "\n".join(f"  {r['prompt']!r} -> {r['text']!r}" for r in rows[:20])
-        echo(f"xlm: generated {len(rows)} continuation(s) with {ckpt}:\n{shown}\n  written to {path}")
-        return [path]
-    if datamodule is None or not datamodule.dataloader_specs("predict"):
-        raise UsageError("Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) or "
-                         "use an experiment whose datamodule has predict dataloaders.")
+        dm_cfg = _prompts_datamodule_cfg(cfg, prompt_rows(prompts, ev.runtime.tokenizer))
+        datamodule = build_datamodule(cfg, ev.runtime, dm_cfg)
+    else:
+        datamodule = build_datamodule(cfg, ev.runtime) if cfg.get("datamodule") is not None else None
+        if datamodule is None or not datamodule.dataloader_specs("predict"):
+            raise UsageError("Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) "
+                             "or use an experiment whose datamodule has predict dataloaders.")
     trainer = build_trainer(cfg, training=False, logger=False)
-    trainer.predict(harness, datamodule=datamodule, ckpt_path=str(ckpt), return_predictions=False)
-    paths = [predictions_path(run_dir, "predict", spec.name, harness.step)
-             for spec in datamodule.dataloader_specs("predict")]
-    echo(f"xlm: generated with {ckpt}; predictions in:\n" + "\n".join(f"  {p}" for p in paths))
+    out = job_output_dir(ev.run_dir, "generate", f"step{ev.step}", create=is_rank_zero())
+    ev.harness.output_dir = out
+    if is_rank_zero():
+        save_run_config(cfg, out)
+    outputs = trainer.predict(ev.harness, datamodule=datamodule, ckpt_path=str(ev.checkpoint), return_predictions=True)
+    paths = [predictions_path(out, "predict", spec.name, ev.step) for spec in datamodule.dataloader_specs("predict")]
+    if prompts:
+        rows = [row for batch in (outputs or []) for row in batch]
+        echo(f"xlm: generated {len(rows)} continuation(s) with {ev.checkpoint}:\n{_show(rows)}\n  written to {paths[0]}")
+    else:
+        echo(f"xlm: generated with {ev.checkpoint}; predictions in:\n" + "\n".join(f"  {p}" for p in paths))
     return paths
 
 

@@ -6,20 +6,15 @@ import time
 
 from omegaconf import DictConfig
 
-from xlm_core.jobs.common import build_datamodule, build_tokenizer, echo
+from xlm_core.jobs.common import build_datamodule, echo
+from xlm_core.runtime import build_runtime
 
 __all__ = ["run", "prepare_data"]
 
 
 def prepare_data(cfg: DictConfig) -> str:
     """Build the tokenizer and datamodule, run ``prepare_data()`` and return the cache directory."""
-    tokenizer = build_tokenizer(cfg)
-    noise_schedule = None
-    if cfg.get("noise_schedule") is not None:
-        import hydra
-
-        noise_schedule = hydra.utils.instantiate(cfg.noise_schedule)
-    datamodule = build_datamodule(cfg, tokenizer, noise_schedule)
+    datamodule = build_datamodule(cfg, build_runtime(cfg))
     started = time.perf_counter()
     datamodule.prepare_data()
     cache_dir = str(getattr(datamodule, "cache_dir", "?"))

@@ -1,9 +1,14 @@
-"""Job ``train``: fit the harness, resuming from the run's ``checkpoints/last.ckpt`` when present,
-then validate the final weights (if the last validation was earlier), write metrics.json and
-print a summary."""
+"""Job ``train``: fit the harness, resuming the run when it has checkpoints, and print a summary.
+
+A run directory has one owner: the job holds its lock (``xlm_core.run_lock``) from start to end.
+An existing run is resumed from ``last.ckpt`` (or, if that file is damaged, the newest intact
+checkpoint) after checking that the model, tokenizer, optimizer and schedule are the ones it was
+trained with; ``resume=false`` on an existing run is refused unless ``overwrite=true``, which moves the
+old run aside. The final step is validated inside ``fit``, so best.ckpt and metrics.json see it."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -11,63 +16,141 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
+from xlm_core.checkpoints import checkpoint_config, checkpoint_step, newest_intact
+from xlm_core.config_checks import validate_run_config
+from xlm_core.config_tools import to_plain_best_effort
+from xlm_core.errors import JobStopped, UsageError
 from xlm_core.jobs.common import (
     build_datamodule,
     build_harness,
-    build_tokenizer,
     build_trainer,
+    check_against_checkpoint,
     echo,
-    run_dir_of,
-    save_run_config,
-    update_metrics_json,
+    is_rank_zero,
+    run_checkpoints,
 )
+from xlm_core.loggers import finish_loggers
+from xlm_core.metrics import logged_metric_names
 from xlm_core.precision import precision_note
+from xlm_core.run_callbacks import TrainingInterrupted
+from xlm_core.run_files import run_dir_of, update_metrics_json
+from xlm_core.run_lock import RunLock
+from xlm_core.runtime import build_runtime
 
-__all__ = ["run", "train", "resume_checkpoint", "format_summary"]
+__all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary", "sample_lines",
+           "log_config"]
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to ``<name>.replaced-<time>`` beside it (nothing is deleted); return the new path."""
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = aside.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    run_dir.rename(aside)
+    return aside
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """``checkpoints/last.ckpt`` of this run unless ``resume=false``."""
-    if cfg.get("resume", True) is False:
+    """The checkpoint this run continues from: ``last.ckpt``, else (damaged or missing) the newest intact one.
+
+    None for a new run. On an existing run, ``resume=false`` is an error unless ``overwrite=true``
+    (then the old run is moved aside by the caller, see :func:`move_aside`).
+    """
+    existing = run_checkpoints(run_dir)
+    if not existing:
         return None
+    if cfg.get("resume", True) is False:
+        if cfg.get("overwrite", False):
+            return None
+        last = max(existing, key=lambda p: p.stat().st_mtime)
+        raise UsageError(
+            f"{run_dir} already holds a run ({len(existing)} checkpoint(s), newest {last.name}); resume=false would "
+            f"start it over: use a new job_name=..., or add overwrite=true to move the old run aside to "
+            f"{run_dir.name}.replaced-<time> (nothing is deleted)"
+        )
     last = run_dir / "checkpoints" / "last.ckpt"
-    return last if last.is_file() else None
+    path, notes = newest_intact(existing, last if last.exists() else None)
+    for note in notes:
+        echo(f"xlm: warning: {note}")
+    return path
 
 
-def _fmt(value: float | None, pct: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{100 * value:.2f}%" if pct else f"{value:.4f}"
+def _check_resume(cfg: DictConfig, ckpt: Path) -> None:
+    """Resume only with the model, tokenizer, optimizer and schedule the checkpoint was trained with."""
+    check_against_checkpoint(cfg, ckpt, ("model", "tokenizer"), "resume from it")
+    check_against_checkpoint(cfg, ckpt, ("optimizer", "lr_scheduler"), "resume with the checkpoint's optimizer state")
+    stored = checkpoint_config(ckpt) or {}
+    old_steps = (stored.get("trainer") or {}).get("max_steps")
+    new_steps = cfg.trainer.get("max_steps")
+    if old_steps is not None and old_steps != new_steps:
+        schedule = ("; the learning-rate schedule now runs to step " + str(new_steps)
+                    if (cfg.get("lr_scheduler") or {}).get("num_training_steps") is None else "")
+        echo(f"xlm: note: trainer.max_steps changed from {old_steps} to {new_steps}{schedule}")
 
 
-QUALITY_METRICS = ("exact_match", "token_accuracy", "code_exec_accuracy")
+def check_monitor(cfg: DictConfig, datamodule: Any) -> None:
+    """Fail before training when ``monitor`` names a metric that validation will never log."""
+    monitor = cfg.get("monitor")
+    specs = [(s.name, s.kind) for s in datamodule.dataloader_specs("val")]
+    if monitor is None or not specs:
+        return
+    names = logged_metric_names(cfg.get("reported_metrics"), "val", specs)
+    evaluated = cfg.get("post_hoc_evaluator") is not None and str(monitor).startswith("val/prediction/")
+    if str(monitor) not in names and not evaluated:
+        raise UsageError(
+            f"monitor={monitor} is not a metric this run logs at validation (it logs {', '.join(sorted(names))}); "
+            "set monitor= to one of them in the experiment or model_type, or monitor=null for no best.ckpt."
+        )
 
 
-def _quality_lines(metrics: dict[str, float]) -> list[str]:
-    """One line per validation quality metric the run reported (any prediction dataloader)."""
-    keys = sorted(k for k in metrics if k.startswith("val/prediction/") and k.rsplit("/", 1)[1] in QUALITY_METRICS)
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def sample_lines(rows: list[dict[str, Any]], limit: int, width: int = 400) -> list[str]:
+    """The first ``limit`` generated rows (prompt + text), each cut to ``width`` characters."""
     lines = []
-    for key in keys:
-        prefix, name = key.rsplit("/", 1)
-        counts = ""
-        n_total = metrics.get(f"{prefix}/n_total")
-        if name == "code_exec_accuracy" and n_total:
-            counts = f" ({int(metrics.get(f'{prefix}/n_correct', 0))}/{int(n_total)} programs correct)"
-        lines.append(f"  {name.replace('_', ' ')} ({key}): {_fmt(metrics[key], pct=True)}{counts}")
-    return lines or ["  prediction metrics: n/a (no prediction dataloader was validated)"]
+    for i, row in enumerate(rows[:limit]):
+        text = str(row.get("prompt") or "") + str(row.get("text") or "")
+        cut = text if len(text) <= width else text[:width] + " [...]"
+        lines.append(f"  --- sample {i + 1} (prompt {str(row.get('prompt') or '')!r}) ---")
+        lines.extend(f"  | {line}" for line in cut.splitlines() or [""])
+    return lines
+
+
+def _last_val_samples(run_dir: Path, step: int, limit: int) -> list[str]:
+    """Rows generated at the last validation (predictions/val/<loader>/step_<step>.jsonl)."""
+    if limit <= 0:
+        return []
+    for path in sorted((run_dir / "predictions" / "val").glob(f"*/step_{step}.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows and "text" in rows[0]:
+            return [f"  samples ({path}):", *sample_lines(rows, limit)]
+    return []
+
+
+def log_config(loggers: list[Any], cfg: DictConfig) -> None:
+    """Give every logger the composed config as its hyperparameters (searchable in W&B / MLflow)."""
+    params = to_plain_best_effort(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(params)
 
 
 def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
-                   log_dir: str | None, plot: Path | None, precision: str | None = None) -> str:
-    """The end-of-training report: quality numbers, throughput, precision and where the files are."""
-    lines = [
-        "=" * 72,
-        f"Training finished at step {int(metrics.get('step', 0))}",
-        f"  validation loss (val/lm/accumulated_loss): {_fmt(metrics.get('val/lm/accumulated_loss', metrics.get('val/lm/loss')))}",
-        *_quality_lines(metrics),
+                   log_dir: str | None, plot: Path | None, monitor: str | None = None, stop_note: str = "",
+                   samples: list[str] | None = None, precision: str | None = None) -> str:
+    """The end-of-training report: the validation metrics, throughput, precision, samples and where the files are."""
+    val = {k: v for k, v in sorted(metrics.items()) if k.startswith("val/")}
+    lines = ["=" * 72, f"Training finished at step {int(metrics.get('step', 0))}{stop_note}"]
+    if monitor:
+        lines.append(f"  monitored ({monitor}): {_fmt(metrics.get(monitor))}")
+    lines += [f"  {k}: {_fmt(v)}" for k, v in val.items() if k != monitor] or ["  validation: n/a (none ran)"]
+    lines += [
         f"  throughput: {tokens_per_second:,.0f} tokens/s" if tokens_per_second and not math.isnan(tokens_per_second)
         else "  throughput: n/a",
         *([f"  precision: {precision}"] if precision else []),
@@ -79,28 +162,54 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
     ]
     if plot is not None:
         lines.append(f"    curves:      {plot}")
+    lines.extend(samples or [])
     lines.append("=" * 72)
     return "\n".join(lines)
 
 
+def _resume_command() -> str:
+    from xlm_core.cli import invocation
+
+    return invocation() or "the same xlm command"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg``'s model and return the final metrics (also written to metrics.json)."""
-    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    validate_run_config(cfg, training=True)
     run_dir = run_dir_of(cfg)
-    save_run_config(cfg, run_dir)
-    tokenizer = build_tokenizer(cfg)
-    harness = build_harness(cfg, tokenizer)
-    datamodule = build_datamodule(cfg, tokenizer, harness.noise_schedule)
+    if not is_rank_zero():
+        return _train(cfg, run_dir)
+    with RunLock(run_dir, "train") as lock:
+        if run_checkpoints(run_dir) and cfg.get("resume", True) is False and cfg.get("overwrite", False):
+            lock.release()
+            aside = move_aside(run_dir)
+            lock.acquire()
+            echo(f"xlm: overwrite=true: the previous run was moved to {aside}")
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    ckpt = resume_checkpoint(cfg, run_dir)
+    if ckpt is not None:
+        _check_resume(cfg, ckpt)
+    runtime = build_runtime(cfg)
+    harness = build_harness(cfg, runtime)
+    datamodule = build_datamodule(cfg, runtime)
+    check_monitor(cfg, datamodule)
     trainer = build_trainer(cfg, training=True)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
-    ckpt = resume_checkpoint(cfg, run_dir)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
+    log_config(trainer.loggers, cfg)
     if ckpt is not None:
-        echo(f"xlm: resuming from {ckpt} (set resume=false or use a new job_name to start over)")
+        echo(f"xlm: resuming from {ckpt} (step {checkpoint_step(ckpt)}; a new job_name starts a new run)")
     started = time.perf_counter()
-    trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    if trainer.interrupted:
-        echo("xlm: training was interrupted; rerun the same command to resume from last.ckpt")
+    try:
+        trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except TrainingInterrupted as stop:
+        raise JobStopped(f"training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
+                         f"Resume with: {_resume_command()}") from None
     has_val = bool(datamodule.dataloader_specs("val")) and trainer.limit_val_batches != 0
     if has_val and harness.last_val_step != trainer.global_step:
         trainer.validate(harness, datamodule=datamodule, verbose=False)
@@ -117,10 +226,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     plot = None
     if plotter is not None and trainer.is_global_zero:
         plot = plot_curves(plotter.history, plotter.path)
-    update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
+    if trainer.is_global_zero:
+        update_metrics_json(run_dir, {k: v for k, v in metrics.items() if not k.startswith("train/lr")})
     log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
+    stop_note = ""
+    if 0 < trainer.max_steps and trainer.global_step < trainer.max_steps:
+        max_time = OmegaConf.select(cfg, "trainer.max_time")
+        stop_note = f" of {trainer.max_steps}" + (f" (stopped by trainer.max_time={max_time})" if max_time else "")
+    samples = _last_val_samples(run_dir, trainer.global_step, int(cfg.get("summary_samples") or 0))
     precision = precision_note(cfg.trainer.get("precision"), trainer.precision, trainer.strategy.root_device.type)
-    echo(format_summary(metrics, run_dir, tps, log_dir, plot, precision=precision))
+    echo(format_summary(metrics, run_dir, tps, log_dir, plot, cfg.get("monitor"), stop_note, samples, precision))
+    finish_loggers(trainer.loggers)
     return metrics
 
 

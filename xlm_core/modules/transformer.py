@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +42,11 @@ def build_attention_mask(
     past_len: int = 0,
     causal: bool = True,
     device: torch.device | None = None,
-) -> tuple[Bool[TT, "batch 1 query_len key_len"] | None, bool]:
+) -> tuple[Bool[TT, "#batch 1 #query_len key_len"] | None, bool]:
     """Turn a user mask into ``(attn_mask, is_causal)`` for ``scaled_dot_product_attention``.
 
     True = attend. ``key_len = past_len + query_len`` (keys already in a KV cache come first).
+    The mask broadcasts: batch 1 when built without a user mask, query_len 1 for non-causal key padding.
     - None: no mask tensor; the causal case without a cache uses SDPA's ``is_causal`` fast path.
     - (B, S): key padding, intersected with the causal mask when ``causal``.
     - (B, Lq, S): used as given (``causal`` is not applied).
@@ -147,7 +149,7 @@ class RotaryTransformerLayer(nn.Module):
         x: Float[TT, "batch seq_len d_model"],
         cos: Float[TT, "batch 1 seq_len rotary_dim"],
         sin: Float[TT, "batch 1 seq_len rotary_dim"],
-        attn_mask: Bool[TT, "batch 1 seq_len key_len"] | None = None,
+        attn_mask: Bool[TT, "#batch 1 #seq_len key_len"] | None = None,
         is_causal: bool = False,
         cache_slot: Integer[TT, ""] | None = None,
     ) -> Float[TT, "batch seq_len d_model"]:
@@ -167,7 +169,7 @@ class RotaryTransformerLayer(nn.Module):
         x: Float[TT, "batch seq_len d_model"],
         cos: Float[TT, "batch 1 seq_len rotary_dim"],
         sin: Float[TT, "batch 1 seq_len rotary_dim"],
-        attn_mask: Bool[TT, "batch 1 seq_len key_len"] | None,
+        attn_mask: Bool[TT, "#batch 1 #seq_len key_len"] | None,
         is_causal: bool,
         cache_slot: Integer[TT, ""] | None = None,
     ) -> Float[TT, "batch seq_len d_model"]:

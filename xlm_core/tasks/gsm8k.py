@@ -3,7 +3,7 @@ TinyGSM-format ``simple_math_problem()`` programs (verified by running them in t
 
 Converter CLI::
 
-    python -m xlm_core.tasks.gsm8k --input ../shared/data/gsm8k/test.jsonl --output derived.jsonl
+    python -m xlm_core.tasks.gsm8k --input gsm8k/test.jsonl --output derived.jsonl
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
+import functools
 import json
 import keyword
 import logging
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from xlm_core.tasks.code_exec.answers import normalize_sandbox_value, normalize_value, numbers_match
 from xlm_core.tasks.code_exec.pool import run_programs
@@ -71,13 +73,13 @@ def gsm8k_prompt(question: str) -> str:
     return question.strip() + "\n"
 
 
-def gsm8k_preprocess_fn(example: dict[str, Any], tokenizer: Any, **kwargs: Any) -> dict[str, Any]:
+def gsm8k_preprocess_fn(example: Mapping[str, Any], tokenizer: Any, **kwargs: Any) -> dict[str, Any]:
     """GSM8K row -> prompt_ids (question), empty input_ids and the numeric gold ``answer`` string."""
     prompt_ids = tokenizer.encode(gsm8k_prompt(example["question"]), add_special_tokens=False)
     return {"prompt_ids": prompt_ids, "input_ids": [], "answer": parse_gsm8k_gold(example["answer"])}
 
 
-def gsm8k_preprocess_batched_fn(examples: dict[str, list], tokenizer: Any, **kwargs: Any) -> dict[str, list]:
+def gsm8k_preprocess_batched_fn(examples: Mapping[str, list], tokenizer: Any, **kwargs: Any) -> dict[str, list]:
     """Batched ``gsm8k_preprocess_fn`` for ``datasets.map(batched=True)``."""
     prompts = [gsm8k_prompt(q) for q in examples["question"]]
     prompt_ids = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
@@ -107,6 +109,15 @@ def _clean_number(tok: str) -> str:
         whole, frac = tok.split(".", 1)
         return f"{whole.lstrip('0') or '0'}.{frac or '0'}"
     return tok.lstrip("0") or "0"
+
+
+def _step_reference(num: re.Match, steps: list[tuple[str, str, float]]) -> str:
+    """The name of the latest step whose value is the matched number, else the number itself."""
+    tok = _clean_number(num.group(0))
+    for name, _, val in reversed(steps):
+        if abs(val - float(tok)) < 1e-9:
+            return name
+    return tok
 
 
 def _variable_name(after: str, used: set[str], index: int) -> str:
@@ -149,15 +160,7 @@ def convert_gsm8k_solution(question: str, answer: str) -> tuple[str | None, str 
         except ValueError:
             return None, "unparsable_annotation"
         lhs = lhs.replace(",", "").replace("$", "").replace("x", "*").replace("×", "*").replace("^", "**")
-
-        def substitute(num: re.Match) -> str:
-            tok = _clean_number(num.group(0))
-            for name, _, val in reversed(steps):
-                if abs(val - float(tok)) < 1e-9:
-                    return name
-            return tok
-
-        expr = _NUM.sub(substitute, lhs)
+        expr = _NUM.sub(functools.partial(_step_reference, steps=steps), lhs)
         try:
             tree = ast.parse(expr, mode="eval")
         except SyntaxError:

@@ -8,8 +8,9 @@ then train), so no graph is shared between splits and a split does not depend on
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 __all__ = [
     "StarGraphSetting",
@@ -159,7 +160,7 @@ def _node_ids(tokenizer: Any, nodes: list[int]) -> list[int]:
     return list(ids)
 
 
-def star_graph_preprocess(example: dict[str, Any], tokenizer: Any) -> dict[str, list[int]]:
+def star_graph_preprocess(example: Mapping[str, Any], tokenizer: Any) -> dict[str, list[int]]:
     """Row -> ``prompt_ids`` (edges u v ..., source, goal) and ``input_ids`` (path edges s a a b ... g)."""
     prompt = [n for edge in example["edge_list"] for n in edge] + [example["source"], example["goal"]]
     path = example["path"]
@@ -167,7 +168,7 @@ def star_graph_preprocess(example: dict[str, Any], tokenizer: Any) -> dict[str, 
     return {"prompt_ids": _node_ids(tokenizer, prompt), "input_ids": _node_ids(tokenizer, target)}
 
 
-def star_graph_preprocess_batch(batch: dict[str, list], tokenizer: Any) -> dict[str, list[list[int]]]:
+def star_graph_preprocess_batch(batch: Mapping[str, list], tokenizer: Any) -> dict[str, list[list[int]]]:
     """Batched ``star_graph_preprocess`` (``.map(batched=True)``): one vocabulary lookup per batch."""
     nodes = sorted({n for edges in batch["edge_list"] for edge in edges for n in edge})
     table = dict(zip(nodes, _node_ids(tokenizer, nodes)))

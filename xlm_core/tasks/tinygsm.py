@@ -4,7 +4,8 @@ gold computed once by running the reference code in the sandbox."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from xlm_core.tasks.code_exec.answers import normalize_sandbox_value
 from xlm_core.tasks.code_exec.pool import run_programs
@@ -19,7 +20,7 @@ def tinygsm_prompt(question: str) -> str:
     return gsm8k_prompt(question)
 
 
-def tinygsm_preprocess_fn(example: dict[str, Any], tokenizer: Any, **kwargs: Any) -> dict[str, Any]:
+def tinygsm_preprocess_fn(example: Mapping[str, Any], tokenizer: Any, **kwargs: Any) -> dict[str, Any]:
     """TinyGSM row -> prompt_ids (question + newline) and input_ids (code), no special tokens."""
     return {
         "prompt_ids": tokenizer.encode(tinygsm_prompt(example["question"]), add_special_tokens=False),
@@ -27,7 +28,7 @@ def tinygsm_preprocess_fn(example: dict[str, Any], tokenizer: Any, **kwargs: Any
     }
 
 
-def tinygsm_preprocess_batched_fn(examples: dict[str, list], tokenizer: Any, **kwargs: Any) -> dict[str, list]:
+def tinygsm_preprocess_batched_fn(examples: Mapping[str, list], tokenizer: Any, **kwargs: Any) -> dict[str, list]:
     """Batched ``tinygsm_preprocess_fn`` for ``datasets.map(batched=True)``."""
     return {
         "prompt_ids": [tokenizer.encode(tinygsm_prompt(q), add_special_tokens=False) for q in examples["question"]],
@@ -59,7 +60,7 @@ def gold_answers_from_code(
 
 
 def tinygsm_pred_preprocess_fn(
-    example: dict[str, Any], tokenizer: Any, timeout_s: float = 5.0, isolation: str = "auto", **kwargs: Any
+    example: Mapping[str, Any], tokenizer: Any, timeout_s: float = 5.0, isolation: str = "auto", **kwargs: Any
 ) -> dict[str, Any]:
     """Prediction row: prompt_ids, empty input_ids and the gold ``answer`` from executing ``code``."""
     return {
@@ -70,7 +71,7 @@ def tinygsm_pred_preprocess_fn(
 
 
 def tinygsm_pred_preprocess_batched_fn(
-    examples: dict[str, list], tokenizer: Any, timeout_s: float = 5.0, isolation: str = "auto",
+    examples: Mapping[str, list], tokenizer: Any, timeout_s: float = 5.0, isolation: str = "auto",
     num_workers: int | None = None, **kwargs: Any,
 ) -> dict[str, list]:
     """Batched prediction preprocessing; the batch's reference programs run concurrently."""

@@ -39,7 +39,7 @@ _LAZY = {
     "BasePredictorTests": "xlm_core.testing.mixins",
     "parametrize_with_checks": "xlm_core.testing.parametrize",
     "run_check": "xlm_core.testing.parametrize",
-    "checks_for": "xlm_core.testing.registry",
+    "checks_for": "xlm_core.testing.suite",
     "Check": "xlm_core.testing.registry",
     "NotApplicable": "xlm_core.testing.registry",
     "CAPABILITIES": "xlm_core.testing.registry",

@@ -15,6 +15,7 @@ __all__ = [
     "check_collator_shapes",
     "check_collator_block_size",
     "check_collator_padding",
+    "default_block_size",
 ]
 
 # Per-token fields that must share the (batch, seq_len) shape of input_ids when present.
@@ -25,6 +26,9 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "target_ids", "token_type_ids", 
 class CollatorSubject:
     """What the collator checks need. ``block_size``: the longest ``input_ids`` row the collator may emit.
 
+    ``role="prediction"``: the batch's ``target_ids`` hold the reference apart from the prompt, so they
+    are not checked position by position against ``input_ids``.
+
     ``pad_token_id`` / ``vocab_size`` default to those of ``collator.tokenizer`` when it has one.
     """
 
@@ -34,6 +38,12 @@ class CollatorSubject:
     ignore_index: int = -100
     pad_token_id: int | None = None
     vocab_size: int | None = None
+    role: str | None = None
+
+    @property
+    def aligned_keys(self) -> tuple[str, ...]:
+        """Per-token fields that share input_ids' shape; a prediction batch keeps its targets apart."""
+        return tuple(k for k in SEQUENCE_KEYS if not (self.role == "prediction" and k == "target_ids"))
 
     def __post_init__(self) -> None:
         tokenizer = getattr(self.collator, "tokenizer", None)
@@ -42,6 +52,15 @@ class CollatorSubject:
                 self.pad_token_id = tokenizer.pad_token_id
             if self.vocab_size is None:
                 self.vocab_size = len(tokenizer)
+
+
+def default_block_size(collator: Any) -> int | None:
+    """The longest row a collator may emit: ``block_size`` plus a positive ``input_block_size``."""
+    size = getattr(collator, "block_size", None)
+    extra = getattr(collator, "input_block_size", None)
+    if size is not None and isinstance(extra, int) and extra > 0:
+        size += extra
+    return size
 
 
 def _collate(s: CollatorSubject) -> dict[str, Any]:
@@ -63,7 +82,7 @@ def check_collator_shapes(s: CollatorSubject) -> None:
     n = len(s.raw_examples)
     assert ids.dim() == 2 and ids.shape[0] == n, f"input_ids has shape {tuple(ids.shape)}; expected ({n}, seq_len)."
     assert not ids.is_floating_point(), f"input_ids must be integer; got {ids.dtype}."
-    for key in SEQUENCE_KEYS:
+    for key in s.aligned_keys:
         value = batch.get(key)
         if isinstance(value, torch.Tensor):
             assert value.shape == ids.shape, (
@@ -93,7 +112,7 @@ def check_collator_padding(s: CollatorSubject) -> None:
     pad = ~mask.bool()
     if s.vocab_size is not None:
         assert bool(((ids >= 0) & (ids < s.vocab_size)).all()), f"input_ids outside [0, {s.vocab_size})."
-    targets = batch.get("target_ids")
+    targets = batch.get("target_ids") if "target_ids" in s.aligned_keys else None
     if isinstance(targets, torch.Tensor) and s.vocab_size is not None:
         ok = (targets == s.ignore_index) | ((targets >= 0) & (targets < s.vocab_size))
         assert bool(ok.all()), f"target_ids hold values outside [0, {s.vocab_size}) other than {s.ignore_index}."

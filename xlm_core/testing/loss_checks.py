@@ -17,18 +17,40 @@ __all__ = [
     "check_loss_reaches_model",
     "check_loss_changes_with_targets",
     "check_loss_ignores_padding",
+    "check_loss_ignores_ignored_targets",
 ]
 
 
 @dataclass
 class LossSubject:
-    """What the loss checks need: the loss, one batch it accepts, and where its targets live."""
+    """What the loss checks need: the loss, one batch it accepts, and where its targets live.
+
+    ``vocab_size`` None: ``len(loss_fn.tokenizer)``, else the last dimension of the model's output.
+    """
 
     loss_fn: Any
     batch: dict[str, Any]
-    vocab_size: int
+    vocab_size: int | None = None
     target_key: str = "target_ids"
     ignore_index: int = -100
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is None:
+            tokenizer = getattr(self.loss_fn, "tokenizer", None)
+            self.vocab_size = len(tokenizer) if tokenizer is not None else _output_width(self)
+
+
+def _output_width(s: LossSubject) -> int:
+    """The last dimension of what the loss's model returns (its vocabulary size)."""
+    widths: list[int] = []
+    handle = _model(s).register_forward_hook(lambda m, a, out: widths.append(out.shape[-1]) if torch.is_tensor(out) else None)
+    try:
+        with eval_mode(_model(s)), torch.no_grad():
+            _loss(s, s.batch)
+    finally:
+        handle.remove()
+    assert widths, "the loss never called loss_fn.model, so the vocabulary size is unknown; pass vocab_size."
+    return int(widths[0])
 
 
 def _loss(s: LossSubject, batch: dict[str, Any]) -> torch.Tensor:
@@ -102,4 +124,40 @@ def check_loss_ignores_padding(s: LossSubject) -> None:
         a, b = _loss(s, s.batch), _loss(s, changed)
     assert torch.isclose(a, b, rtol=0.0, atol=1e-5), (
         f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids changed."
+    )
+
+
+@register("loss")
+def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
+    """Logits at positions whose target is the ignore index (-100) do not change the loss."""
+    targets = s.batch.get(s.target_key)
+    assert isinstance(targets, torch.Tensor), f"the batch has no tensor {s.target_key!r}."
+    ignored = targets == s.ignore_index
+    if not ignored.any():
+        raise NotApplicable(f"no {s.target_key} entry is the ignore index {s.ignore_index}; give a batch with some.")
+    model = _model(s)
+    aligned: list[bool] = []
+    gen = torch.Generator().manual_seed(0)
+
+    def perturb(module: Any, args: Any, output: Any) -> Any:
+        ok = isinstance(output, torch.Tensor) and output.dim() == 3 and tuple(output.shape[:2]) == tuple(targets.shape)
+        aligned.append(ok)
+        if not ok:
+            return None
+        noise = 10.0 * torch.randn(output.shape, generator=gen).to(output)
+        return torch.where(ignored.to(output.device).unsqueeze(-1), output + noise, output)
+
+    with eval_mode(model), torch.no_grad():
+        a = _loss(s, s.batch)
+        handle = model.register_forward_hook(perturb)
+        try:
+            b = _loss(s, s.batch)
+        finally:
+            handle.remove()
+    if not any(aligned):
+        raise NotApplicable(f"the model's output is not (batch, seq_len, vocab) aligned with {s.target_key}, so "
+                            "the logits at ignored positions cannot be told apart.")
+    assert torch.isclose(a, b, rtol=1e-5, atol=1e-5), (
+        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only the logits at positions whose target "
+        f"is {s.ignore_index} changed: it scores ignored positions."
     )

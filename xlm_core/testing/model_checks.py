@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_core.testing.inputs import left_padded_mask, make_lm_inputs, right_padded_mask
-from xlm_core.testing.registry import register
+from xlm_core.testing.registry import NotApplicable, register
 
 __all__ = [
     "RunForward",
     "ModelSubject",
+    "accepts_inputs",
     "check_forward_output_shape",
+    "check_logits_depend_on_input_ids",
     "check_partial_mask_handled",
     "check_padding_ids_ignored",
     "check_batch_independence",
@@ -28,12 +31,16 @@ __all__ = [
 ]
 
 
+@runtime_checkable
 class RunForward(Protocol):
     """The family's glue from (ids, key-padding mask) to logits ``(batch, seq_len, vocab_size)``.
 
-    The suites always pass ``input_ids`` (long) and ``attention_mask`` (bool, True = real token;
-    padding on the right or, prompt-style, on the left) and expect exactly those to be used.
-    Called without them, it builds its own inputs (``xlm_core.testing.make_lm_inputs(batch_size, seq_len, vocab_size, partial_mask)``).
+    Called without ``input_ids``/``attention_mask``, it builds its own inputs (e.g. with
+    ``xlm_core.testing.make_lm_inputs(batch_size, seq_len, vocab_size, partial_mask)``). The checks that
+    need controlled inputs pass ``input_ids`` (long) and ``attention_mask`` (bool, True = real token;
+    padding on the right or, prompt-style, on the left) and expect exactly those to be used; a
+    ``run_forward(batch_size, seq_len, partial_mask)`` without those keywords runs the other checks,
+    and those skip with a reason.
     """
 
     def __call__(
@@ -47,18 +54,55 @@ class RunForward(Protocol):
     ) -> Float[TT, "batch seq_len vocab_size"]: ...
 
 
+def accepts_inputs(run_forward: Any) -> bool:
+    """Whether ``run_forward`` takes ``input_ids=`` and ``attention_mask=`` keywords (controlled inputs)."""
+    try:
+        params = inspect.signature(run_forward).parameters
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return True
+    return "input_ids" in params and "attention_mask" in params
+
+
 @dataclass
 class ModelSubject:
-    """What the model checks need. ``params_without_grad`` names parameters allowed to get no gradient."""
+    """What the model checks need. ``params_without_grad`` names parameters allowed to get no gradient.
+
+    ``vocab_size`` None: read from the logits' last dimension.
+    """
 
     model: torch.nn.Module
     run_forward: RunForward
-    vocab_size: int
+    vocab_size: int | None = None
     batch_size: int = 3
     seq_len: int = 12
     pad_token_id: int = 0
     params_without_grad: frozenset[str] = field(default_factory=frozenset)
     atol: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is None:
+            with eval_mode(self.model), torch.no_grad():
+                logits = self.run_forward(self.batch_size, self.seq_len, False)
+            assert isinstance(logits, torch.Tensor) and logits.dim() == 3, (
+                f"run_forward(batch_size, seq_len, partial_mask) must return (batch, seq_len, vocab_size) logits; "
+                f"got {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}."
+            )
+            self.vocab_size = int(logits.shape[-1])
+
+    @property
+    def controlled(self) -> bool:
+        """True when run_forward takes the suite's own input_ids/attention_mask."""
+        return accepts_inputs(self.run_forward)
+
+    def require_controlled_inputs(self, check: str) -> None:
+        """Skip ``check`` for a run_forward that cannot take given inputs, saying what to add."""
+        if not self.controlled:
+            raise NotApplicable(
+                f"{check} needs controlled inputs: give run_forward keyword arguments input_ids=None and "
+                "attention_mask=None and use them when given (xlm_core.testing.model_checks.RunForward)."
+            )
 
 
 @contextlib.contextmanager
@@ -103,13 +147,21 @@ def _max_diff(a: TT, b: TT) -> float:
 
 @register("model")
 def check_forward_output_shape(s: ModelSubject) -> None:
-    """Logits are floating ``(batch, seq_len, vocab_size)`` and depend on the ids run_forward is given."""
-    logits = s.run_forward(s.batch_size, s.seq_len)
+    """Logits are floating ``(batch, seq_len, vocab_size)`` for run_forward's own inputs."""
+    with eval_mode(s.model), torch.no_grad():
+        logits = s.run_forward(s.batch_size, s.seq_len, False)
+    assert isinstance(logits, torch.Tensor), f"run_forward must return the logits tensor; got {type(logits).__name__}."
     assert tuple(logits.shape) == (s.batch_size, s.seq_len, s.vocab_size), (
         f"run_forward(batch_size={s.batch_size}, seq_len={s.seq_len}) returned shape {tuple(logits.shape)}; "
         f"expected {(s.batch_size, s.seq_len, s.vocab_size)}."
     )
     assert logits.is_floating_point(), f"logits must be floating point; got {logits.dtype}."
+
+
+@register("model")
+def check_logits_depend_on_input_ids(s: ModelSubject) -> None:
+    """Logits change when every input id changes (run_forward uses the ids it is given)."""
+    s.require_controlled_inputs("check_logits_depend_on_input_ids")
     with eval_mode(s.model), torch.no_grad():
         ids, mask = _inputs(s, partial_mask=False)
         a = _forward(s, ids, mask)
@@ -123,6 +175,11 @@ def check_forward_output_shape(s: ModelSubject) -> None:
 @register("model")
 def check_partial_mask_handled(s: ModelSubject) -> None:
     """With right or left padding the model runs and every real position gets finite logits."""
+    if not s.controlled:  # run_forward pads as it likes; then every position must be finite
+        with eval_mode(s.model), torch.no_grad():
+            logits = s.run_forward(s.batch_size, s.seq_len, True)
+        assert bool(torch.isfinite(logits).all()), "run_forward(partial_mask=True) returned non-finite logits."
+        return
     for layout, mask in _padded_masks(s):
         ids = _inputs(s, partial_mask=False)[0].masked_fill(~mask, s.pad_token_id)
         with eval_mode(s.model), torch.no_grad():
@@ -134,6 +191,7 @@ def check_partial_mask_handled(s: ModelSubject) -> None:
 @register("model", requires=["key_padding"])
 def check_padding_ids_ignored(s: ModelSubject) -> None:
     """Changing the ids at padded positions (right or left padding) leaves real positions' logits unchanged."""
+    s.require_controlled_inputs("check_padding_ids_ignored")
     for layout, mask in _padded_masks(s):
         ids = _inputs(s, partial_mask=False)[0].masked_fill(~mask, s.pad_token_id)
         other = torch.where(mask, ids, (ids + 1 + torch.arange(s.seq_len)) % s.vocab_size)
@@ -150,6 +208,7 @@ def check_padding_ids_ignored(s: ModelSubject) -> None:
 @register("model")
 def check_batch_independence(s: ModelSubject) -> None:
     """Each row's logits are the same whether it is run alone or inside a padded batch."""
+    s.require_controlled_inputs("check_batch_independence")
     ids, mask = _inputs(s, partial_mask=True)
     with eval_mode(s.model), torch.no_grad():
         batched = _forward(s, ids, mask)
@@ -162,9 +221,13 @@ def check_batch_independence(s: ModelSubject) -> None:
 @register("model")
 def check_gradients_reach_parameters(s: ModelSubject) -> None:
     """A loss on the logits gives every trainable parameter a finite, non-zero gradient."""
-    ids, mask = _inputs(s, partial_mask=True)
     s.model.zero_grad(set_to_none=True)
-    logits = _forward(s, ids, mask)
+    if s.controlled:
+        ids, mask = _inputs(s, partial_mask=True)
+        logits = _forward(s, ids, mask)
+    else:
+        logits = s.run_forward(s.batch_size, s.seq_len, True)
+        mask = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
     assert logits.requires_grad, "logits do not require grad: the forward pass is detached from the parameters."
     weights = torch.randn(logits.shape, generator=torch.Generator().manual_seed(1))
     (logits * weights.to(logits.dtype))[mask].sum().backward()
@@ -205,6 +268,7 @@ def check_weight_decay_split(s: ModelSubject) -> None:
 @register("model", requires=["causal"])
 def check_causal(s: ModelSubject) -> None:
     """Changing the token at position t never changes logits before t (and does change them at t)."""
+    s.require_controlled_inputs("check_causal")
     ids, mask = _inputs(s, partial_mask=False)
     with eval_mode(s.model), torch.no_grad():
         base = _forward(s, ids, mask)

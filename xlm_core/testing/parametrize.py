@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xlm_core.testing.registry import Kind, NotApplicable, checks_for
+from xlm_core.testing.registry import Kind, NotApplicable
+from xlm_core.testing.suite import checks_for
 
 __all__ = ["run_check", "parametrize_with_checks"]
 
@@ -17,7 +18,8 @@ def run_check(check: Callable[[Any], None], subject: Any) -> None:
     except NotApplicable as e:
         import pytest
 
-        pytest.skip(f"{getattr(check, '__name__', check)}: {e}")
+        name = getattr(check, "name", None) or getattr(check, "__name__", repr(check))
+        pytest.skip(str(e) if str(e).startswith(name) else f"{name}: {e}")
 
 
 def parametrize_with_checks(kind: Kind, capabilities: Iterable[str] = ()) -> Any:

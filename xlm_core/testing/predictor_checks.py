@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from xlm_core.protocols import PREDICTION_TEXT_KEY
 from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
 from xlm_core.testing.model_checks import eval_mode
 from xlm_core.testing.registry import register
@@ -23,13 +24,22 @@ __all__ = [
 
 @dataclass
 class PredictorSubject:
-    """What the predictor checks need: a greedy predictor, one prediction batch, the expected keys."""
+    """What the predictor checks need: a greedy predictor, one prediction batch, the expected keys.
+
+    ``vocab_size`` None: ``len(predictor.tokenizer)``.
+    """
 
     predictor: Any
     batch: dict[str, Any]
-    vocab_size: int
+    vocab_size: int | None = None
     expected_keys: Sequence[str] = ("ids",)
     ids_key: str = "ids"
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is None:
+            tokenizer = getattr(self.predictor, "tokenizer", None)
+            assert tokenizer is not None, "the predictor has no .tokenizer; pass vocab_size to PredictorSubject."
+            self.vocab_size = len(tokenizer)
 
 
 def _predict(s: PredictorSubject) -> dict[str, Any]:
@@ -48,7 +58,8 @@ def _batch_size(batch: dict[str, Any]) -> int:
 
 @register("predictor")
 def check_predictor_output_keys(s: PredictorSubject) -> None:
-    """predict() returns the expected keys, leaves the batch alone; to_dict() gives one JSON row per example."""
+    """predict() returns the expected keys, leaves the batch alone; to_dict() gives one JSON row per example
+    with the generated ``text``."""
     before = clone_batch(s.batch)
     preds = _predict(s)
     assert_batch_unchanged(before, s.batch, "the batch given to predict()")
@@ -59,6 +70,10 @@ def check_predictor_output_keys(s: PredictorSubject) -> None:
     assert isinstance(rows, list) and len(rows) == n, f"to_dict() must return a list of {n} rows; got {rows!r:.200}."
     for row in rows:
         assert isinstance(row, dict), f"to_dict() rows must be dicts; got {type(row).__name__}."
+        assert isinstance(row.get(PREDICTION_TEXT_KEY), str), (
+            f"to_dict() rows must hold the generated text as a string under {PREDICTION_TEXT_KEY!r}; got keys "
+            f"{sorted(row)}."
+        )
         json.dumps(row)
 
 

@@ -1,4 +1,10 @@
-"""Registry of conformance checks: each check has a kind (model, loss, ...) and the capabilities it needs."""
+"""Registry of conformance checks: each check has a kind (model, loss, ...) and the capabilities it needs.
+
+A check is a plain function ``check(subject) -> None`` decorated with :func:`register`; it raises
+``AssertionError`` on a violation and :class:`NotApplicable` when its inputs cannot exercise it. The
+check modules import this one (never the other way round); :mod:`xlm_core.testing.suite` imports them
+all and is where checks are looked up, so a new check is one decorated function and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Check", "NotApplicable", "CAPABILITIES", "KINDS", "register", "checks_for"]
+from xlm_core.components import CAPABILITIES
+
+__all__ = ["Check", "NotApplicable", "CAPABILITIES", "KINDS", "Kind", "register", "registered_checks"]
 
 Kind = Literal["model", "loss", "collator", "predictor"]
 KINDS: tuple[str, ...] = ("model", "loss", "collator", "predictor")
-# causal: output at i ignores inputs after i; kv_cache: has set_kv_cache/clear_kv_cache (docs/architecture.md);
-# key_padding: ids at padded positions (attention_mask False) never change outputs at real positions.
-CAPABILITIES: frozenset[str] = frozenset({"causal", "kv_cache", "key_padding"})
 
 
 class NotApplicable(Exception):
@@ -27,6 +32,11 @@ class Check:
     kind: str
     requires: frozenset[str]
     fn: Callable[[Any], None]
+
+    @property
+    def doc(self) -> str:
+        """The first line of the check's docstring (what it asserts)."""
+        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else self.name
 
     def __call__(self, subject: Any) -> None:
         self.fn(subject)
@@ -54,18 +64,8 @@ def register(kind: Kind, requires: Iterable[str] = ()) -> Callable[[Callable[[An
     return wrap
 
 
-def checks_for(kind: Kind, capabilities: Iterable[str] = ()) -> list[Check]:
-    """The checks of ``kind`` whose required capabilities are all in ``capabilities``."""
-    _load_checks()
+def registered_checks(kind: str) -> list[Check]:
+    """The checks of ``kind`` registered so far, in definition order."""
     if kind not in _REGISTRY:
         raise ValueError(f"Unknown check kind {kind!r}; choose one of {KINDS}.")
-    caps = frozenset(capabilities)
-    unknown = caps - CAPABILITIES
-    if unknown:
-        raise ValueError(f"Unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}.")
-    return [c for c in _REGISTRY[kind] if c.requires <= caps]
-
-
-def _load_checks() -> None:
-    """Import the check modules so that their ``@register`` decorators have run."""
-    from xlm_core.testing import collator_checks, loss_checks, model_checks, predictor_checks  # noqa: F401
+    return list(_REGISTRY[kind])

@@ -24,6 +24,7 @@ from xlm_arlm.datamodule_arlm import (
 )
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing.mixins import BaseCollatorTests
+from xlm_core.testing.typecheck import unchecked
 
 PAD, EOS, BOS, X = 0, 3, 4, -100
 CONFIG_DIR = Path(__import__("xlm_arlm").__file__).parent / "configs" / "collator"
@@ -135,7 +136,7 @@ def test_default_collator_truncation_drops_eos_and_is_logged(
 # region: ARLMSeq2SeqCollator
 
 
-def test_clarification_1_example_exactly(tok: SimpleSpaceTokenizer) -> None:
+def test_documented_seq2seq_example_exactly(tok: SimpleSpaceTokenizer) -> None:
     collator = ARLMSeq2SeqCollator(tok, add_bos="output", add_eos=True, input_block_size=4, block_size=4)
     batch = collator([{"prompt_ids": [10, 11], "input_ids": [20, 21]}])
     assert_batch(
@@ -332,7 +333,7 @@ def test_prepare_prefix_ids_errors() -> None:
         prepare_prefix_ids_arlm([[10]], PAD, max_seq_len=2, add_bos="output")
     with pytest.raises(ValueError, match="eos_token_id"):
         prepare_prefix_ids_arlm([[10]], PAD, max_seq_len=2, add_eos=True)
-    with pytest.raises(ValueError, match="'after'"):
+    with unchecked(), pytest.raises(ValueError, match="'after'"):
         prepare_prefix_ids_arlm([[10]], PAD, BOS, max_seq_len=2, add_bos="after")  # type: ignore[arg-type]
 
 
@@ -373,9 +374,9 @@ def test_collators_reject_bad_examples(tok: SimpleSpaceTokenizer) -> None:
 
 
 def test_collators_reject_bad_settings(tok: SimpleSpaceTokenizer) -> None:
-    with pytest.raises(ValueError, match="truncate='middle'"):
+    with unchecked(), pytest.raises(ValueError, match="truncate='middle'"):
         DefaultARLMCollator(tok, block_size=4, truncate="middle")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="add_bos='both'"):
+    with unchecked(), pytest.raises(ValueError, match="add_bos='both'"):
         ARLMSeq2SeqCollator(tok, block_size=4, add_bos="both")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs block_size"):
         ARLMSeq2SeqCollator(tok)

@@ -31,7 +31,7 @@ class TestARLMLossConformanceSeq2Seq(TestARLMLossConformance):
 
 
 def _manual_nll(model, batch) -> torch.Tensor:
-    """Per-position NLL (B, L) computed by hand from the spec's literal model call; nan = ignored."""
+    """Per-position NLL (B, L) computed by hand from the reference model call; nan = ignored."""
     mask = batch["attention_mask"].bool()
     with torch.no_grad():
         logits = model(batch["input_ids"], causal_attention_mask(mask), positions_from_attention_mask(mask))
@@ -46,7 +46,7 @@ def _manual_nll(model, batch) -> torch.Tensor:
 
 
 def _seq2seq_batch() -> dict[str, torch.Tensor]:
-    """Left-padded prompt + right-padded target, as in spec clarification 1 (BOS=4, EOS=3)."""
+    """Left-padded prompt + right-padded target, as in the docs/arlm.md example (BOS=4, EOS=3)."""
     input_ids = torch.tensor([[0, 17, 18, 4, 27, 28, 3, 0],
                               [19, 20, 21, 4, 30, 3, 0, 0]])
     attention_mask = input_ids != 0

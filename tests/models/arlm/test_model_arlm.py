@@ -11,6 +11,7 @@ from xlm_arlm.loss_arlm import causal_attention_mask, positions_from_attention_m
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
 from xlm_core.protocols import ARLMModel, Model
 from xlm_core.testing import BaseModelTests, make_lm_inputs
+from xlm_core.testing.typecheck import unchecked
 
 ATOL = 1e-5
 
@@ -292,7 +293,7 @@ def test_force_flash_attn_on_cpu_warns_once_and_matches(make_arlm_model) -> None
     ],
 )
 def test_config_validation(make_arlm_model, kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with unchecked(), pytest.raises(ValueError, match=match):  # our message, also where the annotation rejects
         make_arlm_model(**kwargs)
 
 
@@ -309,9 +310,9 @@ def test_position_beyond_max_length_is_a_clear_error(tiny_arlm_model) -> None:
 
 
 def test_shape_errors(tiny_arlm_model) -> None:
-    with pytest.raises(ValueError, match="x_t must have shape"):
+    with unchecked(), pytest.raises(ValueError, match="x_t must have shape"):
         tiny_arlm_model(torch.tensor([7, 8]))
-    with pytest.raises(ValueError, match="positions"):
+    with unchecked(), pytest.raises(ValueError, match="positions"):
         tiny_arlm_model(torch.tensor([[7, 8]]), positions=torch.tensor([[0, 1, 2]]))
 
 

@@ -12,6 +12,7 @@ from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
+from xlm_core.testing.typecheck import unchecked
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)
 PAD, EOS, BOS = TOK.pad_token_id, TOK.eos_token_id, TOK.bos_token_id  # 0, 3, 4
@@ -389,8 +390,8 @@ def test_model_mode_restored_and_cache_cleared_on_error(make_arlm_model) -> None
 
 # ---------------------------------------------------------------- validation
 def test_invalid_arguments() -> None:
-    with pytest.raises(ValueError, match="sampling_method"):
-        ARLMPredictor(4, 8, TOK, sampling_method="beam")
+    with unchecked(), pytest.raises(ValueError, match="sampling_method"):
+        ARLMPredictor(4, 8, TOK, sampling_method="beam")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="top >= 1"):
         ARLMPredictor(4, 8, TOK, sampling_method="sample_top_k", top=0)
     with pytest.raises(ValueError, match="0 < p <= 1"):
@@ -441,7 +442,8 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     metrics = build_metrics(cfg.reported_metrics, {"val": [("lm", "lm"), ("prediction", "prediction")]})
     names = {key.split("|")[2] for key in metrics.keys() if key.startswith("val|1|")}
     assert names == prediction_metrics
-    assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == {"accumulated_loss"}
+    lm_metrics = {"accumulated_loss", "perplexity"} if name == "arlm" else {"accumulated_loss"}
+    assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == lm_metrics
     if name == "arlm_tinygsm_seq2seq":
         from xlm_core.tasks.code_exec.evaluator import Gsm8kCodeEval
 

@@ -1,9 +1,13 @@
 """Sandbox child: run one untrusted program and report its entry function's return value.
 
 Started by :mod:`xlm_core.tasks.code_exec.sandbox` as ``python -I -S _child.py`` (standalone: it
-imports nothing from xlm_core). It reads one JSON request from stdin, sets up isolation (mounts,
-privilege drop, resource limits, reliability guard), execs the program, calls the entry function
-and writes ``<marker> <json>`` to a private result fd. Everything before ``exec`` is trusted code.
+imports nothing from xlm_core). It reads one JSON request from stdin, sets up isolation (in
+namespace mode: a new root holding only the interpreter's files; privilege drop, resource limits,
+reliability guard), execs the program, calls the entry function and writes ``<marker> <json>`` to a
+private result fd. Everything before ``exec`` is trusted code.
+
+``_child.py --loaded-objects`` instead prints the interpreter's ``sys.path`` and the shared objects
+the dynamic loader opened for the modules imported below, so the sandbox can show exactly those.
 """
 
 import json
@@ -27,7 +31,14 @@ EXIT_SETUP_FAILED = 97
 
 _MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
        "relatime": 1 << 21, "strictatime": 1 << 24}
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+# Device nodes the namespace sandbox gets in its /dev (bound from the host's).
+DEVICES = ("null", "zero", "full", "random", "urandom")
+# pivot_root has no libc wrapper; its syscall number per machine.
+PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
+                 "s390x": 217, "armv7l": 218}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -39,43 +50,85 @@ def _fail(msg: str) -> None:
 
 
 def _mount(src, target, fstype, flags, data) -> None:
+    """mount(2), raising OSError naming the call on failure."""
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     if _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount({src!r}, {target!r}, {fstype!r}, {flags:#x}): {os.strerror(err)}")
 
 
-def _setup_mounts(tmp_size_mb: int) -> str:
-    """Make every mount read-only, put a fresh tmpfs on /tmp and return a work dir inside it."""
+def _setup_root(req: dict) -> str:
+    """Build the view, /dev, /proc and a private /tmp on a tmpfs, pivot into it; return the work dir."""
+    root = req["new_root"]
+    os.umask(0o022)
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for kind, path, target in req["view"]:
+        if kind == "dir":
+            os.makedirs(root + path, 0o755, exist_ok=True)
+        elif kind == "bind":
+            _bind(path, root + path)
+        elif kind == "symlink":
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            os.symlink(target, root + path)
+        else:  # mask: an empty read-only directory over third-party packages
+            _mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   "size=4k,mode=0555")
+    for dev in DEVICES:
+        _bind(f"/dev/{dev}", f"{root}/dev/{dev}")
+    _bind("/proc", root + "/proc")  # the PID namespace's own procfs (unshare --mount-proc)
+    _remount_tree_ro(root)
+    os.mkdir(root + "/tmp")
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={int(req['tmp_size_mb'])}m,mode=1777")
+    _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    _pivot_root(root)
+    return "/tmp"
+
+
+def _bind(src: str, dest: str) -> None:
+    """Bind ``src`` (with its submounts) at ``dest``, creating the mount point."""
+    if os.path.isdir(src):
+        os.makedirs(dest, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.close(os.open(dest, os.O_CREAT | os.O_WRONLY, 0o644))
+    _mount(src, dest, None, MS_BIND | MS_REC, None)
+
+
+def _unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes (space, tab, newline, backslash)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def _remount_tree_ro(root: str) -> None:
+    """Remount every mount below ``root`` read-only, keeping each one's other (possibly locked) flags."""
     with open("/proc/self/mountinfo") as f:
         rows = [line.split() for line in f]
+    prefix = root.rstrip("/") + "/"
     for row in sorted(rows, key=lambda r: r[4].count("/")):
-        target = row[4].replace("\\040", " ")
-        flags = MS_REMOUNT | MS_BIND | _MS["ro"]
+        target = _unescape(row[4])
+        if not target.startswith(prefix):
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         for opt in row[5].split(","):
             flags |= _MS.get(opt, 0)
-        try:
-            _mount(None, target, None, flags, None)
-        except OSError:
-            if target == "/":
-                raise
-            # Mounts shadowed by later mounts cannot be remounted; fail closed only if still writable.
-            if os.access(target, os.W_OK) and _is_writable_mount(target):
-                raise
-    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(tmp):
-            _mount("tmpfs", tmp, "tmpfs", _MS["nosuid"] | _MS["nodev"],
-                   f"size={tmp_size_mb}m,mode=1777")
-    work = "/tmp/work"
-    os.mkdir(work, 0o777)
-    os.chmod(work, 0o777)
-    return work
+        _mount(None, target, None, flags, None)
 
 
-def _is_writable_mount(target: str) -> bool:
-    st = os.statvfs(target)
-    return not (st.f_flag & os.ST_RDONLY)
+def _pivot_root(root: str) -> None:
+    """Make ``root`` the root directory and detach the host's root from this mount namespace."""
+    nr = PIVOT_ROOT_NR.get(os.uname().machine)
+    if nr is None:
+        raise OSError(f"pivot_root: syscall number unknown on {os.uname().machine}; use isolation='bwrap'")
+    os.chdir(root)
+    if _libc.syscall(ctypes.c_long(nr), b".", b".") != 0:
+        raise OSError(ctypes.get_errno(), f"pivot_root: {os.strerror(ctypes.get_errno())}")
+    if _libc.umount2(b".", MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), f"umount2(old root): {os.strerror(ctypes.get_errno())}")
+    os.chdir("/")
 
 
 def _drop_privileges(drop_uid: bool, drop_caps: bool, uid: int) -> None:
@@ -216,7 +269,39 @@ def _describe(value) -> dict:
     return {"kind": "other", "type": type_name, "repr": text}
 
 
+class _LinkMap(ctypes.Structure):
+    """The public head of glibc's ``struct link_map``."""
+
+
+_LinkMap._fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
+                     ("l_next", ctypes.POINTER(_LinkMap)), ("l_prev", ctypes.POINTER(_LinkMap))]
+
+
+class _RDebug(ctypes.Structure):
+    """The head of the dynamic loader's ``struct r_debug``."""
+
+    _fields_ = [("r_version", ctypes.c_int), ("r_map", ctypes.POINTER(_LinkMap))]
+
+
+def _loaded_objects() -> list:
+    """Paths under which the dynamic loader opened this process's shared objects (glibc)."""
+    node = _RDebug.in_dll(_libc, "_r_debug").r_map
+    names = []
+    while node:
+        name = (node.contents.l_name or b"").decode("utf-8", "surrogateescape")
+        if name.startswith("/"):
+            names.append(name)
+        node = node.contents.l_next
+    return names
+
+
+def _print_discovery() -> None:
+    """Print what the sandbox must show for this interpreter to run this file (one JSON line)."""
+    print(json.dumps({"path": sys.path, "objects": _loaded_objects(), "executable": sys.executable}))
+
+
 def main() -> None:
+    """Run one request from stdin (see the module docstring)."""
     req = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -235,7 +320,7 @@ def main() -> None:
             line = line[write(result_fd, line):]
 
     try:
-        workdir = _setup_mounts(req["tmp_size_mb"]) if req["setup_mounts"] else os.getcwd()
+        workdir = _setup_root(req) if req["setup_mounts"] else os.getcwd()
         os.chdir(workdir)
         _drop_privileges(req["drop_uid"], req["drop_caps"], req["uid"])
         _set_limits(req)
@@ -272,4 +357,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--loaded-objects"]:
+        _print_discovery()
+    else:
+        main()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from xlm_core.tasks.code_exec.sandbox import ExecResult, IsolationMode, SandboxLimits, run_program
 

@@ -1,10 +1,12 @@
 """Run one untrusted Python program in its own isolated, resource-limited OS process.
 
 Isolation modes (probed once per process, see docs/code_execution.md):
-  - ``bwrap``: bubblewrap with a read-only root, fresh /tmp, no network, own PID/IPC/UTS namespaces.
+  - ``bwrap``: bubblewrap; the root holds only the interpreter's files (see :mod:`.view`), read-only,
+    plus /dev, /proc and a fresh /tmp; no network, own PID/IPC/UTS namespaces.
   - ``namespace``: util-linux ``unshare`` (mount, network, PID, IPC, UTS; plus user namespace when
-    not root); the child remounts everything read-only and mounts a tmpfs on /tmp itself.
-  - ``process``: a plain child process (resource limits + guard only). Loudly warned about.
+    not root); the child builds the same root on a tmpfs itself and pivots into it.
+  - ``process``: a plain child process (resource limits + guard only); it sees every file the
+    user can. Loudly warned about.
 In every mode the child gets its own session/process group, rlimits (CPU, address space, no new
 processes, file size, open files, no core), runs unprivileged, and a wall-clock timeout kills the
 whole process group.
@@ -22,18 +24,25 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from xlm_core.tasks.code_exec.view import (
+    CHILD_IN_SANDBOX,
+    CHILD_SCRIPT,
+    PYTHON_FLAGS,
+    bwrap_view_args,
+    interpreter,
+    sandbox_env,
+    sandbox_view,
+)
 
 logger = logging.getLogger(__name__)
 
 IsolationMode = Literal["bwrap", "namespace", "process"]
 ISOLATION_CHOICES = ("auto", "bwrap", "namespace", "process")
-_CHILD_SCRIPT = str(Path(__file__).with_name("_child.py"))
 # Root-run sandboxes drop to a fresh, otherwise unused uid per program, so one program cannot signal
 # another (kill(-1) as a shared "nobody" would reach every concurrent sandbox).
 _SANDBOX_UID_BASE = 1_500_000_000
@@ -82,38 +91,48 @@ class ExecResult:
 
 @dataclass(frozen=True)
 class _Launch:
+    """How to start the child in one mode and what it must do itself (build its root, drop privileges)."""
+
     argv_prefix: tuple[str, ...]
+    child_script: str
+    env: dict[str, str]
     setup_mounts: bool
     drop_uid: bool
     drop_caps: bool
     chown_workdir: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    workdir_is_home: bool = False  # process mode: the host work dir is the program's home and cwd
+    view: tuple[tuple[str, str, str], ...] = ()
 
 
 def _launch_spec(mode: IsolationMode) -> _Launch:
+    """The launch recipe for ``mode``; RuntimeError naming the fix when it cannot work here."""
     root = os.geteuid() == 0
     if mode == "bwrap":
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise RuntimeError("isolation='bwrap' needs bubblewrap: apt-get install bubblewrap")
+        view = sandbox_view()
         # As root, skip the user namespace so the child can drop to a real unprivileged uid.
         unshare = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts") if root \
             else ("--unshare-all",)
-        argv = (bwrap, "--ro-bind", "/", "/", "--perms", "01777", "--tmpfs", "/tmp",
-                "--perms", "01777", "--tmpfs", "/var/tmp",
-                "--dev", "/dev", "--proc", "/proc", *unshare, "--die-with-parent",
-                "--new-session", "--chdir", "/tmp")
-        return _Launch(argv, setup_mounts=False, drop_uid=root, drop_caps=False)
+        argv = (bwrap, *unshare, "--die-with-parent", "--new-session", *bwrap_view_args(view))
+        return _Launch(argv, CHILD_IN_SANDBOX, sandbox_env(view), setup_mounts=False,
+                       drop_uid=root, drop_caps=False)
     if mode == "namespace":
         unshare = shutil.which("unshare")
         if unshare is None:
             raise RuntimeError("isolation='namespace' needs util-linux unshare on PATH")
+        view = sandbox_view()
         user = () if root else ("--user", "--map-root-user")
         argv = (unshare, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork",
                 "--mount-proc", "--kill-child")
-        return _Launch(argv, setup_mounts=True, drop_uid=root, drop_caps=not root)
+        rows = tuple((e.kind, e.path, e.target) for e in view.entries)
+        return _Launch(argv, CHILD_SCRIPT, sandbox_env(view), setup_mounts=True, drop_uid=root,
+                       drop_caps=not root, view=rows)
     if mode == "process":
-        return _Launch((), setup_mounts=False, drop_uid=root, drop_caps=False, chown_workdir=root)
+        return _Launch((), CHILD_SCRIPT, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                       setup_mounts=False, drop_uid=root, drop_caps=False, chown_workdir=root,
+                       workdir_is_home=True)
     raise ValueError(f"unknown isolation mode {mode!r}; choose one of {ISOLATION_CHOICES}")
 
 
@@ -146,13 +165,14 @@ def run_program(
         request = {
             "source": source, "entry": entry, "marker": marker, "result_fd": write_fd,
             "result_fd_target": 200 + secrets.randbelow(700),
-            "setup_mounts": spec.setup_mounts, "drop_uid": spec.drop_uid, "uid": sandbox_uid, "drop_caps": spec.drop_caps,
+            "setup_mounts": spec.setup_mounts, "new_root": workdir, "view": spec.view,
+            "drop_uid": spec.drop_uid, "uid": sandbox_uid, "drop_caps": spec.drop_caps,
             "cpu_s": max(1, math.ceil(limits.timeout_s)), "memory_bytes": limits.memory_mb << 20,
             "file_bytes": limits.max_file_bytes, "open_files": limits.max_open_files,
             "tmp_size_mb": limits.tmp_size_mb, "recursion_limit": limits.recursion_limit,
         }
-        argv = [*spec.argv_prefix, sys.executable, "-I", "-S", "-B", _CHILD_SCRIPT]
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
+        argv = [*spec.argv_prefix, interpreter(), *PYTHON_FLAGS, spec.child_script]
+        env = {**spec.env, "HOME": workdir, "TMPDIR": workdir} if spec.workdir_is_home else spec.env
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(write_fd,), start_new_session=True, cwd=workdir, env=env, close_fds=True,
@@ -309,5 +329,6 @@ def resolve_isolation(requested: str = "auto") -> IsolationMode:
 def _warn_process_mode(reasons: dict | None = None) -> None:
     logger.warning(
         "CODE EXECUTION SANDBOX IS WEAK: isolation=process has no filesystem, network or PID "
-        "isolation, only rlimits, a separate session and a Python-level guard (see "
+        "isolation (a program can read every file this user can, and its text can reach "
+        "pred_value/exec_error), only rlimits, a separate session and a Python-level guard (see "
         "docs/code_execution.md). Stronger modes unavailable: %s", reasons or "not requested")

@@ -1,24 +1,26 @@
-"""ARLM collators, the empty dataset for unconditional generation, and batch helpers (spec §6).
+"""ARLM collators, the empty dataset for unconditional generation, and batch helpers (docs/arlm.md).
 
 Layout decisions (see also types_arlm.py):
 - ``attention_mask`` is bool; ``target_ids[i]`` is the token at ``i + 1`` or -100.
 - Seq2seq rows are ``[BOS?] prompt [BOS?] target [EOS?]`` (``add_bos`` = "input" puts BOS before
   the prompt, "output" between prompt and target). A position is scored only when it is a real
-  token and the next position holds a target token or the closing EOS (clarification 1).
+  token and the next position holds a target token or the closing EOS (docs/arlm.md has the worked example).
 - ``token_type_ids``: 0 on the prompt side (prompt, BOS, padding), 1 for target tokens and EOS.
-- ``DefaultARLMCollator`` does not prepend BOS unless ``add_bos=True`` (the spec table builds
-  targets from the raw ids); set it when the model should later generate unconditionally from BOS.
+- ``DefaultARLMCollator`` does not prepend BOS unless ``add_bos=True`` (targets are built from the
+  raw ids); set it when the model should later generate unconditionally from BOS.
 - Truncation is counted on each collator (``num_truncated`` / ``num_examples``) and logged.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Literal, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
 
+from xlm_core.data.packing import document_ids_from_lengths, positions_from_lengths
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
 from xlm_core.protocols import NoiseSchedule, Tokenizer
 
@@ -297,6 +299,11 @@ class DefaultARLMCollator(_TruncationCounting):
     """LM pre-training: ``[BOS?] ids [EOS?]`` right-padded; ``target_ids = input_ids[1:] + [-100]``.
 
     Padding targets are -100. Sequences longer than ``block_size`` are cut from the right.
+
+    Packed rows (``xlm_core.data.packing.tokenize_and_pack``) carry ``document_lengths``; with
+    ``document_positions`` the batch gets ``positions`` restarting at 0 in each document, with
+    ``document_attention`` it gets ``document_ids`` (the loss then keeps attention inside a
+    document). Padding gets position 0 and document id -1.
     """
 
     def __init__(
@@ -307,10 +314,19 @@ class DefaultARLMCollator(_TruncationCounting):
         truncate: Truncate = "block",
         add_eos: bool = False,
         add_bos: bool = False,
+        document_positions: bool = False,
+        document_attention: bool = False,
     ) -> None:
         _check_truncate(truncate)
         if block_size is None or block_size < 2:
             raise ValueError(f"block_size={block_size} must be an int >= 2.")
+        if (document_positions or document_attention) and (add_bos or add_eos):
+            raise ValueError(
+                "document_positions/document_attention work on packed rows, which already hold BOS/EOS; "
+                "set add_bos=false and add_eos=false."
+            )
+        self.document_positions = bool(document_positions)
+        self.document_attention = bool(document_attention)
         self.tokenizer = tokenizer
         self.block_size = int(block_size)
         self.noise_schedule = noise_schedule
@@ -342,11 +358,39 @@ class DefaultARLMCollator(_TruncationCounting):
             input_ids.append(ids)
             masks.append(real)
             targets.append(_shifted_targets(ids, real, real))
-        return {
+        batch: ARLMBatch = {
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "attention_mask": torch.tensor(masks, dtype=torch.bool),
             "target_ids": torch.tensor(targets, dtype=torch.long),
         }
+        if self.document_positions or self.document_attention:
+            lengths = [_document_lengths(ex, i, len(seq)) for i, (ex, seq) in enumerate(zip(examples, seqs))]
+            if self.document_positions:
+                batch["positions"] = torch.tensor(
+                    [pad_list(positions_from_lengths(n)[:width], width, 0) for n in lengths], dtype=torch.long
+                )
+            if self.document_attention:
+                batch["document_ids"] = torch.tensor(
+                    [pad_list(document_ids_from_lengths(n)[:width], width, -1) for n in lengths], dtype=torch.long
+                )
+        return batch
+
+
+def _document_lengths(example: Mapping[str, Any], index: int, seq_len: int) -> list[int]:
+    """The example's ``document_lengths``, checked to cover its tokens (before truncation)."""
+    lengths = example.get("document_lengths")
+    if lengths is None:
+        raise KeyError(
+            f"Example {index} has no 'document_lengths'; document_positions/document_attention need rows "
+            "packed by xlm_core.data.packing.tokenize_and_pack (or set both to false)."
+        )
+    lengths = [int(n) for n in lengths]
+    if sum(lengths) < seq_len or min(lengths, default=1) < 1:
+        raise ValueError(
+            f"Example {index}: document_lengths {lengths} do not cover its {seq_len} tokens; rebuild the "
+            "dataset cache (rewrite_manual_cache=true) so input_ids and document_lengths come from one packing."
+        )
+    return lengths
 
 
 class ARLMSeq2SeqCollator(_TruncationCounting):

@@ -1,4 +1,4 @@
-"""ARLMLoss: next-token cross-entropy over the scored (non -100) targets (spec §5, clarification 4)."""
+"""ARLMLoss: next-token cross-entropy over the scored (non -100) targets (docs/arlm.md, "Loss")."""
 
 from __future__ import annotations
 
@@ -10,21 +10,33 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
+from xlm_core.data.packing import same_document_mask
 
-__all__ = ["ARLMLoss", "causal_attention_mask", "positions_from_attention_mask"]
+__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
 
 
-def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1) * mask``: real tokens count 0, 1, 2 ... after any left padding; padding gets 0."""
+def positions_from_attention_mask(
+    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
+) -> Integer[TT, " batch seq_len"]:
+    """``(cumsum - 1) * mask`` (bool or 0/1 mask): real tokens count 0, 1, 2 ... after left padding; padding 0."""
     mask = attention_mask.long()
     return (mask.cumsum(dim=1) - 1) * mask
 
 
-def causal_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Bool[TT, " batch seq_len seq_len"]:
-    """The spec's 3-D mask: ``attention_mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j)."""
+def causal_attention_mask(
+    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
+) -> Bool[TT, " batch seq_len seq_len"]:
+    """The reference 3-D mask ``mask.unsqueeze(1) & tril(ones(L, L))`` (query i, key j) of a bool or 0/1 mask."""
     L = attention_mask.shape[1]
     tril = torch.ones(L, L, dtype=torch.bool, device=attention_mask.device).tril()
     return attention_mask.bool().unsqueeze(1) & tril
+
+
+def document_causal_mask(
+    document_ids: Integer[TT, " batch seq_len"], attention_mask: Bool[TT, " batch seq_len"]
+) -> Bool[TT, " batch seq_len seq_len"]:
+    """Causal attention restricted to the query's own document (packed rows), padding keys excluded."""
+    return causal_attention_mask(attention_mask) & same_document_mask(document_ids)
 
 
 class ARLMLoss:
@@ -38,11 +50,15 @@ class ARLMLoss:
     every parameter (all gradients zero, so DDP does not wait for missing gradients), ``batch_loss``
     zeros and an empty ``nlls``. A row with no scored token gets ``batch_loss`` 0.
 
-    The model receives exactly the attention of the spec's (B, L, L) mask
+    The model receives exactly the attention of the reference (B, L, L) mask
     ``attention_mask.unsqueeze(1) & tril``; it is passed as the equivalent (B, L) key-padding mask
     (the model adds the causal part), or, for right-padded batches whose padding is never scored,
-    as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds the spec's mask
+    as no mask at all so SDPA's causal fast path runs. ``use_3d_mask=True`` builds that mask
     literally.
+
+    Packed batches may carry ``positions`` (used as the RoPE positions instead of the ones derived
+    from ``attention_mask``) and ``document_ids`` (a (B, L, L) mask keeps each query inside its
+    own document, see ``document_causal_mask``).
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, use_3d_mask: bool = False) -> None:
@@ -85,15 +101,22 @@ class ARLMLoss:
                 f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
             )
 
-        positions = positions_from_attention_mask(attention_mask)  # (B, L)
+        positions = batch.get("positions")
+        if positions is None:
+            positions = positions_from_attention_mask(attention_mask)  # (B, L)
         valid = target_ids != IGNORE_INDEX  # (B, L)
-        logits = self.model(input_ids, self._model_mask(attention_mask, valid), positions)  # (B, L, V)
+        document_ids = batch.get("document_ids")
+        if document_ids is not None:
+            mask = document_causal_mask(document_ids, attention_mask)  # (B, L, L)
+        else:
+            mask = self._model_mask(attention_mask, valid)
+        logits = self.model(input_ids, mask, positions)  # (B, L, V)
 
         nll = F.cross_entropy(
             logits.transpose(1, 2), target_ids, ignore_index=IGNORE_INDEX, reduction="none"
         )  # (B, L), 0 at ignored positions
         n_valid_row = valid.sum(dim=1)  # (B,)
-        # sum / count equals the spec's reduction="mean"; clamp makes an all-ignored batch give 0.
+        # sum / count equals cross_entropy(reduction="mean"); clamp makes an all-ignored batch give 0.
         loss = nll.sum() / n_valid_row.sum().clamp(min=1)
         batch_loss = nll.detach().sum(dim=1) / n_valid_row.clamp(min=1)
         nlls = nll.detach()[valid]
@@ -102,7 +125,7 @@ class ARLMLoss:
     def _model_mask(
         self, attention_mask: Bool[TT, "B L"], valid: Bool[TT, "B L"]
     ) -> Bool[TT, "B L L"] | Bool[TT, "B L"] | None:
-        """The cheapest mask giving the scored positions the spec's attention (see class docstring)."""
+        """The cheapest mask giving the scored positions the reference attention (see class docstring)."""
         if self.use_3d_mask:
             return causal_attention_mask(attention_mask)
         right_padded = (attention_mask[:, 1:] <= attention_mask[:, :-1]).all()

@@ -1,4 +1,4 @@
-"""Metric update functions for ARLM (spec §8): map (batch, loss/prediction dict) to metric inputs.
+"""Metric update functions for ARLM (docs/arlm.md, "Metrics"): map (batch, loss/prediction dict) to metric inputs.
 
 Each ``*_update_fn(batch, loss_dict, tokenizer=None)`` returns the keyword arguments of one
 torchmetrics ``update`` call.
@@ -10,14 +10,15 @@ the reference is not -100; at the other positions ``pred`` and ``target`` are bo
 so a row matches exactly iff every target token *including EOS* was generated at its place.
 Generating past the EOS position is never penalised (the predictor fills finished rows with PAD).
 So plain row equality of the returned ``pred``/``target`` is exact match. The bool mask of scored
-positions is the ``pred_mask`` of token accuracy (the spec's ``ones_like(pred)`` equals it
+positions is the ``pred_mask`` of token accuracy (``ones_like(pred)`` equals it
 whenever the batch has no target padding). Returned dicts hold exactly the keyword arguments of
 the metric's ``update`` so the harness can call ``metric.update(**out)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Integer

@@ -1,10 +1,11 @@
-"""RotaryTransformerARLMModel: a causal (left-to-right) rotary transformer language model (spec §3)."""
+"""RotaryTransformerARLMModel: a causal (left-to-right) rotary transformer language model (docs/arlm.md)."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Integer
@@ -27,7 +28,7 @@ class RotaryTransformerARLMModel(nn.Module):
     """Token embedding -> ``num_layers`` pre-LN rotary layers -> final layer -> next-token logits.
 
     The model never attends to the future unless given an explicit (B, L, L) mask: a (B, L) mask
-    is key padding on top of the causal mask (spec clarification 3). With a KV cache set
+    is key padding on top of the causal mask: an ARLM never attends to the future. With a KV cache set
     (:meth:`set_kv_cache`) each call takes only the new tokens (see docs/architecture.md).
     """
 
@@ -94,16 +95,17 @@ class RotaryTransformerARLMModel(nn.Module):
 
     def forward(
         self,
-        x_t: Integer[TT, " *batch seq_len"],
-        attention_mask: Bool[TT, " *batch seq_len seq_len"] | Bool[TT, " *batch seq_len"] | None = None,
-        positions: Integer[TT, " *batch seq_len"] | None = None,
-        token_type_ids: Integer[TT, " *batch seq_len"] | None = None,
+        x_t: Integer[TT, " batch seq_len"],
+        attention_mask: Bool[TT, " batch seq_len key_len"] | Bool[TT, " batch key_len"] | None = None,
+        positions: Integer[TT, " batch seq_len"] | None = None,
+        token_type_ids: Integer[TT, " batch seq_len"] | None = None,
         logits_to_keep: int = 0,
-    ) -> Float[TT, " *batch seq_len vocab_size"]:
+    ) -> Float[TT, " batch out_len vocab_size"]:
         """Next-token logits for every position of ``x_t`` (only the last ``logits_to_keep`` if > 0).
 
         attention_mask: None (causal), (B, L) bool key padding (still causal) or (B, L, L) used as
-        given; with a KV cache, (B, kv_cache_length + L) key padding over all slots.
+        given; with a KV cache, key_len = kv_cache_length + L: (B, key_len) key padding over all slots
+        or (B, L, key_len). The logits cover out_len = L positions (``logits_to_keep`` if > 0).
         positions: RoPE positions; default ``kv_cache_length + 0..L-1``.
         token_type_ids: accepted for interface symmetry, unused.
         logits_to_keep: project only the last N positions to the vocabulary (generation needs one;
@@ -198,7 +200,7 @@ class RotaryTransformerARLMModel(nn.Module):
         """True when ``attention_mask`` allows exactly what no mask allows (plain causal attention).
 
         That holds for an all-True (B, S) key-padding mask and for a (B, L, L) mask equal to
-        ``tril`` (the spec's 3-D mask of an unpadded batch). Checking costs one host sync, so it is
+        ``tril`` (the reference 3-D mask of an unpadded batch). Checking costs one host sync, so it is
         skipped for accelerator decoding steps, where the mask is used as given.
         """
         if attention_mask is None or (past > 0 and attention_mask.device.type != "cpu"):

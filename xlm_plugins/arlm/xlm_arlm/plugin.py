@@ -5,14 +5,39 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
+from xlm_core.components import Component
 from xlm_core.hookspecs import hookimpl
+from xlm_core.protocols import ARLMModel
+
+from xlm_arlm import metrics_arlm
+from xlm_arlm.export_hf import export_hf
+from xlm_arlm.datamodule_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator, DefaultARLMCollator
+from xlm_arlm.loss_arlm import ARLMLoss
+from xlm_arlm.model_arlm import RotaryTransformerARLMModel
+from xlm_arlm.predictor_arlm import ARLMPredictor
+
+_TINY_MODEL = dict(d_model=32, num_layers=2, nhead=4, dim_feedforward=64, dropout=0.0, rotary_emb_dim=8, max_length=64)
+_TINY_SEQ2SEQ = dict(block_size=6, input_block_size=6, add_bos="output", add_eos=True)
 
 
 @hookimpl
 def register_families(register: Any) -> None:
-    """Register the auto-regressive family with its Hydra config tree."""
+    """Register the auto-regressive family, its Hydra config tree and its components."""
     register(
         name="arlm",
         config_dir=files("xlm_arlm") / "configs",
         description="Auto-regressive causal rotary Transformer language model (next-token prediction).",
+        model_protocol=ARLMModel,
+        models=[Component(RotaryTransformerARLMModel, tiny=_TINY_MODEL,
+                          capabilities={"causal", "kv_cache", "key_padding"})],
+        losses=[ARLMLoss],
+        collators=[
+            Component(DefaultARLMCollator, role="lm", tiny=dict(block_size=8, add_eos=True)),
+            Component(ARLMSeq2SeqCollator, role="seq2seq", tiny=_TINY_SEQ2SEQ),
+            Component(ARLMSeq2SeqPredCollator, role="prediction", tiny=_TINY_SEQ2SEQ),
+        ],
+        predictors=[Component(ARLMPredictor, tiny=dict(max_steps=6, max_length=None, sampling_method="sample_top_k",
+                                                       top=1))],
+        metrics=[getattr(metrics_arlm, name) for name in metrics_arlm.__all__ if name.endswith("_update_fn")],
+        exporters={"hf": export_hf},
     )

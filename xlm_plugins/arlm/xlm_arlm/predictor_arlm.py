@@ -1,4 +1,4 @@
-"""Left-to-right generation for ARLM (spec §7, clarification 5).
+"""Left-to-right generation for ARLM (docs/arlm.md, "Predictor").
 
 One forward over the (left-padded) prompt fills the model's key/value cache; then each step feeds
 only the newly sampled token. A model without ``set_kv_cache`` (or ``use_kv_cache=False``) is
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor as TT
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
 from xlm_core.precision import autocast_dtype, inference_autocast
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMModel, ARLMPredictionDict
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
@@ -44,8 +45,11 @@ class ARLMPredictor:
         noise_schedule: unused; accepted for symmetry with the other families.
         sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
             ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
-        top, p: the top-k and top-p parameters.
-        model: the ARLM model (may be assigned later as ``predictor.model``).
+        top: the k of sample_top_k.
+        p: the probability mass of sample_top_p.
+        model: the ARLM model (may be assigned later as ``predictor.model``); any callable
+            ``model(ids, attention_mask, positions) -> logits`` works, with ``set_kv_cache`` /
+            ``clear_kv_cache`` and ``logits_to_keep`` used when it has them.
         temperature: logits are divided by it before sampling.
         seed: when set, sampling draws from a generator seeded with it, so runs are reproducible.
         use_kv_cache: False recomputes the whole prefix each step (reference / benchmark path).
@@ -68,7 +72,7 @@ class ARLMPredictor:
         sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
         top: int = 1000,
         p: float = 0.9,
-        model: ARLMModel | None = None,
+        model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
         use_kv_cache: bool = True,

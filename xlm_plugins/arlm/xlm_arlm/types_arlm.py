@@ -1,4 +1,4 @@
-"""Typed dictionaries that flow between the ARLM components (spec §4).
+"""Typed dictionaries that flow between the ARLM components (docs/arlm.md, "Batches").
 
 Conventions shared by every ARLM batch:
 - ``attention_mask`` is a **bool** tensor (True = real token, False = padding). The spec table says
@@ -10,8 +10,8 @@ Conventions shared by every ARLM batch:
   side (target tokens and the closing EOS).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads ``NotRequired`` only from evaluated
+# annotations (with string annotations ``metadata`` would count as a required key).
 from typing import Any, NotRequired, TypedDict
 
 from jaxtyping import Bool, Float, Integer
@@ -34,11 +34,17 @@ IGNORE_INDEX = -100
 
 
 class ARLMBatch(TypedDict):
-    """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100)."""
+    """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100).
+
+    Packed rows may add ``positions`` (RoPE positions restarting in each document) and
+    ``document_ids`` (attention stays within a document; -1 on padding).
+    """
 
     input_ids: Integer[TT, " batch seq_len"]
     attention_mask: Bool[TT, " batch seq_len"]
     target_ids: Integer[TT, " batch seq_len"]
+    positions: NotRequired[Integer[TT, " batch seq_len"]]
+    document_ids: NotRequired[Integer[TT, " batch seq_len"]]
 
 
 class ARLMSeq2SeqBatch(TypedDict):

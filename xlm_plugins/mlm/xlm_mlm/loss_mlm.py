@@ -1,0 +1,105 @@
+"""MLMLoss: cross-entropy at the masked positions of a noised batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from jaxtyping import Bool, Integer
+from torch import Tensor as TT
+
+from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
+
+__all__ = ["MLMLoss", "positions_from_attention_mask", "mask_token_id_of"]
+
+
+def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
+    """``(cumsum - 1).clamp(min=0)``: real tokens count 0, 1, 2 ... after any left padding."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def mask_token_id_of(tokenizer: Any, who: str) -> int:
+    """The tokenizer's mask id, or a readable error naming the component that needs it."""
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    if mask_id is None:
+        raise ValueError(
+            f"{who} needs a tokenizer with a mask token; add one (e.g. special_tokens: {{mask_token: '<|mask|>'}})."
+        )
+    return int(mask_id)
+
+
+class MLMLoss:
+    """Mean NLL over the masked positions whose target is not -100.
+
+    Returns ``loss`` (scalar), ``batch_loss`` (B,: each row's mean over its scored positions, 0 for a
+    row with none) and ``nlls`` (1-D, one per scored position in row-major order); the last two are
+    detached and feed metrics. ``loss_on_visible_tokens`` also scores unmasked positions with a
+    target. A batch with no scored position gives ``loss = 0`` that is still connected to every
+    parameter (zero gradients, never NaN).
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        loss_on_visible_tokens: bool = False,
+        mask_token_id: int | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.loss_on_visible_tokens = loss_on_visible_tokens
+        if mask_token_id is None:
+            if tokenizer is None:
+                raise ValueError("MLMLoss needs tokenizer= (for its mask token) or an explicit mask_token_id=.")
+            mask_token_id = mask_token_id_of(tokenizer, "MLMLoss")
+        self.mask_token_id = int(mask_token_id)
+
+    def configure(self, pl_module: Any) -> None:
+        """Nothing to cache."""
+        return None
+
+    def __call__(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> MLMLossDict:
+        return self.loss_fn(batch, batch_idx, dataloader_idx, dataloader_name)
+
+    def loss_fn(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> MLMLossDict:
+        """Run the model on the noised ``input_ids`` and score the masked positions."""
+        if self.model is None:
+            raise ValueError("MLMLoss has no model: construct it as MLMLoss(model=..., tokenizer=...).")
+        missing = [k for k in ("input_ids", "attention_mask", "target_ids") if k not in batch]
+        if missing:
+            raise KeyError(f"MLMLoss needs batch keys input_ids, attention_mask, target_ids; missing {missing}.")
+        input_ids: Integer[TT, "B L"] = batch["input_ids"]
+        attention_mask: Bool[TT, "B L"] = batch["attention_mask"].bool()
+        target_ids: Integer[TT, "B L"] = batch["target_ids"]
+        if not (input_ids.shape == attention_mask.shape == target_ids.shape):
+            raise ValueError(
+                "input_ids, attention_mask and target_ids must share one (batch, seq_len) shape, got "
+                f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
+            )
+
+        positions = positions_from_attention_mask(attention_mask)  # (B, L)
+        logits = self.model(input_ids, attention_mask, positions)  # (B, L, V)
+        scored = (target_ids != IGNORE_INDEX) & attention_mask  # (B, L)
+        if not self.loss_on_visible_tokens:
+            scored = scored & (input_ids == self.mask_token_id)
+        targets = target_ids.masked_fill(~scored, IGNORE_INDEX)
+        nll = F.cross_entropy(
+            logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+        )  # (B, L), 0 where not scored
+        n_row = scored.sum(dim=1)  # (B,)
+        # An empty batch gives 0 / 1 = 0 that still depends on the logits (gradient path, no NaN).
+        loss = nll.sum() / n_row.sum().clamp(min=1)
+        batch_loss = nll.detach().sum(dim=1) / n_row.clamp(min=1)
+        return {"loss": loss, "batch_loss": batch_loss, "nlls": nll.detach()[scored]}

@@ -1,0 +1,249 @@
+"""Iterative unmasking for MLM: each step runs the model once and reveals some masked positions.
+
+Which positions: the most confident ones (``confidence`` = "top_prob", "prob_diff" or "entropy") or
+uniformly random ones (``confidence=None``). How many: ``ceil(masked_left / steps_left)`` per row,
+or with ``threshold`` every position whose confidence reaches it (at least one per row per step,
+and all that are left on the last step). Revealed tokens are never changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float, Integer
+from torch import Tensor as TT
+
+from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+
+from .loss_mlm import mask_token_id_of, positions_from_attention_mask
+from .types_mlm import IGNORE_INDEX, MLMModel, MLMPredictionDict
+
+__all__ = ["MLMPredictor", "CONFIDENCES", "confidence_scores"]
+
+Confidence = Literal["top_prob", "prob_diff", "entropy"] | None
+CONFIDENCES = (None, "top_prob", "prob_diff", "entropy")
+
+
+def confidence_scores(probs: Float[TT, "batch seq_len vocab"], confidence: str) -> Float[TT, "batch seq_len"]:
+    """Higher = more confident: top probability, top-1 minus top-2 probability, or minus the entropy."""
+    if confidence == "top_prob":
+        return probs.max(dim=-1).values
+    if confidence == "prob_diff":
+        top2 = probs.topk(min(2, probs.shape[-1]), dim=-1).values
+        return top2[..., 0] - (top2[..., 1] if top2.shape[-1] > 1 else 0.0)
+    if confidence == "entropy":
+        return (probs * probs.clamp_min(1e-30).log()).sum(dim=-1)
+    raise ValueError(f"Unknown confidence {confidence!r}; use one of {CONFIDENCES}.")
+
+
+class MLMPredictor:
+    """Fills the masked positions of a prediction batch in at most ``max_steps`` model calls.
+
+    Args:
+        max_steps: most model calls per batch; every mask is revealed by then.
+        tokenizer: supplies the mask, EOS and PAD ids and decodes the output.
+        model: the MLM (may be assigned later as ``predictor.model``).
+        noise_schedule: unused; accepted for symmetry with the other families.
+        confidence: how positions are ranked (see module docstring).
+        threshold: reveal every position whose confidence reaches it (needs a ``confidence``).
+        temperature: 0 = greedy (argmax); > 0 samples from ``softmax(logits / temperature)``,
+            restricted to the ``top_k`` tokens or the ``top_p`` nucleus when those are set.
+        seed: when set, sampling and random position choice use a generator seeded with it.
+    """
+
+    def __init__(
+        self,
+        max_steps: int,
+        tokenizer: Any,
+        model: MLMModel | None = None,
+        noise_schedule: Any = None,
+        confidence: Confidence = "top_prob",
+        threshold: float | None = None,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if tokenizer is None:
+            raise ValueError("MLMPredictor needs a tokenizer (mask/EOS/PAD ids and decoding).")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}.")
+        if confidence not in CONFIDENCES:
+            raise ValueError(f"Unknown confidence {confidence!r}; use one of {CONFIDENCES}.")
+        if threshold is not None and confidence is None:
+            raise ValueError("threshold needs a confidence measure; set confidence='top_prob' or threshold=null.")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}.")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be an int >= 1 or null, got {top_k!r}.")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1] or be null, got {top_p!r}.")
+        if top_k is not None and top_p is not None:
+            raise ValueError("Set at most one of top_k and top_p.")
+        self.max_steps = max_steps
+        self.tokenizer = tokenizer
+        self.model = model
+        self.noise_schedule = noise_schedule
+        self.confidence = confidence
+        self.threshold = threshold
+        self.temperature = float(temperature)
+        self.top_k, self.top_p = top_k, top_p
+        self.seed = seed
+        self.mask_token_id = mask_token_id_of(tokenizer, "MLMPredictor")
+        self.eos_token_id: int | None = tokenizer.eos_token_id
+        self.pad_token_id: int | None = tokenizer.pad_token_id
+        self._generators: dict[str, torch.Generator] = {}
+
+    # ------------------------------------------------------------------ one step
+    def _generator_for(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def sample_tokens(
+        self, logits: Float[TT, "batch seq_len vocab"], generator: torch.Generator | None
+    ) -> Integer[TT, "batch seq_len"]:
+        """Greedy (temperature 0) or sampled token for every position."""
+        if self.temperature == 0:
+            return logits.argmax(dim=-1)
+        if self.top_k is not None:
+            return sample_from_top_k(self.top_k, logits, self.temperature, generator)
+        if self.top_p is not None:
+            return sample_from_top_p(self.top_p, logits, self.temperature, generator)
+        return sample_from_logits(logits, self.temperature, generator)
+
+    def choose_positions(
+        self,
+        probs: Float[TT, "batch seq_len vocab"],
+        masked: Bool[TT, "batch seq_len"],
+        steps_left: int,
+        generator: torch.Generator | None,
+    ) -> Bool[TT, "batch seq_len"]:
+        """The masked positions to reveal now (at least one per row that has any)."""
+        if self.confidence is None:
+            scores = torch.rand(masked.shape, generator=generator, device=masked.device)
+        else:
+            scores = confidence_scores(probs, self.confidence)
+        scores = scores.masked_fill(~masked, float("-inf"))
+        order = scores.argsort(dim=-1, descending=True, stable=True)  # most confident first
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+        n_masked = masked.sum(dim=-1, keepdim=True)  # (B, 1)
+        if self.threshold is not None and steps_left > 1:
+            count = (scores >= self.threshold).sum(dim=-1, keepdim=True).clamp(min=1)
+        else:
+            count = torch.div(n_masked + steps_left - 1, steps_left, rounding_mode="floor")  # ceil
+        return masked & (rank < count)
+
+    # ------------------------------------------------------------------ prediction
+    def _require_model(self) -> Any:
+        if self.model is None:
+            raise ValueError("MLMPredictor.model is None; pass model= or set predictor.model before predicting.")
+        return self.model
+
+    @staticmethod
+    def _slot_start(batch: dict[str, Any], masked: TT) -> int:
+        types = batch.get("token_type_ids")
+        if isinstance(types, torch.Tensor) and types.shape == masked.shape and bool(types.any()):
+            return int(types.any(dim=0).nonzero()[0])
+        cols = masked.any(dim=0).nonzero()
+        return int(cols[0]) if cols.numel() else masked.shape[1]
+
+    @torch.no_grad()
+    def predict(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> MLMPredictionDict:
+        """Fill every mask of ``batch["input_ids"]``; return ids, texts of the answer slot and timings."""
+        model = self._require_model()
+        input_ids: Integer[TT, "B L"] = batch["input_ids"]
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq_len), got {tuple(input_ids.shape)}.")
+        attention_mask = batch.get("attention_mask")
+        attention_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        positions = positions_from_attention_mask(attention_mask)
+        generator = self._generator_for(input_ids.device)
+        started = time.perf_counter()
+
+        ids = input_ids.clone()
+        masked = (ids == self.mask_token_id) & attention_mask  # (B, L)
+        start = self._slot_start(batch, masked)
+        steps_taken = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        for step in range(self.max_steps):
+            if not bool(masked.any()):
+                break
+            logits = model(ids, attention_mask, positions).float()  # (B, L, V)
+            logits[..., self.mask_token_id] = float("-inf")  # never reveal a mask as a mask
+            probs = logits.softmax(dim=-1)
+            reveal = self.choose_positions(probs, masked, self.max_steps - step, generator)
+            tokens = self.sample_tokens(logits, generator)
+            ids = torch.where(reveal, tokens, ids)
+            steps_taken += masked.any(dim=-1).long()
+            masked = masked & ~reveal
+        elapsed = time.perf_counter() - started
+        return {
+            "text": [self._answer_text(row) for row in ids[:, start:].tolist()],
+            "text_with_spl_tokens": self.tokenizer.batch_decode(
+                [r[m].tolist() for r, m in zip(ids, attention_mask)], skip_special_tokens=False
+            ),
+            "ids": ids,
+            "attention_mask": attention_mask,
+            "positions": positions,
+            "time_taken": [elapsed / max(ids.shape[0], 1)] * ids.shape[0],
+            "steps_taken": steps_taken.tolist(),
+            "output_start_idx": start,
+        }
+
+    def _answer_text(self, slot: list[int]) -> str:
+        """The answer slot decoded up to (not including) the first EOS or PAD."""
+        stops = {t for t in (self.eos_token_id, self.pad_token_id) if t is not None}
+        end = next((i for i, t in enumerate(slot) if t in stops), len(slot))
+        return self.tokenizer.decode(slot[:end], skip_special_tokens=True)
+
+    # ------------------------------------------------------------------ reporting
+    def to_dict(
+        self,
+        batch: dict[str, Any],
+        preds: MLMPredictionDict,
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One JSON row per example with the keys ARLM rows have: text, text_with_spl_tokens, ids,
+        output_start_idx, prompt, time_taken, target (when the batch has ``target_ids``), plus each
+        row's ``metadata`` fields."""
+        ids = preds["ids"].tolist()
+        start = int(preds["output_start_idx"])
+        prompt_ids = batch["input_ids"][:, :start].tolist()
+        mask = batch.get("attention_mask")
+        prompt_mask = mask[:, :start].tolist() if mask is not None else [[True] * start for _ in prompt_ids]
+        targets = batch.get("target_ids")
+        target_rows = targets.tolist() if targets is not None else None
+        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
+        rows: list[dict[str, Any]] = []
+        for i, row_ids in enumerate(ids):
+            row: dict[str, Any] = {
+                "text": preds["text"][i],
+                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
+                "ids": row_ids,
+                "output_start_idx": start,
+                "prompt": self.tokenizer.decode(
+                    [t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m], skip_special_tokens=True
+                ),
+                "time_taken": float(preds["time_taken"][i]),
+            }
+            if target_rows is not None:
+                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
+                row["target"] = self.tokenizer.decode(keep, skip_special_tokens=True)
+            for key, values in metadata.items():
+                row.setdefault(key, values[i])
+            rows.append(row)
+        return rows

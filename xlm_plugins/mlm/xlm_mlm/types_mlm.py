@@ -1,0 +1,85 @@
+"""Typed dictionaries that flow between the MLM components.
+
+Conventions shared by every MLM batch:
+- ``attention_mask`` is bool (True = real token). Inside a seq2seq answer slot every position is
+  real, including the PAD tokens that fill the slot after EOS: they are tokens to predict.
+- ``input_ids`` holds the noised row: masked positions carry the tokenizer's mask id.
+- ``target_ids`` holds the clean token at every position the loss may score and -100 elsewhere
+  (prompt, padding). The loss scores a position only where it is masked and not -100.
+- ``token_type_ids`` (seq2seq only): 0 for the prompt side, 1 for the answer slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+from jaxtyping import Bool, Float, Integer
+from torch import Tensor as TT
+
+from xlm_core.protocols import MLMModel
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MLMBatch",
+    "MLMSeq2SeqBatch",
+    "MLMSeq2SeqPredictionBatch",
+    "MLMLossDict",
+    "MLMPredictionDict",
+    "MLMModel",
+]
+
+IGNORE_INDEX = -100
+"""Label value ignored by the loss and the metrics."""
+
+
+class MLMBatch(TypedDict):
+    """Pre-training batch: noised ids, key-padding mask and the clean ids (-100 on padding)."""
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch seq_len"]
+
+
+class MLMSeq2SeqBatch(TypedDict):
+    """Training batch: visible prompt, then an answer slot of ``block_size`` positions, some masked."""
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch seq_len"]
+    token_type_ids: Integer[TT, " batch seq_len"]
+
+
+class MLMSeq2SeqPredictionBatch(TypedDict):
+    """Prediction batch: the prompt side followed by ``block_size`` mask tokens; the reference apart.
+
+    ``target_ids`` is answer + EOS, right-padded with -100 to ``block_size`` (aligned with the answer
+    slot, not with ``input_ids``): what the metrics compare the filled slot against.
+    ``metadata`` carries each row's scalar non-token fields (e.g. a gold ``answer``) to the rows.
+    """
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch block_size"]
+    token_type_ids: Integer[TT, " batch seq_len"]
+    metadata: NotRequired[dict[str, list[Any]]]
+
+
+class MLMLossDict(TypedDict):
+    """Output of ``MLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
+
+    loss: Float[TT, ""]
+    batch_loss: Float[TT, " batch"]
+    nlls: Float[TT, " num_scored_tokens"]
+
+
+class MLMPredictionDict(TypedDict):
+    """Output of ``MLMPredictor.predict``; the filled answer slot is ``ids[:, output_start_idx:]``."""
+
+    text: list[str]
+    text_with_spl_tokens: list[str]
+    ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    positions: Integer[TT, " batch seq_len"]
+    time_taken: list[float]
+    steps_taken: list[int]
+    output_start_idx: int
