@@ -7,6 +7,8 @@ the inductor (C++ codegen) run is marked slow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -17,6 +19,7 @@ from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.modules import KVCache
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots
+from xlm_core.testing.typecheck import unchecked
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)
 PAD = TOK.pad_token_id
@@ -27,6 +30,13 @@ def left_padded(rows: list[list[int]]) -> dict[str, torch.Tensor]:
     width = max(map(len, rows))
     ids = torch.tensor([[PAD] * (width - len(r)) + r for r in rows])
     return {"input_ids": ids, "attention_mask": ids != PAD}
+
+
+@pytest.fixture(autouse=True)
+def _untraced_checks() -> Iterator[None]:
+    """The suite's run-time annotation checks are Python Dynamo cannot trace; compiled paths run without."""
+    with unchecked():
+        yield
 
 
 @pytest.fixture
