@@ -19,7 +19,7 @@ from importlib import metadata
 from importlib.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
@@ -142,6 +142,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@runtime_checkable
+class EntryPointLike(Protocol):
+    """What the loader uses of an entry point. Structural, because once the ``importlib_metadata``
+    backport is imported (mlflow does) the stdlib's ``entry_points()`` returns the backport's class."""
+
+    name: str
+
+    def load(self) -> Any: ...
+
+
 def create_plugin_manager() -> pluggy.PluginManager:
     """A pluggy manager for project "xlm" that knows the core hookspecs."""
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -149,7 +159,7 @@ def create_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _sources_from_entry_points(entry_points: Iterable[metadata.EntryPoint]) -> list[_PluginSource]:
+def _sources_from_entry_points(entry_points: Iterable[EntryPointLike]) -> list[_PluginSource]:
     sources = []
     for ep in entry_points:
         dist = getattr(ep, "dist", None)
@@ -219,7 +229,7 @@ def _validate_family(name: Any, config_dir: Any, description: Any) -> tuple[str,
 
 
 def load_families(
-    entry_points: Iterable[metadata.EntryPoint] | None = None,
+    entry_points: Iterable[EntryPointLike] | None = None,
     *,
     modules: Mapping[str, object] | None = None,
 ) -> FamilyRegistry:

@@ -20,7 +20,8 @@ default) the last partial block is dropped: at most ``block_size - 1`` tokens pe
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
@@ -71,7 +72,7 @@ def pack_token_lists(
 
 
 def tokenize_and_pack(
-    batch: dict[str, list[Any]],
+    batch: Mapping[str, list[Any]],
     tokenizer: Any,
     block_size: int,
     text_field: str = "text",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sysconfig
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["python_stdlib_dir", "prompt_rows", "encode_prompt"]
 
@@ -18,7 +19,7 @@ def prompt_rows(prompts: Sequence[str] | None = None) -> list[dict[str, str]]:
     return [{"prompt": str(p)} for p in (prompts or [""])]
 
 
-def encode_prompt(example: dict[str, Any], tokenizer: Any, field: str = "prompt") -> dict[str, list[int]]:
+def encode_prompt(example: Mapping[str, Any], tokenizer: Any, field: str = "prompt") -> dict[str, list[int]]:
     """Preprocess: the prompt's ids as ``prompt_ids`` and an empty ``input_ids`` (nothing to score)."""
     text = example.get(field) or ""
     return {"prompt_ids": list(tokenizer.encode(text, add_special_tokens=False)) if text else [], "input_ids": []}

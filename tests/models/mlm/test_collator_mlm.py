@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BaseCollatorTests
+from xlm_core.testing.typecheck import unchecked
 from xlm_mlm.datamodule_mlm import (
     DefaultMLMCollator,
     MaskingNoise,
@@ -143,7 +144,7 @@ def test_truncation_is_logged(caplog) -> None:
     ],
 )
 def test_constructor_validation(kwargs, error, message) -> None:
-    with pytest.raises(error, match=message):
+    with unchecked(), pytest.raises(error, match=message):
         MLMSeq2SeqTrainCollator(TOK, **kwargs)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
+from xlm_core.testing.typecheck import unchecked
 from xlm_mlm.datamodule_mlm import MLMSeq2SeqPredCollator
 from xlm_mlm.predictor_mlm import MLMPredictor, confidence_scores
 
@@ -194,7 +195,7 @@ def test_text_stops_at_eos_and_rows_have_the_arlm_keys() -> None:
 )
 def test_constructor_validation(kwargs, message) -> None:
     args = {"max_steps": 4, "tokenizer": TOK} | kwargs
-    with pytest.raises(ValueError, match=message):
+    with unchecked(), pytest.raises(ValueError, match=message):
         MLMPredictor(**args)
 
 

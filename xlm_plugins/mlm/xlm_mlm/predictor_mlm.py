@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor as TT
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 
 from .loss_mlm import mask_token_id_of, positions_from_attention_mask
-from .types_mlm import IGNORE_INDEX, MLMModel, MLMPredictionDict
+from .types_mlm import IGNORE_INDEX, MLMPredictionDict
 
 __all__ = ["MLMPredictor", "CONFIDENCES", "confidence_scores"]
 
@@ -45,7 +46,8 @@ class MLMPredictor:
     Args:
         max_steps: most model calls per batch; every mask is revealed by then.
         tokenizer: supplies the mask, EOS and PAD ids and decodes the output.
-        model: the MLM (may be assigned later as ``predictor.model``).
+        model: the MLM (may be assigned later as ``predictor.model``); any callable with the
+            ``MLMModel`` signature.
         noise_schedule: unused; accepted for symmetry with the other families.
         confidence: how positions are ranked (see module docstring).
         threshold: reveal every position whose confidence reaches it (needs a ``confidence``).
@@ -58,7 +60,7 @@ class MLMPredictor:
         self,
         max_steps: int,
         tokenizer: Any,
-        model: MLMModel | None = None,
+        model: Callable[..., Any] | None = None,
         noise_schedule: Any = None,
         confidence: Confidence = "top_prob",
         threshold: float | None = None,

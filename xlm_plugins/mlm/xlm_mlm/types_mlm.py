@@ -9,8 +9,8 @@ Conventions shared by every MLM batch:
 - ``token_type_ids`` (seq2seq only): 0 for the prompt side, 1 for the answer slot.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads ``NotRequired`` only from evaluated
+# annotations (with string annotations Python 3.11 counts every key as required).
 from typing import Any, NotRequired, TypedDict
 
 from jaxtyping import Bool, Float, Integer
