@@ -23,7 +23,6 @@ __all__ = [
     "accelerator_type",
     "resolve_precision",
     "precision_note",
-    "autocast_for",
     "autocast_dtype",
     "inference_autocast",
 ]
@@ -105,19 +104,6 @@ def precision_note(requested: Any, resolved: Any, accelerator: Any) -> str:
     device = accelerator_type(accelerator)
     native = resolved == BF16_MIXED
     return f"{resolved} (auto: {'native' if native else 'no native'} bf16 on this {device.upper()})"
-
-
-def autocast_for(precision: Any, device_type: str) -> contextlib.AbstractContextManager:
-    """The autocast context that Lightning's ``precision`` (``bf16-mixed``/``16-mixed``) runs steps under.
-
-    For code that runs a model outside the Trainer (e.g. generation from prompts) with the same numerics.
-    """
-    name = str(precision)
-    if name == BF16_MIXED:
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    if name == "16-mixed":
-        return torch.autocast(device_type, dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:

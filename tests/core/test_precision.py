@@ -73,15 +73,6 @@ def test_precision_note_says_what_was_chosen_and_why() -> None:
     assert P.precision_note("32", "32-true", "cpu") == "32-true (trainer.precision=32)"
 
 
-def test_autocast_for_matches_lightning_precisions() -> None:
-    with P.autocast_for("bf16-mixed", "cpu"):
-        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
-    for plain in ("32-true", "32", 32):
-        with P.autocast_for(plain, "cpu"):
-            assert not torch.is_autocast_enabled("cpu")
-
-
 def test_inference_autocast_turns_the_weight_cache_on_inside_autocast_only() -> None:
     with P.inference_autocast("cpu"):
         assert not torch.is_autocast_enabled("cpu")
