@@ -188,7 +188,7 @@ def test_bad_batches_are_clear_errors(tiny_arlm_model, arlm_batch) -> None:
     loss_fn = ARLMLoss(tiny_arlm_model, None)
     with pytest.raises(KeyError, match="target_ids"):
         loss_fn({k: v for k, v in arlm_batch.items() if k != "target_ids"})
-    with pytest.raises(ValueError, match="same"):
+    with pytest.raises(ValueError, match="share one"):
         loss_fn(dict(arlm_batch, target_ids=arlm_batch["target_ids"][:, :-1]))
     with pytest.raises(ValueError, match="no model"):
         ARLMLoss(None, None)(arlm_batch)

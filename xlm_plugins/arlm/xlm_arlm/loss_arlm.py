@@ -10,6 +10,7 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
+from xlm_core.batch_checks import training_tensors
 from xlm_core.data.packing import same_document_mask
 
 __all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
@@ -89,17 +90,7 @@ class ARLMLoss:
         """Run the model on ``input_ids`` and score ``target_ids`` (already shifted by one)."""
         if self.model is None:
             raise ValueError("ARLMLoss has no model: construct it as ARLMLoss(model=..., tokenizer=...).")
-        missing = [k for k in ("input_ids", "attention_mask", "target_ids") if k not in batch]
-        if missing:
-            raise KeyError(f"ARLMLoss needs batch keys input_ids, attention_mask, target_ids; missing {missing}.")
-        input_ids: Integer[TT, "B L"] = batch["input_ids"]
-        attention_mask: Bool[TT, "B L"] = batch["attention_mask"].bool()
-        target_ids: Integer[TT, "B L"] = batch["target_ids"]
-        if not (input_ids.shape == attention_mask.shape == target_ids.shape):
-            raise ValueError(
-                "input_ids, attention_mask and target_ids must have the same (batch, seq_len) shape, got "
-                f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
-            )
+        input_ids, attention_mask, target_ids = training_tensors(batch, "ARLMLoss")
 
         positions = batch.get("positions")
         if positions is None:

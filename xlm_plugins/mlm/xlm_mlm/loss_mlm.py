@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
+from xlm_core.batch_checks import training_tensors
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
 __all__ = ["MLMLoss", "positions_from_attention_mask", "mask_token_id_of"]
@@ -77,17 +78,7 @@ class MLMLoss:
         """Run the model on the noised ``input_ids`` and score the masked positions."""
         if self.model is None:
             raise ValueError("MLMLoss has no model: construct it as MLMLoss(model=..., tokenizer=...).")
-        missing = [k for k in ("input_ids", "attention_mask", "target_ids") if k not in batch]
-        if missing:
-            raise KeyError(f"MLMLoss needs batch keys input_ids, attention_mask, target_ids; missing {missing}.")
-        input_ids: Integer[TT, "B L"] = batch["input_ids"]
-        attention_mask: Bool[TT, "B L"] = batch["attention_mask"].bool()
-        target_ids: Integer[TT, "B L"] = batch["target_ids"]
-        if not (input_ids.shape == attention_mask.shape == target_ids.shape):
-            raise ValueError(
-                "input_ids, attention_mask and target_ids must share one (batch, seq_len) shape, got "
-                f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(target_ids.shape)}."
-            )
+        input_ids, attention_mask, target_ids = training_tensors(batch, "MLMLoss")
 
         positions = positions_from_attention_mask(attention_mask)  # (B, L)
         logits = self.model(input_ids, attention_mask, positions)  # (B, L, V)
