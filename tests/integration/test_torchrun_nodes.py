@@ -23,6 +23,7 @@ TINY = [
     "debug=overfit", "per_device_batch_size=16", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "optimizer.lr=3e-3",
     "predictor.max_steps=10", "trainer.deterministic=false",
+    "trainer.precision=32",  # the equivalence is exact in fp32; bf16 (precision=auto) rounds differently per process
 ]
 NODES = ["trainer_strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2"]
 
