@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from xlm_core.plugins import reset_registry
+from xlm_core.plugin.manager import reset_registry
 
 FIXTURE_FAMILY = Path(__file__).parent / "fixture_family"
 

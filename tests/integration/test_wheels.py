@@ -31,11 +31,11 @@ def test_wheels_ship_config_trees_and_entry_points(installed) -> None:
         "xlm_core/configs/__init__.py",
         "xlm_core/configs/config.yaml",
         "xlm_core/configs/paths/default.yaml",
-        "xlm_core/cli.py",
-        "xlm_core/plugins.py",
-        "xlm_core/hookspecs.py",
+        "xlm_core/cli/main.py",
+        "xlm_core/plugin/manager.py",
+        "xlm_core/plugin/hookspecs.py",
     } <= core_files
-    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold_template").rglob("*.tmpl")}
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold" / "template").rglob("*.tmpl")}
     assert templates and templates <= core_files  # what `xlm new-family` writes from
     arlm_zip = zipfile.ZipFile(arlm)
     assert "xlm_arlm/configs/experiment/star_easy_arlm.yaml" in arlm_zip.namelist()

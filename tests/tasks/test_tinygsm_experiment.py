@@ -18,7 +18,7 @@ from xlm_core.cli import main
 from xlm_core.data.auto_tokenizer import load_auto_tokenizer
 from xlm_core.data.dataset_manager import DatasetManager, parse_hub_id
 from xlm_core.jobs.common import trainer_kwargs
-from xlm_core.plugins import get_registry
+from xlm_core.plugin.manager import get_registry
 from xlm_core.tasks.code_exec import Gsm8kCodeEval
 from xlm_core.tasks.data_paths import (
     hub_unless_local,

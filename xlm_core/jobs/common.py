@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.checkpoints import (
+from xlm_core.run.checkpoints import (
     AtomicCheckpointIO,
     checkpoint_config,
     checkpoint_step,
@@ -26,13 +26,13 @@ from xlm_core.checkpoints import (
     newest_intact,
     verify_checkpoint,
 )
-from xlm_core.config_checks import instantiate
-from xlm_core.config_tools import to_plain, to_plain_best_effort
+from xlm_core.config.checks import instantiate
+from xlm_core.config.tools import to_plain, to_plain_best_effort
 from xlm_core.errors import UsageError
-from xlm_core.precision import resolve_precision
-from xlm_core.run_callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
-from xlm_core.run_files import run_dir_of
-from xlm_core.runtime import Runtime, build_runtime
+from xlm_core.training.precision import resolve_precision
+from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
+from xlm_core.run.files import run_dir_of
+from xlm_core.training.runtime import Runtime, build_runtime
 
 __all__ = [
     "build_datamodule",
@@ -75,7 +75,7 @@ def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = No
 
 def build_harness(cfg: DictConfig, runtime: Runtime) -> Any:
     """The family-agnostic LightningModule for ``cfg``."""
-    from xlm_core.harness import XLMHarness
+    from xlm_core.training.harness import XLMHarness
 
     for key in ("model", "loss"):
         if cfg.get(key) is None:

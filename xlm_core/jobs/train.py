@@ -1,6 +1,6 @@
 """Job ``train``: fit the harness, resuming the run when it has checkpoints, and print a summary.
 
-A run directory has one owner: the job holds its lock (``xlm_core.run_lock``) from start to end.
+A run directory has one owner: the job holds its lock (``xlm_core.run.lock``) from start to end.
 An existing run is resumed from ``last.ckpt`` (or, if that file is damaged, the newest intact
 checkpoint) after checking that the model, tokenizer, optimizer and schedule are the ones it was
 trained with; ``resume=false`` on an existing run is refused unless ``overwrite=true``, which moves the
@@ -18,10 +18,12 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
-from xlm_core.checkpoints import checkpoint_config, checkpoint_step, newest_intact
-from xlm_core.config_checks import validate_run_config
-from xlm_core.config_tools import to_plain_best_effort
+from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
+from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
+from xlm_core.run.files import scalar_metrics
+from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact
+from xlm_core.config.checks import validate_run_config
+from xlm_core.config.tools import to_plain_best_effort
 from xlm_core.errors import JobStopped, UsageError
 from xlm_core.jobs.common import (
     build_datamodule,
@@ -32,13 +34,13 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     run_checkpoints,
 )
-from xlm_core.loggers import finish_loggers
-from xlm_core.metrics import logged_metric_names
-from xlm_core.precision import precision_note
-from xlm_core.run_callbacks import TrainingInterrupted
-from xlm_core.run_files import run_dir_of, update_metrics_json
-from xlm_core.run_lock import RunLock
-from xlm_core.runtime import build_runtime
+from xlm_core.training.loggers import finish_loggers
+from xlm_core.training.reported_metrics import logged_metric_names
+from xlm_core.training.precision import precision_note
+from xlm_core.run.callbacks import TrainingInterrupted
+from xlm_core.run.files import run_dir_of, update_metrics_json
+from xlm_core.run.lock import RunLock
+from xlm_core.training.runtime import build_runtime
 
 __all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary", "sample_lines",
            "log_config"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from xlm_core.components import Component
-from xlm_core.hookspecs import hookimpl
-from xlm_core.protocols import ARLMModel
+from xlm_core.plugin.components import Component
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.protocols import ARLMModel
 
 from xlm_arlm import metrics_arlm
 from xlm_arlm.export_hf import export_hf

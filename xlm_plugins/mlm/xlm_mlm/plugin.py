@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from xlm_core.components import Component
-from xlm_core.hookspecs import hookimpl
-from xlm_core.protocols import MLMModel
+from xlm_core.plugin.components import Component
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.protocols import MLMModel
 
 from xlm_mlm import metrics_mlm
 from xlm_mlm.datamodule_mlm import DefaultMLMCollator, MLMSeq2SeqPredCollator, MLMSeq2SeqTrainCollator
