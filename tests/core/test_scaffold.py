@@ -58,7 +58,7 @@ def test_the_package_holds_every_file_with_the_placeholders_filled(family_root: 
 
 def test_class_names_are_camel_case_of_the_family_name() -> None:
     assert placeholders("my_lm")["__CLASS__"] == "MyLm"
-    assert "class MyLmModel(nn.Module):" in render_files("my_lm")["xlm_my_lm/model.py"]
+    assert "class MyLmModel(WeightDecayGroups, nn.Module):" in render_files("my_lm")["xlm_my_lm/model.py"]
 
 
 @pytest.mark.parametrize("name", ["", "MyLM", "1lm", "my-lm", "my lm", "x" * 33, "core", "arlm"])

@@ -1,6 +1,17 @@
-"""Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache."""
+"""Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache, the model
+kit (config checks, GPT-2 init, input checks, weight-decay groups) and the position aids (absolute
+positions, neighbour mixing)."""
 
 from xlm_core.modules.kv_cache import KVCache
+from xlm_core.modules.model_kit import WeightDecayGroups, check_ids_and_positions, gpt2_init_, validate_model_config
+from xlm_core.modules.position_aids import (
+    NEIGHBOUR_MIXING_MODES,
+    AbsolutePositionEmbedding,
+    NeighbourMixing,
+    StateCache,
+    neighbour_mixing_mode,
+    neighbour_visibility,
+)
 from xlm_core.modules.rotary import RotaryEmbedding, apply_rotary_emb, rotate_half
 from xlm_core.modules.transformer import (
     RotaryTransformerFinalLayer,
@@ -11,13 +22,23 @@ from xlm_core.modules.transformer import (
 )
 
 __all__ = [
+    "AbsolutePositionEmbedding",
     "KVCache",
+    "NEIGHBOUR_MIXING_MODES",
+    "NeighbourMixing",
     "RotaryEmbedding",
     "RotaryTransformerFinalLayer",
     "RotaryTransformerLayer",
+    "StateCache",
+    "WeightDecayGroups",
     "apply_rotary_emb",
     "build_attention_mask",
     "causal_mask",
+    "check_ids_and_positions",
+    "gpt2_init_",
     "linear_weights",
+    "neighbour_mixing_mode",
+    "neighbour_visibility",
     "rotate_half",
+    "validate_model_config",
 ]

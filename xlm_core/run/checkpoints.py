@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
 import zipfile
 from pathlib import Path
@@ -132,14 +133,43 @@ def checkpoint_config(path: str | Path) -> dict[str, Any] | None:
     return stored if isinstance(stored, dict) else None
 
 
+def _constructor_defaults(section: str, node: Any) -> dict[str, Any]:
+    """``{"model.key": default}`` of the keyword defaults of ``node["_target_"]`` (empty when it cannot be located).
+
+    A key one config lacks and the other sets to its constructor default builds the same object: e.g. an
+    option added to a model after a checkpoint was trained (``model.absolute_positions: false``).
+    """
+    target = node.get("_target_") if isinstance(node, dict) else None
+    if not isinstance(target, str):
+        return {}
+    try:
+        from hydra.utils import get_object
+
+        params = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 - an unknown target has no defaults to offer
+        return {}
+    return {f"{section}.{p.name}": p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], sections: Iterable[str]) -> list[str]:
-    """``"model.nhead: 4 -> 2"`` for every key of ``sections`` whose value differs (added/removed included)."""
+    """``"model.nhead: 4 -> 2"`` for every key of ``sections`` whose value differs (added/removed included).
+
+    A key set on one side only is no difference when its value is the constructor default of the
+    section's ``_target_`` (the side without it built the object with that default).
+    """
     diffs: list[str] = []
     for section in sections:
         old = flatten(stored.get(section) or {}, section) if isinstance(stored.get(section), dict) else {section: stored.get(section)}
         new = flatten(current.get(section) or {}, section) if isinstance(current.get(section), dict) else {section: current.get(section)}
+        defaults: dict[str, Any] | None = None
         for key in sorted(set(old) | set(new)):
             a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
-            if a != b:
-                diffs.append(f"{key}: {a!r} -> {b!r}")
+            if a == b:
+                continue
+            if (key in old) != (key in new):
+                if defaults is None:
+                    defaults = _constructor_defaults(section, current.get(section) or stored.get(section))
+                if key in defaults and defaults[key] == (a if key in old else b):
+                    continue
+            diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs

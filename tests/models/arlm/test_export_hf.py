@@ -82,7 +82,11 @@ def test_simple_space_tokenizer_exports_as_a_fast_tokenizer_with_the_same_ids(ma
 @pytest.mark.parametrize(
     "overrides, setting",
     [({"final_layer_without_normalization": True}, "final_layer_without_normalization"),
-     ({"rotary_emb_dim": 0}, "rotary_emb_dim=0")],
+     ({"rotary_emb_dim": 0}, "rotary_emb_dim=0"),
+     ({"absolute_positions": True}, "model.absolute_positions=true cannot be exported: GPT-NeoX has no such layer"),
+     ({"neighbour_mixing": "causal"}, "model.neighbour_mixing=causal cannot be exported"),
+     ({"absolute_positions": True, "neighbour_mixing": "causal"},
+      "model.absolute_positions=true and model.neighbour_mixing=causal cannot")],
 )
 def test_inexpressible_settings_are_refused_by_name(make_arlm_model, tmp_path: Path, overrides: dict,
                                                     setting: str) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.plugin.protocols import MLMModel, Model
+from xlm_core.modules import neighbour_visibility
 from xlm_core.testing import BaseModelTests, make_lm_inputs
 from xlm_mlm.loss_mlm import positions_from_attention_mask
 
@@ -123,7 +124,7 @@ def test_neighbour_mixing_sees_only_adjacent_real_tokens(make_mlm_model) -> None
     mixing = model.neighbour_mixing
     h = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[True, True, True, False]])
-    out = mixing(h, mask)
+    out = mixing(h, *neighbour_visibility(mask, 4))
     expected_1 = h[0, 1] + mixing.prev(h[0, 0]) + mixing.next(h[0, 2])
     expected_2 = h[0, 2] + mixing.prev(h[0, 1])  # its right neighbour is padding
     torch.testing.assert_close(out[0, 1], expected_1, rtol=0, atol=ATOL)
@@ -169,3 +170,14 @@ def test_forward_validation(tiny_mlm_model) -> None:
         tiny_mlm_model(torch.tensor([[5, 6]]), None, torch.tensor([[0, 64]]))
     with pytest.raises(ValueError, match="batch, seq_len"):
         tiny_mlm_model(torch.tensor([5, 6]))
+
+
+def test_neighbour_mixing_true_is_bidirectional_and_causal_reads_only_the_previous_token(make_mlm_model) -> None:
+    legacy, named = make_mlm_model(neighbour_mixing=True), make_mlm_model(neighbour_mixing="bidirectional")
+    assert legacy.neighbour_mixing.mode == named.neighbour_mixing.mode == "bidirectional"
+    assert all(torch.equal(p, q) for p, q in zip(legacy.state_dict().values(), named.state_dict().values()))
+    causal = make_mlm_model(neighbour_mixing="causal")
+    assert {k for k in causal.state_dict() if k.startswith("neighbour_mixing")} == {"neighbour_mixing.prev.weight"}
+    assert make_mlm_model(neighbour_mixing="none").neighbour_mixing is None
+    with pytest.raises(ValueError, match=r"neighbour_mixing='sideways' is not supported by the MLM"):
+        make_mlm_model(neighbour_mixing="sideways")

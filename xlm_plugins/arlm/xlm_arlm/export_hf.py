@@ -48,6 +48,15 @@ def neox_config(model: RotaryTransformerARLMModel, tokenizer: Any = None) -> Any
     import transformers
     from transformers import GPTNeoXConfig
 
+    aids = [f"model.{name}={value}" for name, value, on in (
+        ("absolute_positions", "true", model.embed_positions is not None),
+        ("neighbour_mixing", getattr(model.neighbour_mixing, "mode", "none"), model.neighbour_mixing is not None),
+    ) if on]
+    if aids:
+        raise ValueError(
+            f"{' and '.join(aids)} cannot be exported: GPT-NeoX has no such layer; train with "
+            "model.absolute_positions=false and model.neighbour_mixing=none to export to Hugging Face."
+        )
     if model.final_layer.norm_final is None:
         raise ValueError(
             "model.final_layer_without_normalization=true cannot be exported: GPT-NeoX always applies a final "

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -13,23 +11,34 @@ from torch import Tensor as TT
 from torch import nn
 
 from xlm_core.modules import (
+    AbsolutePositionEmbedding,
     KVCache,
+    NeighbourMixing,
     RotaryEmbedding,
     RotaryTransformerFinalLayer,
     RotaryTransformerLayer,
+    WeightDecayGroups,
     build_attention_mask,
-    linear_weights,
+    check_ids_and_positions,
+    gpt2_init_,
+    neighbour_mixing_mode,
+    neighbour_visibility,
+    validate_model_config,
 )
 
 __all__ = ["RotaryTransformerARLMModel"]
 
 
-class RotaryTransformerARLMModel(nn.Module):
+class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
     """Token embedding -> ``num_layers`` pre-LN rotary layers -> final layer -> next-token logits.
 
-    The model never attends to the future unless given an explicit (B, L, L) mask: a (B, L) mask
-    is key padding on top of the causal mask: an ARLM never attends to the future. With a KV cache set
+    Causal: a (B, L) ``attention_mask`` is key padding on top of the causal mask, so no position sees
+    a later one; only an explicit (B, L, L) mask is used as given. With a KV cache set
     (:meth:`set_kv_cache`) each call takes only the new tokens (see docs/architecture.md).
+    Two optional position aids (``xlm_core.modules.position_aids``, off by default):
+    ``absolute_positions`` adds a learned embedding of each token's position, and
+    ``neighbour_mixing="causal"`` adds ``W_prev h[i-1]`` to each token's embedding (the previous token
+    only, so the model stays causal; the KV cache keeps the previous token's state for decoding).
     """
 
     def __init__(
@@ -47,9 +56,12 @@ class RotaryTransformerARLMModel(nn.Module):
         max_length: int = 1024,
         force_flash_attn: bool = False,
         final_layer_without_normalization: bool = False,
+        absolute_positions: bool = False,
+        neighbour_mixing: bool | str | None = False,
     ) -> None:
         super().__init__()
-        _validate_config(num_embeddings, d_model, num_layers, nhead, padding_idx, rotary_emb_dim, max_length)
+        validate_model_config(num_embeddings, d_model, num_layers, nhead, rotary_emb_dim, max_length, padding_idx)
+        mixing = neighbour_mixing_mode(neighbour_mixing, allowed=("none", "causal"), family="an ARLM")
         self.num_embeddings = num_embeddings
         self.d_model = d_model
         self.num_layers = num_layers
@@ -61,6 +73,9 @@ class RotaryTransformerARLMModel(nn.Module):
         self._warned_flash_on_cpu = False
 
         self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
+        # Registered before the layers, as in the MLM: the init draws in module order (gpt2_init_).
+        self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
+        self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
         self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
         # Independently constructed (and initialised) layers, not copies of one layer.
         self.layers = nn.ModuleList(
@@ -74,24 +89,7 @@ class RotaryTransformerARLMModel(nn.Module):
             d_model, num_embeddings, layer_norm_eps=layer_norm_eps,
             use_final_layer_norm=not final_layer_without_normalization,
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """GPT-2 style: N(0, 0.02) weights, zero biases, residual projections scaled by depth."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        residual_std = 0.02 / math.sqrt(2 * self.num_layers)
-        for layer in self.layers:
-            nn.init.normal_(layer.o_proj.weight, mean=0.0, std=residual_std)
-            nn.init.normal_(layer.mlp[2].weight, mean=0.0, std=residual_std)
-        if self.padding_idx is not None:
-            with torch.no_grad():
-                self.embed_tokens.weight[self.padding_idx].zero_()
+        gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
 
     def forward(
         self,
@@ -132,6 +130,10 @@ class RotaryTransformerARLMModel(nn.Module):
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim) float32
 
         x = self.embed_tokens(x_t)  # (B, L, D)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(positions)
+        if self.neighbour_mixing is not None:  # causal: only the previous token, which i may attend to
+            x = self.neighbour_mixing(x, neighbour_visibility(attention_mask, L, past)[0])
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
         if logits_to_keep > 0:
@@ -159,39 +161,25 @@ class RotaryTransformerARLMModel(nn.Module):
         mask = (key_mask & (slots <= slot))[:, None, None, :]  # (B, 1, 1, S)
         cos, sin = self.rotary_emb.cos_sin(position)  # (B, 1, 1, rotary_dim)
         x = self.embed_tokens(token)  # (B, 1, D)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(position)
+        if self.neighbour_mixing is not None:  # the previous token's state comes from the cache
+            x = self.neighbour_mixing.step(x, slot, key_mask)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, cache_slot=slot)
         return self.final_layer(x)[:, -1]  # (B, V)
 
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
-        """Fail with a readable message on out-of-range ids/positions.
+        """Fail with a readable message on out-of-range ids/positions (``check_ids_and_positions``).
 
-        Costs one fused min/max per tensor and one host sync. Decoding steps on an accelerator
-        (KV cache already filled) use an asynchronous device assert instead, so generation does
-        not synchronise with the host every token.
+        Decoding steps on an accelerator (KV cache already filled) use an asynchronous device assert,
+        so generation does not synchronise with the host every token.
         """
         if self.force_flash_attn and not x_t.is_cuda and not self._warned_flash_on_cpu:
             warnings.warn("force_flash_attn=True has no effect on CPU; using the default SDPA backend.")
             self._warned_flash_on_cpu = True
-        if x_t.numel() == 0 or torch.compiler.is_compiling():
-            return
-        if x_t.device.type != "cpu" and self.kv_cache_length > 0:
-            ok = (x_t.min() >= 0) & (x_t.max() < self.num_embeddings)
-            ok = ok & (positions.min() >= 0) & (positions.max() < self.max_length)
-            torch._assert_async(ok, "token id or position out of range in an ARLM decoding step")
-            return
-        lo, hi, pos_lo, pos_hi = torch.stack((*torch.aminmax(x_t), *torch.aminmax(positions))).tolist()
-        if lo < 0 or hi >= self.num_embeddings:
-            raise ValueError(
-                f"Token ids must lie in [0, {self.num_embeddings}) but the batch holds ids in "
-                f"[{lo}, {hi}]. The tokenizer and the model's vocabulary probably do not match: set "
-                "model.num_embeddings to len(tokenizer), and make sure -100 labels are not fed as input ids."
-            )
-        if pos_lo < 0 or pos_hi >= self.max_length:
-            raise ValueError(
-                f"Positions must lie in [0, max_length={self.max_length}) but got "
-                f"[{pos_lo}, {pos_hi}]; raise model.max_length or shorten the input."
-            )
+        sync = x_t.device.type == "cpu" or self.kv_cache_length == 0
+        check_ids_and_positions(x_t, positions, self.num_embeddings, self.max_length, sync=sync)
 
     @staticmethod
     def _mask_is_causal_default(
@@ -230,54 +218,19 @@ class RotaryTransformerARLMModel(nn.Module):
                 device=device if device is not None else param.device,
                 dtype=dtype if dtype is not None else param.dtype,
             )
+        if self.neighbour_mixing is not None:  # the previous token's embedding, in the model's dtype
+            self.neighbour_mixing.set_cache(batch_size, max_seq_length, device=device if device is not None
+                                            else param.device)
 
     def clear_kv_cache(self) -> None:
         """Drop every layer's cache; the model goes back to full-sequence forward passes."""
         for layer in self.layers:
             layer.kv_cache = None
+        if self.neighbour_mixing is not None:
+            self.neighbour_mixing.clear_cache()
 
     @property
     def kv_cache_length(self) -> int:
         """Number of cache slots filled so far (0 when no cache is set)."""
         cache = self.layers[0].kv_cache if len(self.layers) else None
         return cache.length if cache is not None else 0
-
-    # --- optimiser parameter groups -------------------------------------------------------------
-    def get_named_params_for_weight_decay(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Weight matrices of the Linear layers."""
-        decay = {id(p) for _, p in linear_weights(self)}
-        for name, param in self.named_parameters():
-            if id(param) in decay:
-                yield name, param
-
-    def get_named_params_for_no_weight_decay(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Everything else: biases, LayerNorm parameters, embeddings."""
-        decay = {id(p) for _, p in linear_weights(self)}
-        for name, param in self.named_parameters():
-            if id(param) not in decay:
-                yield name, param
-
-
-def _validate_config(
-    num_embeddings: int, d_model: int, num_layers: int, nhead: int,
-    padding_idx: int | None, rotary_emb_dim: int, max_length: int,
-) -> None:
-    """Reject inconsistent constructor arguments with a message that says what to change."""
-    for name, value in (("num_embeddings", num_embeddings), ("d_model", d_model),
-                        ("num_layers", num_layers), ("nhead", nhead), ("max_length", max_length)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if d_model % nhead != 0:
-        raise ValueError(
-            f"d_model ({d_model}) must be divisible by nhead ({nhead}); pick nhead dividing d_model."
-        )
-    head_dim = d_model // nhead
-    if rotary_emb_dim < 0 or rotary_emb_dim > head_dim or rotary_emb_dim % 2 != 0:
-        raise ValueError(
-            f"rotary_emb_dim ({rotary_emb_dim}) must be even and at most the head dimension "
-            f"d_model / nhead = {head_dim}."
-        )
-    if padding_idx is not None and not 0 <= padding_idx < num_embeddings:
-        raise ValueError(
-            f"padding_idx ({padding_idx}) must lie in [0, num_embeddings={num_embeddings}) or be None."
-        )
