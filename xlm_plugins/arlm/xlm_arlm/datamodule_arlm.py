@@ -43,6 +43,8 @@ __all__ = [
 
 AddBos = Literal["input", "output"] | None
 Truncate = Literal["block", "max"]
+TargetOrder = Literal["forward", "reverse"]
+TARGET_ORDERS = ("forward", "reverse")
 
 
 # region: validation
@@ -61,6 +63,14 @@ def _check_add_bos(add_bos: Any) -> None:
         raise ValueError(
             f"add_bos={add_bos!r} is not supported; use null, 'input' (BOS before the prompt) "
             "or 'output' (BOS between prompt and target)."
+        )
+
+
+def _check_target_order(target_order: Any) -> None:
+    if target_order not in TARGET_ORDERS:
+        raise ValueError(
+            f"target_order={target_order!r} is not supported; use 'forward' (the answer as written) or 'reverse' "
+            "(its tokens last to first; the predictor turns generated answers back)."
         )
 
 
@@ -401,6 +411,10 @@ class ARLMSeq2SeqCollator(_TruncationCounting):
     ``input_block_size`` 0 or None: the whole row is right-padded to ``block_size`` (or the batch
     maximum for truncate="max"); too-long rows lose prompt tokens from the left first, then
     target tokens from the right.
+    ``target_order="reverse"`` writes the target's tokens last to first (EOS still closes it), so the
+    model learns to generate the answer backwards (Bachmann & Nagarajan's reversed-answer control on
+    star graphs, docs/families.md); the prediction collator keeps the reference forward and the
+    predictor (same ``target_order``) turns its answers back.
     """
 
     def __init__(
@@ -412,9 +426,11 @@ class ARLMSeq2SeqCollator(_TruncationCounting):
         add_bos: AddBos = None,
         add_eos: bool = False,
         truncate: Truncate = "block",
+        target_order: TargetOrder = "forward",
     ) -> None:
         _check_truncate(truncate)
         _check_add_bos(add_bos)
+        _check_target_order(target_order)
         if block_size is not None and block_size < 1:
             raise ValueError(f"block_size={block_size} must be >= 1 (or null with truncate='max').")
         if truncate == "block" and block_size is None:
@@ -428,6 +444,7 @@ class ARLMSeq2SeqCollator(_TruncationCounting):
         self.add_bos = add_bos
         self.add_eos = add_eos
         self.truncate = truncate
+        self.target_order = target_order
         self.pad_token_id = _required_id(tokenizer, "pad_token_id", "collators pad batches")
         bos = _required_id(tokenizer, "bos_token_id", f"add_bos={add_bos!r}") if add_bos else None
         self.bos_token_id = bos
@@ -444,7 +461,10 @@ class ARLMSeq2SeqCollator(_TruncationCounting):
             return f"block_size={self.block_size}"
         return f"input_block_size={self.input_block_size} (prompt) / block_size={self.block_size} (target)"
 
-    def _target_side(self, target: list[int]) -> list[int]:
+    def _target_side(self, target: list[int], order: TargetOrder | None = None) -> list[int]:
+        """The target in ``order`` (default: the collator's ``target_order``), then EOS when ``add_eos``."""
+        if (order or self.target_order) == "reverse":
+            target = target[::-1]
         return target + ([self.eos_token_id] if self.add_eos else [])  # type: ignore[list-item]
 
     def _fit_whole(self, prompt: list[int], target: list[int]) -> tuple[list[int], list[int], bool]:
@@ -514,7 +534,9 @@ class ARLMSeq2SeqPredCollator(ARLMSeq2SeqCollator):
     ``input_block_size``) or to the batch maximum. An empty prompt side gets one start token
     (BOS, else EOS) so generation has something to condition on.
     ``target_ids`` = target + EOS, right-truncated to ``block_size`` and right-padded with -100
-    to ``block_size`` (truncate="block") or the batch maximum.
+    to ``block_size`` (truncate="block") or the batch maximum. The reference is always forward; with
+    ``target_order="reverse"`` the batch records it (``metadata["target_order"]``), so the predictor
+    can check that it turns answers back the same way (and prediction rows show it).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -537,7 +559,7 @@ class ARLMSeq2SeqPredCollator(ARLMSeq2SeqCollator):
                         "to start generation from; give the prompt at least one token."
                     )
                 p_side = [self.start_token_id]
-            t_side = self._target_side(ex["input_ids"])
+            t_side = self._target_side(ex["input_ids"], "forward")  # the reference, as metrics compare it
             cut_t = False
             if self.block_size is not None:
                 t_side, cut_t = truncate_list(t_side, self.block_size, side="right")
@@ -564,6 +586,8 @@ class ARLMSeq2SeqPredCollator(ARLMSeq2SeqCollator):
             "token_type_ids": torch.zeros(len(rows), p_width, dtype=torch.long),
         }
         metadata = row_metadata(examples)
+        if self.target_order != "forward":
+            metadata["target_order"] = [self.target_order] * len(rows)
         if metadata:
             batch["metadata"] = metadata
         return batch

@@ -61,6 +61,9 @@ class ARLMPredictor:
             predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[(device type, precision)]`` steps (as
             many as the compile or capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
             autocast, rounding may differ in rare near-ties.
+        target_order: the order the model was trained to write answers in (the seq2seq collators'
+            ``target_order``). With "reverse" the generated tokens before EOS are turned back, so
+            ``ids``, ``text`` and the metrics see the answer forward, as the reference is.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ARLMPredictor:
         use_kv_cache: bool = True,
         stop_check_interval: int = 8,
         compile_decode: bool | Literal["auto"] = "auto",
+        target_order: Literal["forward", "reverse"] = "forward",
     ) -> None:
         if tokenizer is None:
             raise ValueError("ARLMPredictor needs a tokenizer (for EOS/PAD ids and decoding).")
@@ -99,6 +103,8 @@ class ARLMPredictor:
             raise ValueError(f"stop_check_interval must be an int >= 1, got {stop_check_interval!r}.")
         if compile_decode not in (True, False, "auto"):
             raise ValueError(f"compile_decode must be true, false or 'auto', got {compile_decode!r}.")
+        if target_order not in ("forward", "reverse"):
+            raise ValueError(f"target_order must be 'forward' or 'reverse', got {target_order!r}.")
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         if pad is None and eos is None:
             raise ValueError("The tokenizer has neither a pad nor an EOS token; ARLMPredictor needs one to pad rows.")
@@ -115,6 +121,7 @@ class ARLMPredictor:
         self.use_kv_cache = use_kv_cache
         self.stop_check_interval = stop_check_interval
         self.compile_decode = compile_decode
+        self.target_order = target_order
         self.eos_token_id: int | None = eos
         self.pad_token_id: int = pad if pad is not None else eos
         self._generators: dict[str, torch.Generator] = {}
@@ -290,6 +297,7 @@ class ARLMPredictor:
         ``max_steps`` for this call; ``generator`` overrides the seeded one.
         """
         model = self._require_model()
+        self._check_target_order(batch)
         input_ids = batch["input_ids"]
         attention_mask = batch.get("attention_mask")
         if attention_mask is None:
@@ -316,6 +324,8 @@ class ARLMPredictor:
                 model.train()
         # Clone outside inference mode so callers may use the tensors freely.
         ids, out_mask = ids.clone(), out_mask.clone()
+        if self.target_order == "reverse":
+            ids = self._answer_forward(ids, prompt_len)
         positions = (out_mask.long().cumsum(dim=1) - 1).clamp_min(0) * out_mask
         ids_list = ids.tolist()
         batch_size = len(ids_list)
@@ -328,6 +338,33 @@ class ARLMPredictor:
             "time_taken": [elapsed / batch_size] * batch_size,
             "output_start_idx": prompt_len,
         }
+
+    def _check_target_order(self, batch: dict[str, Any]) -> None:
+        """Refuse a seq2seq prediction batch collated with another ``target_order`` than this predictor's."""
+        recorded = (batch.get("metadata") or {}).get("target_order")
+        if recorded is None and "target_ids" not in batch:
+            return  # bare prompts (generate()): nothing to compare
+        order = recorded[0] if recorded else "forward"
+        if order != self.target_order:
+            raise ValueError(
+                f"The prediction batch was collated with target_order={order} but the predictor has "
+                f"target_order={self.target_order}; set both with the top-level key target_order=... "
+                "(model_type arlm_seq2seq passes it to the collators and the predictor)."
+            )
+
+    def _answer_forward(
+        self, ids: Integer[TT, "batch out_len"], start: int
+    ) -> Integer[TT, "batch out_len"]:
+        """Turn each row's generated tokens before its first EOS (all of them without one) back to forward order."""
+        generated = ids[:, start:]  # (B, N)
+        width = generated.shape[1]
+        cols = torch.arange(width, device=ids.device).unsqueeze(0)  # (1, N)
+        length = torch.full((ids.shape[0], 1), width, dtype=torch.long, device=ids.device)
+        if self.eos_token_id is not None:
+            is_eos = generated == self.eos_token_id
+            length = torch.where(is_eos.any(1, keepdim=True), is_eos.long().argmax(1, keepdim=True), length)
+        source = torch.where(cols < length, length - 1 - cols, cols)  # (B, N)
+        return torch.cat([ids[:, :start], generated.gather(1, source)], dim=1)
 
     # ------------------------------------------------------------------ reporting
     def _decode_row(self, ids: list[int]) -> str:
