@@ -175,7 +175,8 @@ def test_text_stops_at_eos_and_rows_have_the_arlm_keys() -> None:
     assert preds["text"] == ["5 6", "5 6"] and preds["output_start_idx"] == 3
     assert len(preds["time_taken"]) == 2 and preds["steps_taken"] == [6, 6]
     rows = predictor.to_dict(batch, preds)
-    assert set(rows[0]) == ARLM_ROW_KEYS | {"answer"}
+    assert set(rows[0]) == ARLM_ROW_KEYS | {"answer", "unmasking_order", "reveal_steps"}
+    assert rows[0]["unmasking_order"] == "confidence" and sorted(rows[0]["reveal_steps"]) == [0, 1, 2, 3, 4, 5]
     assert rows[0]["prompt"] == "3 4" and rows[0]["target"] == "13 14" and rows[1]["target"] == "15"
     assert rows[1]["answer"] == "b"
     json.dumps(rows)
@@ -191,6 +192,10 @@ def test_text_stops_at_eos_and_rows_have_the_arlm_keys() -> None:
         ({"top_k": 0}, "top_k"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_k": 2, "top_p": 0.5}, "at most one"),
+        ({"unmasking_order": "outside_in"}, r"^Unknown unmasking_order 'outside_in'; use one of confidence, "
+                                            r"left_to_right, right_to_left, random\.$"),
+        ({"unmasking_order": "left_to_right", "threshold": 0.5}, r"^threshold reveals positions by confidence, but "
+                                                                 r"unmasking_order=left_to_right; set threshold=null"),
     ],
 )
 def test_constructor_validation(kwargs, message) -> None:
@@ -202,3 +207,48 @@ def test_constructor_validation(kwargs, message) -> None:
 def test_predict_without_a_model_says_so() -> None:
     with pytest.raises(ValueError, match="model is None"):
         MLMPredictor(4, TOK).predict(pred_batch())
+
+
+def _reveal_order(out: dict, calls: list[torch.Tensor], start: int = 3) -> list[int]:
+    order, states = [], calls + [out["ids"]]
+    for before, after in zip(states, states[1:]):
+        order.extend(((before != after)[0, start:]).nonzero().flatten().tolist())
+    return order
+
+
+@pytest.mark.parametrize("order, expected", [
+    ("confidence", [3, 5, 1, 2, 4, 0]),  # by peak height, as in test_most_confident_position_is_revealed_first
+    ("left_to_right", [0, 1, 2, 3, 4, 5]),
+    ("right_to_left", [5, 4, 3, 2, 1, 0]),
+])
+def test_unmasking_orders_reveal_in_their_order_and_record_the_steps(order: str, expected: list[int]) -> None:
+    model = Recorder(PeakModel(start=3, heights=[1.0, 5.0, 3.0, 9.0, 2.0, 7.0]))
+    predictor = MLMPredictor(max_steps=6, tokenizer=TOK, model=model, unmasking_order=order)
+    batch = pred_batch(slot=6)
+    out = predictor.predict(batch)
+    assert _reveal_order(out, model.calls) == expected
+    steps = [expected.index(j) for j in range(6)]
+    assert out["reveal_steps"] == [steps, steps]
+    assert out["ids"][0, 3:].tolist() == [word(j) for j in range(6)]  # the order changes when, not what
+    rows = predictor.to_dict(batch, out)
+    assert rows[1]["unmasking_order"] == order and rows[1]["reveal_steps"] == steps
+
+
+def test_fixed_orders_reveal_several_positions_per_step_from_their_end() -> None:
+    out = MLMPredictor(max_steps=3, tokenizer=TOK, model=NoisyModel(), unmasking_order="left_to_right").predict(
+        pred_batch(slot=6))
+    assert out["reveal_steps"][0] == [0, 0, 1, 1, 2, 2]
+    out = MLMPredictor(max_steps=4, tokenizer=TOK, model=NoisyModel(), unmasking_order="right_to_left").predict(
+        pred_batch(slot=6))
+    assert out["reveal_steps"][0] == [3, 2, 1, 1, 0, 0]  # ceil(6/4) = 2, ceil(4/3) = 2, ceil(2/2) = 1, then 1
+
+
+def test_random_order_is_a_seeded_permutation() -> None:
+    def steps(seed: int) -> list[list[int]]:
+        predictor = MLMPredictor(max_steps=8, tokenizer=TOK, model=NoisyModel(), unmasking_order="random", seed=seed)
+        return predictor.predict(pred_batch(slot=8))["reveal_steps"]
+
+    first = steps(0)
+    assert first == steps(0) and all(sorted(row) == list(range(8)) for row in first)
+    assert {tuple(row) for seed in range(4) for row in steps(seed)} != {tuple(range(8))}  # not left to right
+    assert steps(1) != first

@@ -1,9 +1,11 @@
 """Iterative unmasking for MLM: each step runs the model once and reveals some masked positions.
 
-Which positions: the most confident ones (``confidence`` = "top_prob", "prob_diff" or "entropy") or
-uniformly random ones (``confidence=None``). How many: ``ceil(masked_left / steps_left)`` per row,
-or with ``threshold`` every position whose confidence reaches it (at least one per row per step,
-and all that are left on the last step). Revealed tokens are never changed.
+Which positions (``unmasking_order``): the most confident ones ("confidence", the default, ranked by
+``confidence`` = "top_prob", "prob_diff" or "entropy"; ``confidence=None`` ranks at random), the
+leftmost or rightmost still masked ("left_to_right", "right_to_left"), or uniformly random ones
+("random", drawn from the generator seeded by ``seed``). How many: ``ceil(masked_left / steps_left)``
+per row, or with ``threshold`` (confidence order only) every position whose confidence reaches it (at
+least one per row per step, and all that are left on the last step). Revealed tokens are never changed.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_
 from .loss_mlm import mask_token_id_of, positions_from_attention_mask
 from .types_mlm import IGNORE_INDEX, MLMPredictionDict
 
-__all__ = ["MLMPredictor", "CONFIDENCES", "confidence_scores"]
+__all__ = ["MLMPredictor", "CONFIDENCES", "UNMASKING_ORDERS", "confidence_scores"]
 
 Confidence = Literal["top_prob", "prob_diff", "entropy"] | None
 CONFIDENCES = (None, "top_prob", "prob_diff", "entropy")
+UnmaskingOrder = Literal["confidence", "left_to_right", "right_to_left", "random"]
+UNMASKING_ORDERS = ("confidence", "left_to_right", "right_to_left", "random")
 
 
 def confidence_scores(probs: Float[TT, "batch seq_len vocab"], confidence: str) -> Float[TT, "batch seq_len"]:
@@ -48,11 +52,16 @@ class MLMPredictor:
         model: the MLM (may be assigned later as ``predictor.model``); any callable with the
             ``MLMModel`` signature.
         noise_schedule: unused; accepted for symmetry with the other families.
-        confidence: how positions are ranked (see module docstring).
-        threshold: reveal every position whose confidence reaches it (needs a ``confidence``).
+        confidence: how the "confidence" order ranks positions (see module docstring).
+        threshold: reveal every position whose confidence reaches it (needs a ``confidence`` and
+            ``unmasking_order="confidence"``).
         temperature: 0 = greedy (argmax); > 0 samples from ``softmax(logits / temperature)``,
             restricted to the ``top_k`` tokens or the ``top_p`` nucleus when those are set.
-        seed: when set, sampling and random position choice use a generator seeded with it.
+        seed: when set, sampling and random position choice use a generator seeded with it (unset:
+            torch's global generator, which the jobs seed with the run's ``seed``).
+        unmasking_order: which masked positions a step reveals: "confidence", "left_to_right",
+            "right_to_left" or "random" (module docstring). Prediction rows record it, and the step
+            that revealed each answer-slot position (``reveal_steps``).
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class MLMPredictor:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        unmasking_order: UnmaskingOrder = "confidence",
     ) -> None:
         if tokenizer is None:
             raise ValueError("MLMPredictor needs a tokenizer (mask/EOS/PAD ids and decoding).")
@@ -74,8 +84,13 @@ class MLMPredictor:
             raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}.")
         if confidence not in CONFIDENCES:
             raise ValueError(f"Unknown confidence {confidence!r}; use one of {CONFIDENCES}.")
+        if unmasking_order not in UNMASKING_ORDERS:
+            raise ValueError(f"Unknown unmasking_order {unmasking_order!r}; use one of {', '.join(UNMASKING_ORDERS)}.")
         if threshold is not None and confidence is None:
             raise ValueError("threshold needs a confidence measure; set confidence='top_prob' or threshold=null.")
+        if threshold is not None and unmasking_order != "confidence":
+            raise ValueError(f"threshold reveals positions by confidence, but unmasking_order={unmasking_order}; "
+                             "set threshold=null or unmasking_order=confidence.")
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}.")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -93,6 +108,7 @@ class MLMPredictor:
         self.temperature = float(temperature)
         self.top_k, self.top_p = top_k, top_p
         self.seed = seed
+        self.unmasking_order = unmasking_order
         self.mask_token_id = mask_token_id_of(tokenizer, "MLMPredictor")
         self.eos_token_id: int | None = tokenizer.eos_token_id
         self.pad_token_id: int | None = tokenizer.pad_token_id
@@ -126,11 +142,15 @@ class MLMPredictor:
         steps_left: int,
         generator: torch.Generator | None,
     ) -> Bool[TT, "batch seq_len"]:
-        """The masked positions to reveal now (at least one per row that has any)."""
-        if self.confidence is None:
+        """The masked positions to reveal now (at least one per row that has any), ranked by ``unmasking_order``."""
+        order = self.unmasking_order
+        if order == "random" or (order == "confidence" and self.confidence is None):
             scores = torch.rand(masked.shape, generator=generator, device=masked.device)
-        else:
+        elif order == "confidence":
             scores = confidence_scores(probs, self.confidence)
+        else:  # a fixed order: the leftmost (rightmost) masked position scores highest
+            columns = torch.arange(masked.shape[-1], device=masked.device, dtype=probs.dtype).expand(masked.shape)
+            scores = -columns if order == "left_to_right" else columns
         scores = scores.masked_fill(~masked, float("-inf"))
         order = scores.argsort(dim=-1, descending=True, stable=True)  # most confident first
         rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
@@ -178,6 +198,7 @@ class MLMPredictor:
         masked = (ids == self.mask_token_id) & attention_mask  # (B, L)
         start = self._slot_start(batch, masked)
         steps_taken = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+        revealed_at = torch.full_like(ids, -1)  # the step that revealed each position (-1: never masked)
         for step in range(self.max_steps):
             if not bool(masked.any()):
                 break
@@ -187,6 +208,7 @@ class MLMPredictor:
             reveal = self.choose_positions(probs, masked, self.max_steps - step, generator)
             tokens = self.sample_tokens(logits, generator)
             ids = torch.where(reveal, tokens, ids)
+            revealed_at = revealed_at.masked_fill(reveal, step)
             steps_taken += masked.any(dim=-1).long()
             masked = masked & ~reveal
         elapsed = time.perf_counter() - started
@@ -201,6 +223,7 @@ class MLMPredictor:
             "time_taken": [elapsed / max(ids.shape[0], 1)] * ids.shape[0],
             "steps_taken": steps_taken.tolist(),
             "output_start_idx": start,
+            "reveal_steps": revealed_at[:, start:].tolist(),
         }
 
     def _answer_text(self, slot: list[int]) -> str:
@@ -240,7 +263,10 @@ class MLMPredictor:
                     [t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m], skip_special_tokens=True
                 ),
                 "time_taken": float(preds["time_taken"][i]),
+                "unmasking_order": self.unmasking_order,
             }
+            if "reveal_steps" in preds:
+                row["reveal_steps"] = preds["reveal_steps"][i]
             if target_rows is not None:
                 keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
                 row["target"] = self.tokenizer.decode(keep, skip_special_tokens=True)

@@ -83,3 +83,4 @@ class MLMPredictionDict(TypedDict):
     time_taken: list[float]
     steps_taken: list[int]
     output_start_idx: int
+    reveal_steps: NotRequired[list[list[int]]]  # per row, per answer-slot position: the step that revealed it
