@@ -1,4 +1,4 @@
-"""The ``xlm`` subcommands that are not jobs: ``families``, ``check`` and ``new-family``.
+"""The ``xlm`` subcommands that are not jobs: ``families``, ``check``, ``new-family`` and ``report``.
 
 Each takes its own arguments (after the subcommand name) and the loaded family registry, and
 returns the process exit code; usage errors raise ``UsageError`` (one line, exit code 2).
@@ -19,7 +19,7 @@ from xlm_core.plugin.components import describe_component
 from xlm_core.errors import UsageError
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry
 
-__all__ = ["COMMANDS", "families_command", "check_command", "new_family_command"]
+__all__ = ["COMMANDS", "families_command", "check_command", "new_family_command", "report_command"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,8 +158,63 @@ def new_family_command(args: list[str], registry: FamilyRegistry) -> int:
     return 0
 
 
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def report_command(args: list[str], registry: FamilyRegistry) -> int:
+    """``xlm report PATH... [options]``: one table of many runs' metrics, grouped by the settings that differ."""
+    from pathlib import Path
+
+    from xlm_core.run.report import (DEFAULT_AGGREGATE, DEFAULT_IGNORE, build_report, find_run_dirs, format_markdown,
+                                     load_records, write_report)
+
+    parser = _Parser(prog="xlm report", description="Aggregate the metrics.json of many runs (run directories, "
+                     "folders of runs, Hydra multirun sweep folders, glob patterns) into a table grouped by the config "
+                     "settings that differ between them: mean, standard deviation, min-max and n per metric. Writes "
+                     "report.md, report.csv, report.json and report.png; failed or incomplete runs are listed.")
+    parser.add_argument("paths", nargs="+", help="run directories, folders holding runs, sweep folders or glob patterns")
+    parser.add_argument("--metrics", type=_csv_list, default=None,
+                        help="comma-separated metric names or patterns (default: every split/group/name metric), "
+                             "e.g. 'val/prediction/*,test/prediction/exact_match'")
+    parser.add_argument("--group", type=_csv_list, default=None,
+                        help="comma-separated config keys that define the groups (default: every setting that differs)")
+    parser.add_argument("--aggregate", type=_csv_list, default=list(DEFAULT_AGGREGATE),
+                        help=f"keys aggregated over, never grouped by (default: {','.join(DEFAULT_AGGREGATE)})")
+    parser.add_argument("--ignore", type=_csv_list, default=[],
+                        help="more config keys or prefixes (ending in '.') that are not settings, e.g. torch_num_threads")
+    parser.add_argument("--select", default=None, metavar="KEY",
+                        help="for each combination of the other group keys, report the value of KEY with the best mean "
+                             "of --by (e.g. --select optimizer.lr --by val/prediction/exact_match)")
+    parser.add_argument("--by", default=None, metavar="METRIC", help="the metric --select ranks by (default: the first)")
+    parser.add_argument("--mode", default="max", choices=("max", "min"), help="--select: higher (max) or lower is better")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: <first path>/report for a directory, else ./report)")
+    opts = parser.parse_args(args)
+    runs, problems = find_run_dirs(opts.paths)
+    if not runs:
+        reasons = "; ".join(f"{p.path}: {p.reason}" for p in problems) or "no run directory under them"
+        raise UsageError(f"no runs found in {' '.join(opts.paths)} ({reasons}); a run directory holds config.yaml "
+                         "and metrics.json")
+    ignore = [*DEFAULT_IGNORE, *opts.ignore]
+    records, more = load_records(runs, ignore)
+    try:
+        report = build_report(records, [*problems, *more], metrics=opts.metrics, group=opts.group,
+                              aggregate=opts.aggregate, ignore=ignore, select=opts.select, by=opts.by, mode=opts.mode)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report.command = " ".join(["xlm", "report", *args])
+    first = Path(opts.paths[0])
+    out = Path(opts.out) if opts.out else (first / "report" if first.is_dir() else Path("report"))
+    written = write_report(report, out)
+    print(format_markdown(report))
+    print(f"{len(records)} record(s) from {len(runs)} run(s); written: " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str], FamilyRegistry], int]] = {
     "families": families_command,
     "check": check_command,
     "new-family": new_family_command,
+    "report": report_command,
 }

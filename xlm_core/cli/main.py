@@ -1,10 +1,11 @@
 """The ``xlm`` command: compose a family's Hydra config and dispatch a job (``train`` by default).
 
-``xlm families``, ``xlm check FAMILY`` and ``xlm new-family NAME`` are subcommands
+``xlm families``, ``xlm check FAMILY``, ``xlm new-family NAME`` and ``xlm report PATH...`` are subcommands
 (``xlm_core.cli.commands``). Anything else is Hydra overrides (and Hydra flags): the core tree
 ``pkg://xlm_core.configs`` is composed with the selected family's config dir on Hydra's search path,
 then ``xlm_core.jobs.<job_type>.run(cfg)`` is called; ``job_type=name`` prints the config and runs
-nothing. Usage errors print one line to stderr and exit with 2; Hydra's own composition errors and
+nothing. With ``-m`` (Hydra multirun) each job's run directory is its own sweep folder
+(``hydra.sweep.dir``/``hydra.sweep.subdir``) unless ``paths.run_dir`` is given. Usage errors print one line to stderr and exit with 2; Hydra's own composition errors and
 job crashes exit with 1.
 """
 
@@ -146,6 +147,11 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
             searchpath = [str(p) for p in (user if isinstance(user, list) else [user])] + searchpath
             user_args = [a for a in user_args if a.lstrip("+").split("=", 1)[0] != "hydra.searchpath"]
         extra.append("hydra.searchpath=[" + ",".join(_quote(p) for p in searchpath) + "]")
+
+    if multirun and not inspect_only and "paths.run_dir" not in by_key:
+        # Each job of a sweep gets its own run directory, its sweep folder (hydra.sweep.dir/subdir); with the
+        # default run_dir (runs_dir/job_name) every job would share one and resume the previous job's run.
+        extra.append("paths.run_dir=${hydra:runtime.output_dir}")
 
     if "job_name" not in by_key and experiments:
         if len(experiments) == 1:
