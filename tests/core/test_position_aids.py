@@ -70,8 +70,7 @@ def _mixing(mode: str, d: int = 4) -> NeighbourMixing:
 def test_bidirectional_mixing_on_a_hand_built_example() -> None:
     m = _mixing("bidirectional")
     h = torch.arange(12.0).reshape(1, 3, 4)
-    prev_ok, next_ok = neighbour_visibility(torch.tensor([[T, T, F]]), 3)
-    out = m(h, prev_ok, next_ok)
+    out = m(h, torch.tensor([[T, T, F]]))
     torch.testing.assert_close(out[0, 0], h[0, 0] + m.next(h[0, 1]), rtol=0, atol=1e-6)
     torch.testing.assert_close(out[0, 1], h[0, 1] + m.prev(h[0, 0]), rtol=0, atol=1e-6)  # right neighbour: padding
     torch.testing.assert_close(out[0, 2], h[0, 2] + m.prev(h[0, 1]), rtol=0, atol=1e-6)
@@ -83,7 +82,7 @@ def test_causal_mixing_reads_only_the_previous_token() -> None:
     assert m.next is None and [n for n, _ in m.named_parameters()] == ["prev.weight"]
     h = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(1))
     key = torch.tensor([[F, F, T, T, T], [T, T, T, T, T]])  # row 0 left-padded
-    out = m(h, neighbour_visibility(key, 5)[0])
+    out = m(h, key)
     expected = h.clone()
     expected[1, 1:] += m.prev(h[1, :-1])
     expected[0, 3:] += m.prev(h[0, 2:4])  # the first real token (position 2) mixes in nothing
@@ -97,11 +96,11 @@ def test_cached_chunks_and_static_steps_equal_one_call() -> None:
     m = _mixing("causal")
     h = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(2))
     key = torch.tensor([[F, T, T, T, T, T], [T, T, T, T, T, T]])
-    full = m(h, neighbour_visibility(key, 6)[0])
+    full = m(h, key)
     m.set_cache(2, 6)
-    chunks = [m(h[:, :3], neighbour_visibility(key[:, :3], 3)[0])]
+    chunks = [m(h[:, :3], key[:, :3])]
     for t in range(3, 6):
-        chunks.append(m(h[:, t : t + 1], neighbour_visibility(key[:, : t + 1], 1, past_len=t)[0]))
+        chunks.append(m(h[:, t : t + 1], key[:, : t + 1]))  # a key-padding mask over every slot so far
     torch.testing.assert_close(torch.cat(chunks, 1), full, rtol=0, atol=1e-6)
     m.set_cache(2, 8)  # static steps: one slot each, a mask over all 8 slots
     key_mask = torch.cat([key, torch.zeros(2, 2, dtype=torch.bool)], 1)
@@ -109,6 +108,22 @@ def test_cached_chunks_and_static_steps_equal_one_call() -> None:
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-6)
     m.clear_cache()
     assert m.cache is None and set(m.state_dict()) == {"prev.weight"}
+
+
+def test_a_3d_mask_keeps_packed_documents_apart() -> None:
+    m = _mixing("bidirectional")
+    h = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(3))
+    both = torch.tensor([[[T, T, F, F], [T, T, F, F], [F, F, T, T], [F, F, T, T]]])  # documents [0, 1] and [2, 3]
+    out = m(h, both)
+    torch.testing.assert_close(out[0, 1], h[0, 1] + m.prev(h[0, 0]), rtol=0, atol=1e-6)  # not token 2: other document
+    torch.testing.assert_close(out[0, 2], h[0, 2] + m.next(h[0, 3]), rtol=0, atol=1e-6)
+    causal = _mixing("causal")
+    cached = torch.cat([causal(h[:, :2], both[:, :2, :2])] + [  # 3-D masks over every slot, with a cache
+        causal(h, both)[:, 2:]], 1)
+    causal.set_cache(1, 4)
+    steps = [causal(h[:, :2], both[:, :2, :2]), causal(h[:, 2:3], both[:, 2:3, :3]), causal(h[:, 3:], both[:, 3:])]
+    torch.testing.assert_close(torch.cat(steps, 1), cached, rtol=0, atol=1e-6)
+    torch.testing.assert_close(steps[1][0, 0], h[0, 2], rtol=0, atol=0)  # a document's first token mixes nothing
 
 
 def test_bidirectional_mixing_cannot_decode_incrementally() -> None:

@@ -123,3 +123,19 @@ def test_unknown_setting_and_split_are_errors() -> None:
         star_graph_split("tiny", "train")
     with unchecked(), pytest.raises(ValueError, match="Unknown split"):
         star_graph_split("easy", "dev")  # type: ignore[arg-type]
+
+
+def test_star_path_metrics_separate_the_first_choice_from_following_edges() -> None:
+    from xlm_core.tasks.star_graphs import StarPathMetrics
+
+    rows = [
+        {"text": "0 5 5 9 9 2", "target": "0 5 5 9 9 2"},  # right
+        {"text": "0 7 7 8 8 4", "target": "0 5 5 9 9 2"},  # wrong arm, followed to its end
+        {"text": "0 5 5 9 9 3", "target": "0 5 5 9 9 2"},  # right arm, wrong later
+        {"text": "0 5 5 9 9 2"},  # no reference: not scored
+    ]
+    scored, metrics = StarPathMetrics().eval(rows)
+    assert metrics == {"first_step_accuracy": 2 / 3, "exact_match_given_first_step": 1 / 2}
+    assert [r.get("first_step_correct") for r in scored] == [True, False, True, None]
+    assert StarPathMetrics().eval([{"text": "1"}]) == ([{"text": "1"}], {})
+    assert StarPathMetrics().eval([{"text": "0 7", "target": "0 5"}])[1]["exact_match_given_first_step"] == 0.0

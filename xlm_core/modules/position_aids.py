@@ -128,24 +128,32 @@ class NeighbourMixing(nn.Module):
     def forward(
         self,
         h: Float[TT, "batch seq_len d_model"],
-        prev_ok: Bool[TT, "batch seq_len"] | None = None,
-        next_ok: Bool[TT, "batch seq_len"] | None = None,
+        attention_mask: Bool[TT, "batch key_len"] | Bool[TT, "batch seq_len key_len"] | None = None,
     ) -> Float[TT, "batch seq_len d_model"]:
-        """Mix each position's neighbours into it; ``prev_ok[b, i]`` says whether position i may use
-        i - 1 (``next_ok``: i + 1); None allows every neighbour that exists."""
+        """Mix each position's neighbours into it.
+
+        ``attention_mask`` is the model's: None (every token real), (B, S) key padding (a padded
+        neighbour contributes nothing) or (B, L, S) (query i mixes in a neighbour only where it may
+        attend to it). With a cache, ``S`` = cached + new slots and the cached states come first.
+        """
         L = h.shape[1]
-        zero = torch.zeros_like(h[:, :1])
-        if self.cache is not None:
-            past = self.cache.length
-            states = self.cache.update(h)  # (B, past + L, D)
-            before = states[:, past - 1 : past + L - 1] if past > 0 else torch.cat([zero, h[:, :-1]], dim=1)
+        past = self.cache.length if self.cache is not None else 0
+        states = self.cache.update(h) if self.cache is not None else h  # (B, past + L, D)
+        prev_ok = next_ok = None
+        if attention_mask is not None and attention_mask.ndim == 2:
+            states = states * attention_mask.unsqueeze(-1).to(h.dtype)  # padding contributes nothing
+        elif attention_mask is not None:
+            prev_ok, next_ok = neighbour_visibility(attention_mask, L, past)
+        zero = torch.zeros_like(states[:, :1])
+        if past == 0:
+            before = torch.cat([zero, states[:, :-1]], dim=1)  # token i-1 at position i
         else:
-            before = torch.cat([zero, h[:, :-1]], dim=1)  # token i-1 at position i
+            before = states[:, past - 1 : past + L - 1]  # the first new token's predecessor is cached
         if prev_ok is not None:
             before = before * prev_ok.unsqueeze(-1).to(h.dtype)
         out = h + self.prev(before)
         if self.next is not None:
-            after = torch.cat([h[:, 1:], zero], dim=1)  # token i+1 at position i
+            after = torch.cat([states[:, 1:], zero], dim=1)  # token i+1 at position i (no cache: past is 0)
             if next_ok is not None:
                 after = after * next_ok.unsqueeze(-1).to(h.dtype)
             out = out + self.next(after)

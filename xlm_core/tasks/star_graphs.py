@@ -24,11 +24,12 @@ __all__ = [
     "is_valid_path",
     "star_graph_preprocess",
     "star_graph_preprocess_batch",
+    "StarPathMetrics",
 ]
 
 Split = Literal["train", "validation", "test"]
 SPLIT_ORDER: tuple[str, ...] = ("validation", "test", "train")
-DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 50_000, "validation": 100, "test": 5_000}
+DEFAULT_SPLIT_SIZES: dict[str, int] = {"train": 50_000, "validation": 1_000, "test": 5_000}
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,35 @@ def star_graph_preprocess_batch(batch: Mapping[str, list], tokenizer: Any) -> di
         prompts.append([table[n] for edge in edges for n in edge] + [table[source], table[goal]])
         targets.append([table[n] for a, b in zip(path, path[1:]) for n in (a, b)])
     return {"prompt_ids": prompts, "input_ids": targets}
+
+
+class StarPathMetrics:
+    """Post-hoc metrics of star-graph answers, from the prediction rows of any family (``text`` vs ``target``).
+
+    ``first_step_accuracy``: the share of answers whose first choice (the node after the source, word 1
+    of ``s a a b ...``) is right. ``exact_match_given_first_step``: the share of those that are right as
+    a whole (0 when none is). A next-token model that learned to follow edges but guesses the arm at the
+    source (the Clever-Hans plateau, docs/tasks.md) has first_step_accuracy near 1/degree and
+    exact_match_given_first_step near 1. Each row gets ``first_step_correct``. Wired as
+    ``post_hoc_evaluator`` by ``configs/datamodule/star.yaml``; logged as ``{split}/prediction/<name>``.
+    """
+
+    def eval(
+        self, predictions: list[dict[str, Any]], tokenizer: Any = None, **kwargs: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Score ``predictions`` (rows with ``text`` and ``target``); returns (rows, metrics)."""
+        rows = [dict(p) for p in predictions]
+        scored = first_right = both_right = 0
+        for row in rows:
+            if "target" not in row:
+                continue
+            pred, ref = str(row.get("text") or "").split(), str(row["target"]).split()
+            first = len(pred) > 1 and len(ref) > 1 and pred[1] == ref[1]
+            row["first_step_correct"] = first
+            scored += 1
+            first_right += first
+            both_right += first and pred == ref
+        if scored == 0:
+            return rows, {}
+        return rows, {"first_step_accuracy": first_right / scored,
+                      "exact_match_given_first_step": both_right / first_right if first_right else 0.0}

@@ -7,7 +7,6 @@ import torch
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.plugin.protocols import MLMModel, Model
-from xlm_core.modules import neighbour_visibility
 from xlm_core.testing import BaseModelTests, make_lm_inputs
 from xlm_mlm.loss_mlm import positions_from_attention_mask
 
@@ -124,7 +123,7 @@ def test_neighbour_mixing_sees_only_adjacent_real_tokens(make_mlm_model) -> None
     mixing = model.neighbour_mixing
     h = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[True, True, True, False]])
-    out = mixing(h, *neighbour_visibility(mask, 4))
+    out = mixing(h, mask)
     expected_1 = h[0, 1] + mixing.prev(h[0, 0]) + mixing.next(h[0, 2])
     expected_2 = h[0, 2] + mixing.prev(h[0, 1])  # its right neighbour is padding
     torch.testing.assert_close(out[0, 1], expected_1, rtol=0, atol=ATOL)

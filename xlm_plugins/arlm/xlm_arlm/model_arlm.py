@@ -22,7 +22,6 @@ from xlm_core.modules import (
     check_ids_and_positions,
     gpt2_init_,
     neighbour_mixing_mode,
-    neighbour_visibility,
     validate_model_config,
 )
 
@@ -133,7 +132,7 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         if self.embed_positions is not None:
             x = x + self.embed_positions(positions)
         if self.neighbour_mixing is not None:  # causal: only the previous token, which i may attend to
-            x = self.neighbour_mixing(x, neighbour_visibility(attention_mask, L, past)[0])
+            x = self.neighbour_mixing(x, attention_mask)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
         if logits_to_keep > 0:

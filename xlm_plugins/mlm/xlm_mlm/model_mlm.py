@@ -20,7 +20,6 @@ from xlm_core.modules import (
     check_ids_and_positions,
     gpt2_init_,
     neighbour_mixing_mode,
-    neighbour_visibility,
     validate_model_config,
 )
 
@@ -109,8 +108,7 @@ class RotaryTransformerMLMModel(WeightDecayGroups, nn.Module):
         elif positions.shape != x_t.shape:
             raise ValueError(f"positions must have the shape of x_t {tuple(x_t.shape)}, got {tuple(positions.shape)}.")
         self._check_inputs(x_t, positions)
-        # A position mixes in a neighbour only where its attention may see it (padding never).
-        visible = neighbour_visibility(attention_mask, L) if self.neighbour_mixing is not None else (None, None)
+        mixing_mask = attention_mask  # neighbour mixing skips padding even when attention needs no mask
         if attention_mask is not None and attention_mask.ndim == 2 and bool(attention_mask.bool().all()):
             attention_mask = None  # nothing to mask: let SDPA run without a mask tensor
         mask, _ = build_attention_mask(attention_mask, L, causal=False, device=x_t.device)  # (B, 1, L, L) | None
@@ -120,7 +118,7 @@ class RotaryTransformerMLMModel(WeightDecayGroups, nn.Module):
         if self.embed_positions is not None:
             x = x + self.embed_positions(positions)
         if self.neighbour_mixing is not None:
-            x = self.neighbour_mixing(x, *visible)
+            x = self.neighbour_mixing(x, mixing_mask)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=False)  # (B, L, D)
         logits = self.final_layer(x)  # (B, L, V)
