@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""The star-graph study (docs/families.md, "The star-graph study"): which of answer order, architecture
+options and family decides path-star at CPU size, measured over seeds with matched budgets.
+
+Every step is an ``xlm`` command, printed before it runs (``--dry-run`` prints them only):
+
+1. ``train``: two Hydra multiruns, one per family, each job in its own folder
+   ``OUT/<family>/<overrides>`` (``hydra.sweep.subdir=${hydra.job.override_dirname}``):
+   ARLM: target_order forward|reverse x absolute positions off|on x causal neighbour mixing off|on;
+   MLM: absolute positions off|on x (bidirectional) neighbour mixing off|on;
+   each over the seeds and the learning rates.
+2. ``select``: ``xlm report OUT/<family> --select optimizer.lr --by val/prediction/exact_match``: each
+   row's learning rate, chosen on the validation split (1,000 graphs); written to OUT/selection.json.
+3. ``test``: each row at its chosen learning rate evaluated once on the test split (5,000 graphs), every
+   seed (``job_type=eval eval.split=test``, the same sweep folders, so each lands in its training run).
+4. ``orders``: the MLM row with the best validation exact match, evaluated on the test split with every
+   unmasking order (``predictor.unmasking_order``; evaluation only).
+5. ``report``: ``xlm report`` over the chosen runs of both families into OUT/report (Markdown, CSV, JSON,
+   plot: mean, std, min-max and n per row).
+
+The train stage can run several multiruns at once (``--parallel N``, one thread each): the (seed,
+learning rate) pairs are spread over N processes, each sweeping its pairs' option grid. Rerunning a
+stage is safe: finished runs resume at their last step and stop, evaluations add a new eval/ folder.
+
+    python scripts/star_study.py outputs/star_study                      # all stages, 5 seeds, 3 rates
+    python scripts/star_study.py outputs/star_study --stage train --parallel 8
+    python scripts/star_study.py outputs/star_study --dry-run            # print the commands
+    python scripts/star_study.py /tmp/toy --seeds 1,2 --lrs 1e-3 --toy   # seconds-long runs (the slow test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXPERIMENTS = {"arlm": "star_easy_arlm_cpu", "mlm": "star_easy_mlm_cpu"}
+# The option grid each family sweeps (besides seed and optimizer.lr). Values as Hydra reads them.
+GRIDS: dict[str, dict[str, list[str]]] = {
+    "arlm": {"target_order": ["forward", "reverse"], "model.absolute_positions": ["false", "true"],
+             "model.neighbour_mixing": ["false", "causal"]},
+    "mlm": {"model.absolute_positions": ["false", "true"], "model.neighbour_mixing": ["false", "true"]},
+}
+UNMASKING_ORDERS = ["confidence", "left_to_right", "right_to_left", "random"]
+SELECT_METRIC = "val/prediction/exact_match"
+REPORT_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
+                  "test/prediction/exact_match_given_first_step", "val/prediction/exact_match"]
+# Overrides that do not name a run (so train, test and order evaluations share one folder per run).
+NOT_IN_FOLDER_NAME = ["experiment", "family", "job_name", "job_type", "eval.split", "eval.checkpoint_path",
+                      "predictor.unmasking_order", "torch_num_threads", "paths.run_dir"]
+# --toy: the same commands on a seconds-long budget (tiny model, 64-graph debug splits, 4 steps).
+TOY = ["debug=overfit", "model.d_model=32", "model.dim_feedforward=64", "model.rotary_emb_dim=8", "trainer.max_steps=4",
+       "trainer.val_check_interval=2", "checkpointing.every_n_steps=2", "lr_scheduler.num_warmup_steps=1"]
+
+
+def sweep_args(out: Path, family: str) -> list[str]:
+    """The Hydra settings that give each job the folder OUT/<family>/<its overrides>."""
+    return [f"hydra.sweep.dir={out / family}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(NOT_IN_FOLDER_NAME)}]"]
+
+
+def run(cmd: list[str], dry: bool) -> None:
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    if not dry:
+        subprocess.run(cmd, check=True)
+
+
+def train(args: argparse.Namespace) -> None:
+    for family in args.families:  # fill the data cache once, before parallel jobs would race to build it
+        run([args.xlm, f"experiment={EXPERIMENTS[family]}", "job_type=prepare_data", *args.extra], args.dry_run)
+    commands = []
+    for family in args.families:
+        grid = [f"{key}={','.join(values)}" for key, values in GRIDS[family].items()]
+        # One multirun per family, or with --parallel one per (seed, learning rate) pair.
+        pairs = [(args.seeds, args.lrs)] if args.parallel <= 1 else [([s], [lr]) for s in args.seeds for lr in args.lrs]
+        for seeds, lrs in pairs:
+            commands.append([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", f"seed={','.join(seeds)}",
+                             f"optimizer.lr={','.join(lrs)}", *grid, *sweep_args(args.out, family), *args.extra])
+    with ThreadPoolExecutor(max(args.parallel, 1)) as pool:
+        for future in [pool.submit(run, cmd, args.dry_run) for cmd in commands]:
+            future.result()
+
+
+def report(args: argparse.Namespace, paths: list[str], out: Path, *extra: str) -> dict[str, Any] | None:
+    run([args.xlm, "report", *paths, "--out", str(out), *extra], args.dry_run)
+    return None if args.dry_run else json.loads((out / "report.json").read_text())
+
+
+def as_override(value: Any, choices: list[str]) -> str:
+    """The sweep's own spelling of a config value (0.001 -> '1e-3' when the sweep said 1e-3), so an
+    evaluation's overrides name the training run's folder."""
+    for choice in choices:
+        if yaml.safe_load(choice) == value:
+            return choice
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def select(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Each row's learning rate, chosen on validation exact match (ties: the first rate listed)."""
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for family in args.families:
+        data = report(args, [str(args.out / family)], args.out / family / "report", "--metrics", SELECT_METRIC,
+                      "--select", "optimizer.lr", "--by", SELECT_METRIC)
+        if data is None:
+            chosen[family] = [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}]
+            continue
+        rows = []
+        for row in data["selection"]["rows"]:
+            overrides = [f"{k}={as_override(v, GRIDS[family].get(k, []))}" for k, v in row["settings"].items()
+                         if k in GRIDS[family]]
+            rows.append({"overrides": overrides, "lr": as_override(row["optimizer.lr"], args.lrs), "val": row["mean"]})
+        chosen[family] = rows
+    if not args.dry_run:
+        (args.out / "selection.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    return chosen
+
+
+def load_selection(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The select stage's choice (OUT/selection.json; placeholders in a dry run)."""
+    path = args.out / "selection.json"
+    if args.dry_run and not path.exists():
+        return {family: [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}] for family in args.families}
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: run the select stage first (--stage select)")
+    return json.loads(path.read_text())
+
+
+def evaluate(args: argparse.Namespace, family: str, row: dict[str, Any], *more: str) -> None:
+    run([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", "job_type=eval", "eval.split=test",
+         f"seed={','.join(args.seeds)}", f"optimizer.lr={row['lr']}", *row["overrides"], *more,
+         *sweep_args(args.out, family), *args.extra], args.dry_run)
+
+
+def test(args: argparse.Namespace) -> None:
+    for family, rows in load_selection(args).items():
+        for row in rows:
+            evaluate(args, family, row)
+
+
+def orders(args: argparse.Namespace) -> None:
+    rows = load_selection(args).get("mlm") or []
+    if not rows:
+        return
+    best = max(rows, key=lambda r: r["val"] if r["val"] is not None else -1.0)
+    evaluate(args, "mlm", best, f"predictor.unmasking_order={','.join(UNMASKING_ORDERS)}")
+
+
+def final_report(args: argparse.Namespace) -> None:
+    """xlm report over the chosen runs only (the test split was scored for those)."""
+    paths = []
+    for family, rows in load_selection(args).items():
+        for row in rows:
+            for seed in args.seeds:
+                overrides = sorted([f"optimizer.lr={row['lr']}", f"seed={seed}", *row["overrides"],
+                                    *[e for e in args.extra if e.split("=")[0] not in NOT_IN_FOLDER_NAME]])
+                paths.append(str(args.out / family / ",".join(overrides)))
+    report(args, paths, args.out / "report", "--metrics", ",".join(REPORT_METRICS))
+
+
+STAGES = {"train": train, "select": select, "test": test, "orders": orders, "report": final_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="the study's folder (one sweep folder per family inside)")
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    parser.add_argument("--families", default="arlm,mlm", type=lambda s: s.split(","))
+    parser.add_argument("--seeds", default="1,2,3,4,5", type=lambda s: s.split(","))
+    parser.add_argument("--lrs", default="5e-4,1e-3,2e-3", type=lambda s: s.split(","),
+                        help="learning rates (written as they should appear in folder names)")
+    parser.add_argument("--parallel", type=int, default=1, help="train: this many multiruns at once (one thread each)")
+    parser.add_argument("--toy", action="store_true", help="seconds-long runs of the same commands (tests)")
+    parser.add_argument("--xlm", default=str(Path(sys.executable).with_name("xlm")), help="the xlm program")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("extra", nargs="*", help="more overrides for every command, e.g. paths.root_dir=/data")
+    args = parser.parse_args(argv)
+    args.extra = [*(TOY if args.toy else []), *args.extra]
+    args.out = args.out.resolve()
+    for stage in (STAGES if args.stage == "all" else [args.stage]):
+        STAGES[stage](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
