@@ -109,8 +109,8 @@ class NeighbourMixing(nn.Module):
 
     Gives every position its neighbours' identities in the residual stream before attention, so a
     look-up such as "the token just before the one equal to X" needs one attention layer instead of
-    two (docs/mlm.md). A neighbour contributes only where ``prev_ok`` / ``next_ok`` allow it (see
-    :func:`neighbour_visibility`): padding and tokens a position may not attend to contribute nothing.
+    two (docs/mlm.md). A neighbour contributes only where the model's attention mask allows it (see
+    :meth:`forward`): padding and tokens a position may not attend to contribute nothing.
     The causal form never reads a later token, so an auto-regressive model stays causal; with a
     :class:`StateCache` set (:meth:`set_cache`) a call may feed only the new tokens, and the first one
     mixes in the previous call's last token.
