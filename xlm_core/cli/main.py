@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import shlex
 import sys
 import traceback
 import tempfile
@@ -34,6 +33,7 @@ from xlm_core.config.targets import check_component_targets
 from xlm_core.errors import UsageError
 from xlm_core.jobs import load_job
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
+from xlm_core.run.invocation import record_invocation
 
 __all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
@@ -220,14 +220,6 @@ def _report(exc: BaseException) -> int:
     return 1
 
 
-_INVOCATION_ENV = "XLM_INVOCATION"
-
-
-def invocation() -> str | None:
-    """The ``xlm ...`` command line of this job (for "resume with" hints), when it was started by the CLI."""
-    return os.environ.get(_INVOCATION_ENV) or None
-
-
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
     codes: list[int] = []
@@ -266,7 +258,7 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    os.environ[_INVOCATION_ENV] = " ".join(shlex.quote(a) for a in ["xlm", *args])
+    record_invocation(args)
     try:
         registry = get_registry()
         if args[:1] and args[0] in COMMANDS:
