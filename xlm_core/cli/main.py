@@ -27,6 +27,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from xlm_core.cli.commands import COMMANDS
+from xlm_core.config.aliases import pop_deprecations
 from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.checks import reject_new_top_level_keys
 from xlm_core.config.targets import check_component_targets
@@ -226,6 +227,8 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
 
     def task(cfg: DictConfig) -> None:
         try:
+            for note in pop_deprecations(cfg):
+                print(f"xlm: warning: {note}", file=sys.stderr)
             if plan.job_type is not None and cfg.job_type != plan.job_type:
                 raise _CliError(
                     f"job_type is chosen on the command line, but the config changed it to "
