@@ -71,17 +71,27 @@ def test_the_scaffold_pins_the_releases_that_keep_the_api(version, pinned) -> No
     assert compatible_range("xlm-core", version) == pinned
 
 
+def _block(listing: str, header: str) -> str:
+    """The indented lines under ``header`` in ``xlm families`` output."""
+    lines = listing.split(header + "\n", 1)[1].splitlines()
+    return "\n".join(line for line in lines[: next((i for i, x in enumerate(lines) if not x.startswith("  ")),
+                                                      len(lines))])
+
+
 def test_families_shows_the_api_and_warns_on_a_mismatch(install_families, capsys) -> None:
     from xlm_core.cli import main
 
-    install_families("xlm-clitest")
+    install_families("xlm-clitest", "xlm-clitest-legacy")
     assert main(["families"]) == 0
     out = capsys.readouterr().out
-    block = out.split("clitest  (xlm-clitest 0.1.0)\n", 1)[1].split("\n\n")[0]
-    assert "  plugin API:  (not declared)" in block
-    assert "  warning: declares no plugin API version" in block
-    assert "arlm  (xlm-arlm " in out and "  plugin API:  1.0\n" in out
+    legacy = _block(out, "legacy  (xlm-clitest-legacy 0.1.0)")
+    assert "  plugin API:  (not declared)" in legacy
+    assert "  warning: declares no plugin API version" in legacy
+    current = _block(out, "clitest  (xlm-clitest 0.1.0)")
+    assert "  plugin API:  1.0" in current and "warning" not in current
     assert out.rstrip().endswith(f"provides plugin API {PLUGIN_API_VERSION}.")
-    code = main(["family=clitest", "experiment=tiny_exp", "job_type=name"])
+    code = main(["family=legacy", "experiment=tiny_exp", "job_type=name"])
     err = capsys.readouterr().err
-    assert code == 0 and "xlm: warning: family 'clitest' declares no plugin API version" in err
+    assert code == 0 and err.startswith("xlm: warning: family 'legacy' declares no plugin API version")
+    assert main(["family=clitest", "experiment=tiny_exp", "job_type=name"]) == 0
+    assert "warning" not in capsys.readouterr().err
