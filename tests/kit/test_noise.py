@@ -19,7 +19,7 @@ def test_loglinear_closed_forms() -> None:
     assert torch.allclose(s.t_of_alpha(s.alpha(T)), T, rtol=0, atol=1e-15)
     inside = T.clamp(min=1e-3)
     assert torch.allclose(s.weight(T), 1 / inside, rtol=0, atol=0)
-    assert s.weight(torch.tensor([0.0])).item() == 1000.0  # clamped at eps, finite
+    assert s.weight(torch.tensor([0.0])).item() == pytest.approx(1000.0)  # clamped at eps, finite
 
 
 def test_cosine_closed_forms() -> None:
