@@ -15,7 +15,6 @@ import contextlib
 import errno
 import logging
 import os
-import shlex
 import sys
 import traceback
 import tempfile
@@ -29,12 +28,14 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from xlm_core.cli.commands import COMMANDS
+from xlm_core.config.aliases import pop_deprecations
 from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.checks import reject_new_top_level_keys
 from xlm_core.config.targets import check_component_targets
 from xlm_core.errors import UsageError
 from xlm_core.jobs import load_job
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
+from xlm_core.run.invocation import record_invocation
 
 __all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
@@ -128,6 +129,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     experiments = _values(by_key["experiment"]) if "experiment" in by_key else []
     families = _values(by_key["family"]) if "family" in by_key else []
     info = _select_family(registry, families, experiments, notes)
+    if info is not None and info.api_problem:
+        print(f"xlm: warning: family '{info.name}' {info.api_problem}", file=sys.stderr)
     if info is None and not flags:
         raise _CliError(
             "choose a family with family=<name> and an experiment with experiment=<name>; "
@@ -226,20 +229,14 @@ def _report(exc: BaseException) -> int:
     return 1
 
 
-_INVOCATION_ENV = "XLM_INVOCATION"
-
-
-def invocation() -> str | None:
-    """The ``xlm ...`` command line of this job (for "resume with" hints), when it was started by the CLI."""
-    return os.environ.get(_INVOCATION_ENV) or None
-
-
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
     codes: list[int] = []
 
     def task(cfg: DictConfig) -> None:
         try:
+            for note in pop_deprecations(cfg):
+                print(f"xlm: warning: {note}", file=sys.stderr)
             if plan.job_type is not None and cfg.job_type != plan.job_type:
                 raise _CliError(
                     f"job_type is chosen on the command line, but the config changed it to "
@@ -272,7 +269,7 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    os.environ[_INVOCATION_ENV] = " ".join(shlex.quote(a) for a in ["xlm", *args])
+    record_invocation(args)
     try:
         registry = get_registry()
         if args[:1] and args[0] in COMMANDS:

@@ -25,6 +25,7 @@ import pluggy
 
 from xlm_core.plugin import hookspecs
 from xlm_core.plugin.components import FamilyComponents, validate_components
+from xlm_core.plugin.version import api_version_problem, parse_api_version
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -58,6 +59,12 @@ class FamilyInfo:
     plugin: str
     experiments: tuple[str, ...] = ()
     components: FamilyComponents = field(default_factory=FamilyComponents)
+    api_version: str | None = None
+
+    @property
+    def api_problem(self) -> str | None:
+        """Why this family may not work with this core's plugin API (None when it should)."""
+        return api_version_problem(self.api_version)
 
     @property
     def searchpath(self) -> str:
@@ -127,7 +134,8 @@ class FamilyRegistry:
         if self.errors:
             text += "; broken plugins: " + "; ".join(str(e) for e in self.errors)
         if not self.families:
-            text += " (install a family distribution such as xlm-arlm; `xlm families` lists them)"
+            text += (" (install a family distribution, e.g. `pip install -e xlm_plugins/arlm` from a checkout "
+                     "of xlm or a family's wheel; `xlm families` lists them)")
         return text
 
 
@@ -265,16 +273,24 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: Any, config_dir: Any, description: Any = "", **components: Any) -> None:
+        def register(name: Any, config_dir: Any, description: Any = "", api_version: Any = None,
+                     **components: Any) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
-            ``name`` (str), ``config_dir`` (str, path or Traversable) and ``description`` (str) come from
-            the plugin and are checked here (any value), so a bad one is reported as that plugin's error.
+            ``name`` (str), ``config_dir`` (str, path or Traversable), ``description`` (str) and
+            ``api_version`` (``"MAJOR.MINOR"`` of the plugin API the family targets, see
+            ``xlm_core.plugin.version``) come from the plugin and are checked here (any value), so a bad
+            one is reported as that plugin's error.
             ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
             (see ``xlm_core.plugin.components``).
             """
             try:
                 fam_name, path, desc = _validate_family(name, config_dir, description)
+                if api_version is not None:
+                    try:
+                        parse_api_version(api_version)
+                    except ValueError as exc:
+                        raise ValueError(f"family '{fam_name}': {exc}") from None
                 unknown = sorted(set(components) - _COMPONENT_ARGS)
                 if unknown:
                     raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
@@ -296,6 +312,7 @@ def load_families(
                     plugin=source.name,
                     experiments=_experiments(path),
                     components=registered,
+                    api_version=api_version,
                 )
             )
 
