@@ -50,7 +50,7 @@ def test_a_datamodule_of_the_old_layout_composes_with_one_warning_per_renamed_op
     loaders = yaml.safe_load(out)["datamodule"]["dataloaders"]
     got = {split: (loaders[split]["lm"]["dataset"]["name"], loaders[split]["lm"]["dataset"]["generator_kwargs"])
            for split in ("train", "val", "test")}
-    sizes = {"seed": 42, "num_train": 50000, "num_validation": 100, "num_test": 5000}
+    sizes = {"seed": 42, "num_train": 50000, "num_validation": 1000, "num_test": 5000}  # star_num_validation
     assert got == {
         "train": ("star_easy_train", {"setting": "easy", "split": "train", **sizes}),
         "val": ("star_easy_val", {"setting": "easy", "split": "validation", **sizes}),
