@@ -25,7 +25,7 @@ stage is safe: finished runs resume at their last step and stop, evaluations add
     python scripts/star_study.py outputs/star_study                      # all stages, 5 seeds, 3 rates
     python scripts/star_study.py outputs/star_study --stage train --parallel 8
     python scripts/star_study.py outputs/star_study --dry-run            # print the commands
-    python scripts/star_study.py /tmp/toy --seeds 1,2 --lrs 1e-3 --toy   # seconds-long runs (the slow test)
+    python scripts/star_study.py /tmp/toy --seeds 1,2 --lrs 1e-3,2e-3 --toy   # seconds-long runs (the slow test)
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 EXPERIMENTS = {"arlm": "star_easy_arlm_cpu", "mlm": "star_easy_mlm_cpu"}
 # The option grid each family sweeps (besides seed and optimizer.lr). Values as Hydra reads them.
@@ -60,10 +58,13 @@ TOY = ["debug=overfit", "model.d_model=32", "model.dim_feedforward=64", "model.r
        "trainer.val_check_interval=2", "checkpointing.every_n_steps=2", "lr_scheduler.num_warmup_steps=1"]
 
 
-def sweep_args(out: Path, family: str) -> list[str]:
-    """The Hydra settings that give each job the folder OUT/<family>/<its overrides>."""
-    return [f"hydra.sweep.dir={out / family}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
-            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(NOT_IN_FOLDER_NAME)}]"]
+def sweep_args(args: argparse.Namespace, family: str) -> list[str]:
+    """The Hydra settings that give each job the folder OUT/<family>/<its overrides> (Hydra writes the values
+    in its own form: ``model.absolute_positions=False,optimizer.lr=0.001,seed=1,...``). Overrides given to
+    every command (``extra``) do not tell runs apart, so they stay out of the name."""
+    exclude = [*NOT_IN_FOLDER_NAME, *(e.split("=", 1)[0].lstrip("+~") for e in args.extra)]
+    return [f"hydra.sweep.dir={args.out / family}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]"]
 
 
 def run(cmd: list[str], dry: bool) -> None:
@@ -82,7 +83,7 @@ def train(args: argparse.Namespace) -> None:
         pairs = [(args.seeds, args.lrs)] if args.parallel <= 1 else [([s], [lr]) for s in args.seeds for lr in args.lrs]
         for seeds, lrs in pairs:
             commands.append([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", f"seed={','.join(seeds)}",
-                             f"optimizer.lr={','.join(lrs)}", *grid, *sweep_args(args.out, family), *args.extra])
+                             f"optimizer.lr={','.join(lrs)}", *grid, *sweep_args(args, family), *args.extra])
     with ThreadPoolExecutor(max(args.parallel, 1)) as pool:
         for future in [pool.submit(run, cmd, args.dry_run) for cmd in commands]:
             future.result()
@@ -93,11 +94,22 @@ def report(args: argparse.Namespace, paths: list[str], out: Path, *extra: str) -
     return None if args.dry_run else json.loads((out / "report.json").read_text())
 
 
+def normal(value: Any) -> Any:
+    """A setting as a comparable value: 'False'/'false' -> False, '1e-3'/'0.001' -> 0.001, else as it is."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def as_override(value: Any, choices: list[str]) -> str:
-    """The sweep's own spelling of a config value (0.001 -> '1e-3' when the sweep said 1e-3), so an
-    evaluation's overrides name the training run's folder."""
+    """A config value in the sweep's own spelling (0.001 -> '1e-3' when the sweep said 1e-3), for readable commands."""
     for choice in choices:
-        if yaml.safe_load(choice) == value:
+        if normal(choice) == normal(value):
             return choice
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -135,7 +147,7 @@ def load_selection(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 def evaluate(args: argparse.Namespace, family: str, row: dict[str, Any], *more: str) -> None:
     run([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", "job_type=eval", "eval.split=test",
          f"seed={','.join(args.seeds)}", f"optimizer.lr={row['lr']}", *row["overrides"], *more,
-         *sweep_args(args.out, family), *args.extra], args.dry_run)
+         *sweep_args(args, family), *args.extra], args.dry_run)
 
 
 def test(args: argparse.Namespace) -> None:
@@ -152,15 +164,28 @@ def orders(args: argparse.Namespace) -> None:
     evaluate(args, "mlm", best, f"predictor.unmasking_order={','.join(UNMASKING_ORDERS)}")
 
 
+def run_settings(folder: Path) -> dict[str, Any]:
+    """The overrides a job folder is named by (``k=v,k=v``), as comparable values."""
+    pairs = [part.split("=", 1) for part in folder.name.split(",") if "=" in part]
+    return {k: normal(v) for k, v in pairs}
+
+
 def final_report(args: argparse.Namespace) -> None:
-    """xlm report over the chosen runs only (the test split was scored for those)."""
+    """xlm report over the chosen runs only (the test split was scored for those), found by folder name, so a
+    chosen run that crashed is listed in the report too."""
     paths = []
     for family, rows in load_selection(args).items():
+        folders = sorted(p for p in (args.out / family).iterdir() if p.is_dir()) if not args.dry_run else []
         for row in rows:
-            for seed in args.seeds:
-                overrides = sorted([f"optimizer.lr={row['lr']}", f"seed={seed}", *row["overrides"],
-                                    *[e for e in args.extra if e.split("=")[0] not in NOT_IN_FOLDER_NAME]])
-                paths.append(str(args.out / family / ",".join(overrides)))
+            wanted = {"optimizer.lr": normal(row["lr"]), **{k: normal(v) for k, v in
+                                                             (o.split("=", 1) for o in row["overrides"])}}
+            for folder in folders:
+                settings = run_settings(folder)
+                if all(settings.get(k) == v for k, v in wanted.items()) and \
+                        settings.get("seed") in {normal(s) for s in args.seeds}:
+                    paths.append(str(folder))
+        if args.dry_run:
+            paths.append(str(args.out / family / "<chosen runs>"))
     report(args, paths, args.out / "report", "--metrics", ",".join(REPORT_METRICS))
 
 

@@ -98,10 +98,11 @@ def test_evaluations_merge_into_their_run_or_become_their_own_rows(tmp_path: Pat
     base, variant = records
     assert base.metrics["test/em"] == 0.375 and base.metrics["val/em"] == 0.5
     assert variant.kind == "eval" and variant.metrics == {"test/em": 0.875}
-    report = build_report(records, metrics=["test/em"])
+    report = build_report(records, metrics=["test/em", "val/em"])
     assert report.group_keys == ["predictor.order"]
     assert [(g.settings["predictor.order"], g.stats["test/em"].mean) for g in report.groups] == [
         ("<unset>", 0.375), ("random", 0.875)]
+    assert "val/em" not in report.groups[1].stats and report.problems == []  # evaluation-only: no val metrics
 
 
 def test_explicit_groups_metric_patterns_and_selection(sweep: Path) -> None:

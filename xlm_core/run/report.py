@@ -405,6 +405,8 @@ def build_report(
             vals = []
             for r in members:
                 value = r.metrics.get(name)
+                if value is None and not _expected(r, name):
+                    continue  # an evaluation-only row has no metrics of the other splits
                 if value is None or math.isnan(value):
                     problems.append(Problem(str(r.path), f"missing metric {name}" if value is None else f"{name} is NaN"))
                 else:
@@ -417,6 +419,14 @@ def build_report(
     if select is not None:
         report.selection = _select(report, select, by or (names[0] if names else ""), mode)
     return report
+
+
+def _expected(record: Record, metric: str) -> bool:
+    """Whether ``record`` should have ``metric``: a run, every metric; an evaluation, those of its own split."""
+    if record.kind != "eval":
+        return True
+    split = metric.split("/", 1)[0]
+    return any(name.split("/", 1)[0] == split for name in record.metrics)
 
 
 def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
@@ -492,7 +502,8 @@ def format_markdown(report: Report) -> str:
     if report.aliases:
         out.write("\n## Settings that vary together (shown once)\n\n")
         for head, others in sorted(report.aliases.items()):
-            out.write(f"- {head}: also {', '.join(others)}\n")
+            shown = ", ".join(others[:6]) + (f" and {len(others) - 6} more (report.json lists them)" if len(others) > 6 else "")
+            out.write(f"- {head}: also {shown}\n")
     out.write(f"\n## Runs left out or incomplete ({len(report.problems)})\n\n")
     if not report.problems:
         out.write("None: every run found has every metric.\n")
