@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from xlm_core.config_checks import instantiate
 from xlm_core.config_tools import import_object, to_plain_best_effort
+from xlm_core.errors import UsageError
 from xlm_core.metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
 from xlm_core.optim import build_lr_scheduler, build_optimizer
 from xlm_core.run_files import predictions_path, write_jsonl
@@ -382,8 +383,10 @@ class XLMHarness(L.LightningModule):
             if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
         ]
         if bad:
-            raise ValueError("Checkpoint does not fit this model (different tokenizer or model config?): "
-                             + "; ".join(bad[:5]))
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise UsageError(f"the checkpoint does not fit this model ({'; '.join(bad[:3])}{more}): it was trained with "
+                             "another model or tokenizer config; use the settings it was trained with (allow_config_mismatch"
+                             "=true only loads checkpoints whose tensors have the same shapes)")
         self._loaded_step = int(checkpoint.get("global_step", 0))
         self._ema_step = self._loaded_step
         if _RNG_KEY in checkpoint:
@@ -391,7 +394,9 @@ class XLMHarness(L.LightningModule):
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load a Lightning checkpoint's weights (no trainer needed), as eval/generate do."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from xlm_core.checkpoints import load_checkpoint
+
+        ckpt = load_checkpoint(path)
         self.on_load_checkpoint(ckpt)
         self._pending_rng = None
         self.load_state_dict(ckpt["state_dict"])

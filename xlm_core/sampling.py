@@ -21,6 +21,18 @@ def _check_temperature(temperature: float) -> None:
         )
 
 
+def _scaled(logits: TT, temperature: float) -> TT:
+    """``logits / temperature`` in fp32, shifted so each row's largest value is exactly 0.
+
+    The shift keeps any positive temperature finite: as it goes to 0 the other entries go to -inf and the
+    distribution to the argmax (ties shared), instead of inf - inf = NaN (``temperature=1e-40``). A
+    temperature below fp32's smallest number rounds to 0, and 0 / 0 at the largest entries is put back to 0.
+    """
+    x = logits.float()
+    shifted = x - x.amax(dim=-1, keepdim=True)
+    return torch.where(shifted == 0, torch.zeros_like(shifted), shifted / temperature)
+
+
 def _check_logits(logits: TT) -> None:
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have shape (*batch, vocab) with vocab >= 1, got {tuple(logits.shape)}")
@@ -38,7 +50,7 @@ def sample_from_logits(
     """
     _check_logits(logits)
     _check_temperature(temperature)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(_scaled(logits, temperature), dim=-1)
     race = torch.empty_like(probs).exponential_(generator=generator)
     # A zero draw would give 0/0 = NaN for zero-probability tokens; keep it strictly positive.
     race.clamp_(min=torch.finfo(race.dtype).tiny)
@@ -83,7 +95,7 @@ def sample_from_top_p(
         raise ValueError(f"top-p needs 0 < p <= 1, got {p!r}")
     _check_logits(logits)
     _check_temperature(temperature)
-    scaled = logits.float() / temperature
+    scaled = _scaled(logits, temperature)
     sorted_logits, sorted_indices = torch.sort(scaled, dim=-1, descending=True)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs

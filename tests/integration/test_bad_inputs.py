@@ -168,7 +168,7 @@ def test_7_an_explicit_truncated_checkpoint_is_one_line(run: Path, capsys) -> No
     ("", ["data file", "is empty"]),
     ('{"question": "q", "code": "def simple_math_problem():\\n    return 1"}\n{"question": "q2", "code": \n',
      ["line 2 is not valid JSON"]),
-    ('{"q": "what?", "code": "x"}\n' * 3, ["lack the field 'question'", "they have q, code"]),
+    ("".join(f'{{"q": "what {i}?", "code": "x"}}\n' for i in range(3)), ["lack the field 'question'", "they have q, code"]),
 ])
 def test_7_bad_local_data_files_are_one_line(tmp_path: Path, capsys, content: str, needles: list[str]) -> None:
     data = tmp_path / "tinygsm.jsonl"

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -26,7 +27,7 @@ from xlm_core.checkpoints import (
     newest_intact,
     verify_checkpoint,
 )
-from xlm_core.config_checks import instantiate
+from xlm_core.config_checks import instantiate, validate_run_config
 from xlm_core.config_tools import to_plain, to_plain_best_effort
 from xlm_core.errors import UsageError
 from xlm_core.precision import resolve_precision
@@ -48,6 +49,7 @@ __all__ = [
     "find_checkpoint",
     "is_rank_zero",
     "echo",
+    "trainer_plugins",
 ]
 
 _TRAINING_ONLY_CALLBACKS = ("ModelCheckpoint", "LastCheckpoint", "BestCheckpoint", "CurvePlotter", "ResumeDataOrder")
@@ -185,12 +187,25 @@ def _ensure_argv0_is_a_path() -> None:
     )
 
 
+def trainer_plugins() -> list[Any]:
+    """Atomic checkpoint writes; under SLURM, Lightning's SLURM environment without its auto-requeue.
+
+    Lightning's auto-requeue saves ``hpc_ckpt_<N>.ckpt`` from inside its signal handler, a file xlm's
+    resume (``checkpoints/last.ckpt``) would not read; a job is stopped with SIGTERM instead, which saves
+    ``last.ckpt`` at a step boundary (docs/multi_node.md shows the SLURM options and the requeue).
+    """
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
 def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -> L.Trainer:
     """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger``.
 
     ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate). Training
     always gets the run-integrity callbacks (final validation inside fit, metrics.json after every
-    validation, the config written at start, Ctrl-C with a checkpoint), and every checkpoint is
+    validation, the config written at start, Ctrl-C or SIGTERM with a checkpoint), and every checkpoint is
     written atomically.
     """
     kw = trainer_kwargs(cfg)
@@ -209,7 +224,7 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
     kw.setdefault("logger", loggers if loggers else False)
     if not any(isinstance(c, ModelCheckpoint) for c in kw["callbacks"]):
         kw.setdefault("enable_checkpointing", False)
-    kw.setdefault("plugins", [AtomicCheckpointIO()])
+    kw.setdefault("plugins", trainer_plugins())
     if kw.get("strategy") not in (None, "auto", "single_device") or num_devices(kw.get("devices"), kw.get("accelerator")) > 1:
         _ensure_argv0_is_a_path()
     try:
@@ -257,6 +272,7 @@ def check_against_checkpoint(cfg: DictConfig, checkpoint: Path, sections: tuple[
 def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:
     """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last), compare its model config
     with ``cfg`` and build the harness."""
+    validate_run_config(cfg, training=False)
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")

@@ -13,7 +13,7 @@ from xlm_core.callbacks import scalar_metrics
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
 from xlm_core.loggers import finish_loggers
-from xlm_core.run_files import job_output_dir, save_run_config, update_metrics_json
+from xlm_core.run_files import job_output_dir, removed_on_failure, save_run_config, update_metrics_json
 
 __all__ = ["run", "evaluate", "EVAL_SPLITS"]
 
@@ -32,15 +32,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise UsageError(f"The datamodule has no {split} dataloaders; pick another eval.split.")
     trainer = build_trainer(cfg, training=False)
     out = job_output_dir(ev.run_dir, "eval", f"{split}-step{ev.step}", create=is_rank_zero())
-    harness.output_dir = out
-    if is_rank_zero():
-        save_run_config(cfg, out)
-    echo(f"xlm: evaluating {ckpt} on {split}")
-    fn = trainer.validate if split == "val" else trainer.test
-    fn(harness, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
-    metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
-    if is_rank_zero():
-        update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
+    with removed_on_failure(out):
+        harness.output_dir = out
+        if is_rank_zero():
+            save_run_config(cfg, out)
+        echo(f"xlm: evaluating {ckpt} on {split}")
+        fn = trainer.validate if split == "val" else trainer.test
+        fn(harness, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False, weights_only=True)
+        metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
+        if is_rank_zero():
+            update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
     finish_loggers(trainer.loggers)
     shown = "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
     echo(f"xlm: {split} metrics of {ckpt.name} (step {ev.step}):\n{shown}\n"

@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="GSM8K jsonl with question/answer fields")
     parser.add_argument("--output", required=True, help="output jsonl with question/code/answer")
     parser.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
-    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "namespace", "process"])
+    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "namespace", "none"],
+                        help="auto: bwrap or namespace, else an error; none: NO isolation, only when asked for")
     parser.add_argument("--no-verify", action="store_true", help="skip executing the programs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
