@@ -76,7 +76,7 @@ class NaNGuard(L.Callback):
 
         step = trainer.global_step
         path = trainer.strategy.broadcast(_free_path(self.dirpath / f"nan_guard_step_{step}.ckpt"), src=0)
-        trainer.save_checkpoint(str(path))
+        trainer.save_checkpoint(str(path), weights_only=False)  # the whole training state
         self.saved_path = path
         largest = _largest_weight(pl_module)
         good = last_finite_checkpoint(self.dirpath, step)

@@ -151,7 +151,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     if not multirun and not inspect_only:
         _refuse_sweeps_and_stray_words(args, parsed)
     if "job_name" in by_key:
-        for name in _values(by_key["job_name"]):
+        given = by_key["job_name"]
+        for name in _values(given) if given.is_sweep_override() else ["" if given.value() is None else str(given.value())]:
             if "${" not in name:
                 try:
                     check_job_name(name)

@@ -129,7 +129,7 @@ class GracefulInterrupt(L.Callback):
             return
         mine = torch.tensor(float(self.signum if self.requested else 0), device=trainer.strategy.root_device)
         signum = int(trainer.strategy.reduce(mine, reduce_op="max").item())  # the signal some rank got
-        trainer.save_checkpoint(str(self.checkpoint))
+        trainer.save_checkpoint(str(self.checkpoint), weights_only=False)  # the whole training state
         self._restore()
         raise TrainingInterrupted(trainer.global_step, self.checkpoint, signum)
 
