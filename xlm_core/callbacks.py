@@ -33,7 +33,7 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-class TrainingDiverged(UsageError):
+class TrainingDiverged(UsageError, FloatingPointError):
     """The training loss became NaN/Inf; the message names the files and how to continue (exit code 2)."""
 
 

@@ -11,7 +11,6 @@ job crashes exit with 1.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shlex
 import sys

@@ -509,3 +509,19 @@ def test_r2_12_a_read_only_export_directory_is_one_line(run: Path, capsys) -> No
         code, out, err = xlm(capsys, run, "job_type=export", f"export.dir={target}/hf")
     no_traceback(code, out, err, f"cannot write {target}/hf", "export.dir=")
     assert list(target.iterdir()) == []
+
+
+# 1. under SLURM, Lightning's auto-requeue (an hpc_ckpt saved inside its signal handler, which xlm's resume would
+#    not read) is off: SIGTERM saves last.ckpt instead (docs/multi_node.md) -------------------------------------
+def test_r2_1_under_slurm_lightnings_auto_requeue_is_off(tmp_path: Path, monkeypatch) -> None:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from xlm_core.compose import compose_config
+    from xlm_core.jobs.common import build_trainer
+
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "xlm", "SLURM_JOB_ID": "7",
+                       "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_config("arlm", [*TINY[1:], f"paths.root_dir={tmp_path}", "trainer.accelerator=cpu"])
+    environment = build_trainer(cfg)._accelerator_connector.cluster_environment  # what Lightning's signal handling reads
+    assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue is False
