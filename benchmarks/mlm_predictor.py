@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from xlm_core.compose import compose_config
-from xlm_core.config_checks import instantiate
-from xlm_core.runtime import model_runtime_kwargs
+from xlm_core.config.compose import compose_config
+from xlm_core.config.checks import instantiate
+from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_core.tasks.star_graphs import star_graph_preprocess, star_graph_split
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 

@@ -23,11 +23,11 @@ from testing_family.model import TinyCausalLM  # noqa: E402
 from testing_family.predictor import TinyGreedyPredictor  # noqa: E402
 
 from xlm_core.cli import main  # noqa: E402
-from xlm_core.components import Component, validate_components  # noqa: E402
-from xlm_core.config_targets import check_component_targets  # noqa: E402
-from xlm_core.hookspecs import hookimpl  # noqa: E402
-from xlm_core.plugins import get_family, load_families  # noqa: E402
-from xlm_core.protocols import ARLMModel  # noqa: E402
+from xlm_core.plugin.components import Component, validate_components
+from xlm_core.config.targets import check_component_targets
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.manager import get_family, load_families
+from xlm_core.plugin.protocols import ARLMModel
 from xlm_core.testing.family_check import check_family, format_results  # noqa: E402
 
 CAUSAL = {"causal", "kv_cache", "key_padding"}
@@ -205,11 +205,11 @@ def install_mixing_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, confi
     (site / "xlm_mixer-0.1.dist-info" / "entry_points.txt").write_text("[xlm]\nmixer = xlm_mixer_plugin\n")
     (site / "xlm_mixer_plugin.py").write_text(
         "import sys\nsys.path.append(%r)\n" % str(Path(__file__).resolve().parents[1])
-        + "from xlm_core.hookspecs import hookimpl\nfrom testing_family.loss import TinyLoss\n"
+        + "from xlm_core.plugin.hookspecs import hookimpl\nfrom testing_family.loss import TinyLoss\n"
         "@hookimpl\ndef register_families(register):\n"
         f"    register(name='mixer', config_dir={str(config_dir)!r}, losses=[TinyLoss])\n")
     monkeypatch.syspath_prepend(str(site))
-    from xlm_core.plugins import reset_registry
+    from xlm_core.plugin.manager import reset_registry
 
     reset_registry()
     yield

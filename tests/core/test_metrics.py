@@ -6,7 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from xlm_core.metrics import ExactMatch, MetricWrapper, TokenAccuracy, build_metrics, metrics_for
+from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
+from xlm_core.training.reported_metrics import MetricWrapper, build_metrics, metrics_for
 from xlm_core.testing.typecheck import unchecked
 
 
@@ -67,7 +68,7 @@ def _em_update(batch, preds, tokenizer=None):
 REPORTED = {
     "lm": {"accumulated_loss": {"metric": {"_target_": "torchmetrics.MeanMetric"},
                                 "update_fn": f"{__name__}._nll_update", "splits": ["train", "val", "test"]}},
-    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.metrics.ExactMatch"},
+    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
                                    "update_fn": f"{__name__}._em_update", "splits": ["val"]}},
 }
 
@@ -105,7 +106,7 @@ def test_bad_reported_metrics_fail_with_the_fix() -> None:
 
 
 def test_perplexity_is_exp_of_the_token_weighted_mean_nll() -> None:
-    from xlm_core.metrics import Perplexity
+    from xlm_core.kit.metrics import Perplexity
 
     m = Perplexity()
     m.update(torch.tensor([1.0, 2.0, 3.0]))

@@ -1,4 +1,4 @@
-"""Plugin loading and family validation (xlm_core.plugins), with explicit plugins and entry points."""
+"""Plugin loading and family validation (xlm_core.plugin.manager), with explicit plugins and entry points."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ from types import ModuleType
 
 import pytest
 
-from xlm_core.hookspecs import hookimpl
-from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, PluginError, get_families, get_family, load_families
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.manager import (
+    FamilyInfo,
+    FamilyNotFoundError,
+    PluginError,
+    get_families,
+    get_family,
+    load_families,
+)
 
 
 def make_config_dir(root: Path, experiments: tuple[str, ...] = ("exp_a",)) -> Path:
@@ -87,7 +94,7 @@ def test_import_error_reported_by_name_while_others_work(tmp_path: Path, monkeyp
     pkg = tmp_path / "mods"
     pkg.mkdir()
     (pkg / "xlmtest_good_plugin.py").write_text(
-        "from xlm_core.hookspecs import hookimpl\n"
+        "from xlm_core.plugin.hookspecs import hookimpl\n"
         "@hookimpl\n"
         "def register_families(register):\n"
         f"    register('good', {str(cfg)!r}, 'works')\n"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from xlm_core import precision as P
+from xlm_core.training import precision as P
 from xlm_core.jobs.common import trainer_kwargs
 
 

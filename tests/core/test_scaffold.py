@@ -16,7 +16,7 @@ import yaml
 
 from xlm_core.cli import main
 from xlm_core.errors import UsageError
-from xlm_core.plugins import reset_registry
+from xlm_core.plugin.manager import reset_registry
 from xlm_core.scaffold import placeholders, render_files, scaffold_family
 
 NAME = "scaffoldtest"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
+from xlm_core.run.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
 from xlm_core.cli import main
 
 TINY = [
@@ -516,7 +516,7 @@ def test_r2_12_a_read_only_export_directory_is_one_line(run: Path, capsys) -> No
 def test_r2_1_under_slurm_lightnings_auto_requeue_is_off(tmp_path: Path, monkeypatch) -> None:
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
-    from xlm_core.compose import compose_config
+    from xlm_core.config.compose import compose_config
     from xlm_core.jobs.common import build_trainer
 
     for key, value in {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "xlm", "SLURM_JOB_ID": "7",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core.checkpoints import checkpoint_step
+from xlm_core.run.checkpoints import checkpoint_step
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -44,11 +44,11 @@ from typing import Any, Literal
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from xlm_core.config_checks import instantiate
-from xlm_core.config_tools import to_plain
+from xlm_core.config.checks import instantiate
+from xlm_core.config.tools import to_plain
 from xlm_core.data.dataset_manager import (
     DatasetManager,
     debug_overfit_enabled,
@@ -305,7 +305,7 @@ class XLMDataModule(L.LightningDataModule):
 
 def prepare_datamodule(cfg: DictConfig, runtime: Any = None) -> XLMDataModule:
     """Instantiate ``cfg.datamodule`` (with ``runtime``, built from ``cfg`` when not given) and cache its data."""
-    from xlm_core.runtime import build_runtime
+    from xlm_core.training.runtime import build_runtime
 
     runtime = runtime or build_runtime(cfg)
     dm = hydra.utils.instantiate(cfg.datamodule, tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,

@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import echo, is_rank_zero, load_for_evaluation
-from xlm_core.plugins import FamilyNotFoundError, get_family
-from xlm_core.run_files import removed_on_failure
+from xlm_core.plugin.manager import FamilyNotFoundError, get_family
+from xlm_core.run.files import removed_on_failure
 
 __all__ = ["run", "export", "exporter_for", "Exporter"]
 

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import torch
 
-from xlm_core.components import Component
+from xlm_core.plugin.components import Component
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.plugins import FamilyInfo
-from xlm_core.protocols import DummyNoiseSchedule
-from xlm_core.runtime import model_runtime_kwargs
+from xlm_core.plugin.manager import FamilyInfo
+from xlm_core.plugin.protocols import DummyNoiseSchedule
+from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_core.testing.collator_checks import CollatorSubject, default_block_size
 from xlm_core.testing.inputs import make_lm_inputs
 from xlm_core.testing.loss_checks import LossSubject
@@ -174,8 +174,8 @@ def _run_one(check: Any, make_subject: Callable[[], Any]) -> tuple[Status, str]:
 
 
 def _config_results(family: FamilyInfo, families: dict[str, FamilyInfo]) -> Iterator[CheckResult]:
-    from xlm_core.compose import compose_config
-    from xlm_core.config_targets import check_component_targets
+    from xlm_core.config.compose import compose_config
+    from xlm_core.config.targets import check_component_targets
 
     for experiment in family.experiments:
         try:

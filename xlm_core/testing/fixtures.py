@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.protocols import DummyNoiseSchedule
+from xlm_core.plugin.protocols import DummyNoiseSchedule
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from xlm_core.protocols import PREDICTION_TEXT_KEY
+from xlm_core.plugin.protocols import PREDICTION_TEXT_KEY
 from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
 from xlm_core.testing.model_checks import eval_mode
 from xlm_core.testing.registry import register

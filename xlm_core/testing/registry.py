@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from xlm_core.components import CAPABILITIES
+from xlm_core.plugin.components import CAPABILITIES
 
 __all__ = ["Check", "NotApplicable", "CAPABILITIES", "KINDS", "Kind", "register", "registered_checks"]
 

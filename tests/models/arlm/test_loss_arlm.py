@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xlm_arlm.loss_arlm import ARLMLoss, causal_attention_mask, positions_from_attention_mask
-from xlm_core.protocols import LossFunction
+from xlm_core.plugin.protocols import LossFunction
 from xlm_core.testing import BaseLossTests
 
 

@@ -19,7 +19,7 @@ from xlm_arlm.metrics_arlm import (
     valid_tokens_metric_update_fn,
 )
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.metrics import ExactMatch, TokenAccuracy
+from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 
 PAD, EOS, BOS, X = 0, 3, 4, -100
 

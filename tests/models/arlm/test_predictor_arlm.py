@@ -336,7 +336,7 @@ def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
 
 def test_predictions_feed_the_seq2seq_metrics() -> None:
     from xlm_arlm.metrics_arlm import seq2seq_exact_match_update_fn, seq2seq_token_accuracy_update_fn
-    from xlm_core.metrics import ExactMatch, TokenAccuracy
+    from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)
     batch = collate([
@@ -427,7 +427,7 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     from omegaconf import OmegaConf
 
     from xlm_arlm.loss_arlm import ARLMLoss
-    from xlm_core.metrics import build_metrics
+    from xlm_core.training.reported_metrics import build_metrics
 
     text = (files("xlm_arlm") / "configs" / "model_type" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_")

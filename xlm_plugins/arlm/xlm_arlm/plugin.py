@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from xlm_core.components import Component
-from xlm_core.hookspecs import hookimpl
-from xlm_core.protocols import ARLMModel
+from xlm_core.plugin.components import Component
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.protocols import ARLMModel
 
 from xlm_arlm import metrics_arlm
 from xlm_arlm.export_hf import export_hf
@@ -27,6 +27,7 @@ def register_families(register: Any) -> None:
         name="arlm",
         config_dir=files("xlm_arlm") / "configs",
         description="Auto-regressive causal rotary Transformer language model (next-token prediction).",
+        api_version="1.0",  # the plugin API this family is written against (xlm_core.api)
         model_protocol=ARLMModel,
         models=[Component(RotaryTransformerARLMModel, tiny=_TINY_MODEL,
                           capabilities={"causal", "kv_cache", "key_padding"})],

@@ -19,8 +19,8 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
-from xlm_core.precision import autocast_dtype, inference_autocast
-from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.training.precision import autocast_dtype, inference_autocast
+from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]

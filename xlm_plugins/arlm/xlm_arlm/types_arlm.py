@@ -17,7 +17,7 @@ from typing import Any, NotRequired, TypedDict
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.protocols import ARLMModel
+from xlm_core.plugin.protocols import ARLMModel
 
 __all__ = [
     "IGNORE_INDEX",

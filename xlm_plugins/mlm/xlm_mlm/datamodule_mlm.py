@@ -24,7 +24,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
-from xlm_core.protocols import NoiseSchedule, Tokenizer
+from xlm_core.plugin.protocols import NoiseSchedule, Tokenizer
 
 from .loss_mlm import mask_token_id_of
 from .types_mlm import IGNORE_INDEX, MLMBatch, MLMSeq2SeqBatch, MLMSeq2SeqPredictionBatch

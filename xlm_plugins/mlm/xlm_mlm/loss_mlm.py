@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
-from xlm_core.batch_checks import training_tensors
+from xlm_core.kit.batch_checks import training_tensors
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
 __all__ = ["MLMLoss", "positions_from_attention_mask", "mask_token_id_of"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from xlm_core.components import Component
-from xlm_core.hookspecs import hookimpl
-from xlm_core.protocols import MLMModel
+from xlm_core.plugin.components import Component
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.protocols import MLMModel
 
 from xlm_mlm import metrics_mlm
 from xlm_mlm.datamodule_mlm import DefaultMLMCollator, MLMSeq2SeqPredCollator, MLMSeq2SeqTrainCollator
@@ -28,6 +28,7 @@ def register_families(register: Any) -> None:
         name="mlm",
         config_dir=files("xlm_mlm") / "configs",
         description="Bidirectional rotary Transformer masked language model with iterative unmasking.",
+        api_version="1.0",  # the plugin API this family is written against (xlm_core.api)
         model_protocol=MLMModel,
         models=[Component(RotaryTransformerMLMModel, tiny=_TINY_MODEL, capabilities={"key_padding"})],
         losses=[MLMLoss],

@@ -8,7 +8,6 @@ and all that are left on the last step). Revealed tokens are never changed.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -17,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 
 from .loss_mlm import mask_token_id_of, positions_from_attention_mask
 from .types_mlm import IGNORE_INDEX, MLMPredictionDict

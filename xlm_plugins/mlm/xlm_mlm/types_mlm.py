@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.protocols import MLMModel
+from xlm_core.plugin.protocols import MLMModel
 
 __all__ = [
     "IGNORE_INDEX",
