@@ -525,3 +525,8 @@ def test_r2_1_under_slurm_lightnings_auto_requeue_is_off(tmp_path: Path, monkeyp
     cfg = compose_config("arlm", [*TINY[1:], f"paths.root_dir={tmp_path}", "trainer.accelerator=cpu"])
     environment = build_trainer(cfg)._accelerator_connector.cluster_environment  # what Lightning's signal handling reads
     assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue is False
+
+
+def test_r2_12_a_deletion_override_is_no_stray_word(tmp_path: Path, capsys) -> None:
+    code, out, err = xlm(capsys, tmp_path, "~summary_samples", "job_type=name")
+    assert code == 0 and "xlm: error" not in err and "summary_samples" not in out

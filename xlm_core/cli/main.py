@@ -200,7 +200,8 @@ def _refuse_sweeps_and_stray_words(args: list[str], parsed: list[Override]) -> N
             )
     previous = ""
     for word in args:
-        if "=" not in word and not word.startswith("-") and previous.split("=")[0] not in _FLAGS_WITH_VALUE:
+        deletion = word.startswith("~")  # `~key` deletes a key: Hydra's one override without '='
+        if "=" not in word and not deletion and not word.startswith("-") and previous.split("=")[0] not in _FLAGS_WITH_VALUE:
             raise _CliError(
                 f"{word!r} is not a key=value override (a value with spaces was split by the shell?); quote the whole "
                 "override as one word, e.g. 'job_name=my_run' or '+prompts=[\"1 2 3\"]'"
