@@ -65,12 +65,11 @@ def echo(message: str) -> None:
 
 
 def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer."""
     dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
     if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
-                       _recursive_=False)
+    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, _recursive_=False)
 
 
 def build_harness(cfg: DictConfig, runtime: Runtime) -> Any:

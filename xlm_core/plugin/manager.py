@@ -25,6 +25,7 @@ import pluggy
 
 from xlm_core.plugin import hookspecs
 from xlm_core.plugin.components import FamilyComponents, validate_components
+from xlm_core.plugin.names import FamilyNames, as_family_names
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,7 +49,8 @@ _NOT_INSTALLED = "(not installed)"
 
 @dataclass(frozen=True)
 class FamilyInfo:
-    """What the core knows about one installed family."""
+    """What the core knows about one installed family (``names``: the keys of its batches and predictions,
+    :class:`xlm_core.plugin.names.FamilyNames`)."""
 
     name: str
     distribution: str
@@ -58,6 +60,7 @@ class FamilyInfo:
     plugin: str
     experiments: tuple[str, ...] = ()
     components: FamilyComponents = field(default_factory=FamilyComponents)
+    names: FamilyNames = field(default_factory=FamilyNames)
 
     @property
     def searchpath(self) -> str:
@@ -265,20 +268,26 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: Any, config_dir: Any, description: Any = "", **components: Any) -> None:
+        def register(name: Any, config_dir: Any, description: Any = "", names: Any = None, **components: Any) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
             ``name`` (str), ``config_dir`` (str, path or Traversable) and ``description`` (str) come from
             the plugin and are checked here (any value), so a bad one is reported as that plugin's error.
-            ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
-            (see ``xlm_core.plugin.components``).
+            ``names``: the keys of the family's batches and predictions (``xlm_core.plugin.names.FamilyNames``;
+            default: today's names). ``components``: model_protocol, models, losses, collators, predictors,
+            metrics, exporters (see ``xlm_core.plugin.components``).
             """
             try:
                 fam_name, path, desc = _validate_family(name, config_dir, description)
+                try:
+                    declared = as_family_names(names, fam_name)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(str(exc) if str(exc).startswith("family") else f"family '{fam_name}': {exc}") from None
                 unknown = sorted(set(components) - _COMPONENT_ARGS)
                 if unknown:
                     raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
-                                     f"components are {', '.join(sorted(_COMPONENT_ARGS))}")
+                                     f"it takes name, config_dir, description, names and the components "
+                                     f"{', '.join(sorted(_COMPONENT_ARGS))}")
                 try:
                     registered = validate_components(**components)
                 except ValueError as exc:
@@ -296,6 +305,7 @@ def load_families(
                     plugin=source.name,
                     experiments=_experiments(path),
                     components=registered,
+                    names=declared,
                 )
             )
 

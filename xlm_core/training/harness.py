@@ -58,18 +58,6 @@ def _batch_size(batch: Any) -> int | None:
     return None
 
 
-def _num_tokens(batch: Any) -> torch.Tensor | None:
-    if not isinstance(batch, Mapping):
-        return None
-    mask = batch.get("attention_mask")
-    if isinstance(mask, torch.Tensor):
-        return mask.detach().sum()
-    ids = batch.get("input_ids")
-    if isinstance(ids, torch.Tensor):
-        return torch.tensor(ids.numel(), device=ids.device)
-    return None
-
-
 def _dataset_len(dataloaders: Any, idx: int) -> int | None:
     if dataloaders is None:
         return None
@@ -86,8 +74,9 @@ class XLMHarness(L.LightningModule):
     """Wires a family's model, loss, predictor and metrics into Lightning (see module docstring).
 
     ``cfg`` is the composed config (keys: model, loss, predictor, reported_metrics, optimizer,
-    lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer
-    and noise schedule the job built (:func:`xlm_core.training.runtime.build_runtime`).
+    lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer and
+    the family's declared names the job built (:func:`xlm_core.training.runtime.build_runtime`); the
+    names say how a training batch counts its tokens (``tokens_seen``, the reported throughput).
     """
 
     def __init__(self, cfg: DictConfig, runtime: Runtime) -> None:
@@ -95,9 +84,9 @@ class XLMHarness(L.LightningModule):
         if not isinstance(runtime, Runtime):
             raise TypeError(f"XLMHarness needs a Runtime (xlm_core.training.runtime.build_runtime(cfg)); got {type(runtime).__name__}.")
         self.cfg = cfg
-        tokenizer, noise_schedule = runtime.tokenizer, runtime.noise_schedule
+        tokenizer = runtime.tokenizer
         object.__setattr__(self, "tokenizer", tokenizer)
-        object.__setattr__(self, "noise_schedule", noise_schedule)
+        object.__setattr__(self, "names", runtime.names)
         target = OmegaConf.select(cfg, "model._target_")
         self.model: torch.nn.Module = instantiate(
             cfg.model, "model", **model_runtime_kwargs(_resolve_target(target), tokenizer)
@@ -108,7 +97,7 @@ class XLMHarness(L.LightningModule):
         object.__setattr__(
             self,
             "predictor",
-            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
+            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer)
             if cfg.get("predictor") is not None
             else None,
         )
@@ -172,8 +161,6 @@ class XLMHarness(L.LightningModule):
                                  f"{[(s.name, s.kind) for s in train_specs]}.")
         for key, wrapper in build_metrics(self.cfg.get("reported_metrics"), new).items():
             self.metrics[key] = wrapper
-        if hasattr(self.loss_fn, "configure"):
-            self.loss_fn.configure(self)
 
     def configure_callbacks(self) -> list[L.Callback]:
         from xlm_core.training.callbacks import NaNGuard
@@ -215,7 +202,7 @@ class XLMHarness(L.LightningModule):
             wrapper(batch, loss_dict, self.tokenizer)
             self.log(wrapper.log_name, wrapper.metric, on_step=True, on_epoch=False, add_dataloader_idx=False,
                      batch_size=bs)
-        n_tok = _num_tokens(batch)
+        n_tok = self.names.count_tokens_in(batch)
         if n_tok is not None:
             self.tokens_seen += n_tok.to(self.tokens_seen.device)
         return loss

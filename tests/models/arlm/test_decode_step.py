@@ -47,7 +47,7 @@ def fast_compile(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def greedy(model, compile_decode, max_steps: int = 24, **kw) -> dict:
     predictor = ARLMPredictor(max_steps=max_steps, max_length=None, tokenizer=TOK, sampling_method="sample_top_k",
-                              top=1, model=model, compile_decode=compile_decode)
+                              top_k=1, model=model, compile_decode=compile_decode)
     return predictor.predict(left_padded(PROMPTS), **kw)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
+from xlm_arlm.collators_arlm import ARLMSeq2SeqPredCollator
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
@@ -335,7 +335,8 @@ def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
 
 
 def test_predictions_feed_the_seq2seq_metrics() -> None:
-    from xlm_arlm.metrics_arlm import seq2seq_exact_match_update_fn, seq2seq_token_accuracy_update_fn
+    from xlm_core.kit.metrics import exact_match_update_fn as seq2seq_exact_match_update_fn
+    from xlm_core.kit.metrics import token_accuracy_update_fn as seq2seq_token_accuracy_update_fn
     from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)
@@ -435,8 +436,8 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     model = make_arlm_model(0).eval()
     loss = hydra.utils.instantiate(cfg.loss, model=model, tokenizer=TOK)
     assert isinstance(loss, ARLMLoss)
-    pred = hydra.utils.instantiate(cfg.predictor, model=model, tokenizer=TOK, noise_schedule=None)
-    assert isinstance(pred, ARLMPredictor) and pred.max_steps == 12 and pred.top == top
+    pred = hydra.utils.instantiate(cfg.predictor, model=model, tokenizer=TOK)
+    assert isinstance(pred, ARLMPredictor) and pred.max_steps == 12 and pred.top_k == top
     out = pred.predict(left_padded(PROMPTS))
     assert out["ids"].shape[1] <= 5 + 12
     metrics = build_metrics(cfg.reported_metrics, {"val": [("lm", "lm"), ("prediction", "prediction")]})

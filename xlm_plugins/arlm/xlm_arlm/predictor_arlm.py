@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,10 +19,11 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
 from xlm_core.training.precision import autocast_dtype, inference_autocast
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
@@ -42,11 +44,10 @@ class ARLMPredictor:
         max_length: cap on prompt (with its left padding) + generated length; ``None`` for no cap.
         tokenizer: supplies ``eos_token_id`` (stops a row) and ``pad_token_id`` (fills finished rows;
             EOS is used when the tokenizer has no pad token) and decodes the output.
-        noise_schedule: unused; accepted for symmetry with the other families.
-        sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
-            ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
-        top: the k of sample_top_k.
-        p: the probability mass of sample_top_p.
+        sampling_method: "sample" (full distribution), "sample_top_k" (``top_k`` most likely;
+            ``top_k=1`` is greedy) or "sample_top_p" (nucleus with mass ``top_p``).
+        top_k: the k of sample_top_k.
+        top_p: the probability mass of sample_top_p.
         model: the ARLM model (may be assigned later as ``predictor.model``); any callable
             ``model(ids, attention_mask, positions) -> logits`` works, with ``set_kv_cache`` /
             ``clear_kv_cache`` and ``logits_to_keep`` used when it has them.
@@ -61,6 +62,8 @@ class ARLMPredictor:
             predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[(device type, precision)]`` steps (as
             many as the compile or capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
             autocast, rounding may differ in rare near-ties.
+        top, p: the names ``top_k`` and ``top_p`` had before xlm-arlm 0.2; still accepted, with a
+            DeprecationWarning, until 0.3.
     """
 
     def __init__(
@@ -68,17 +71,20 @@ class ARLMPredictor:
         max_steps: int,
         max_length: int | None,
         tokenizer: Any,
-        noise_schedule: Any = None,
         sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
-        top: int = 1000,
-        p: float = 0.9,
+        top_k: int = 1000,
+        top_p: float = 0.9,
         model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
         use_kv_cache: bool = True,
         stop_check_interval: int = 8,
         compile_decode: bool | Literal["auto"] = "auto",
+        *,
+        top: int | None = None,
+        p: float | None = None,
     ) -> None:
+        top_k, top_p = _renamed_sampling_options(top_k, top_p, top, p)
         if tokenizer is None:
             raise ValueError("ARLMPredictor needs a tokenizer (for EOS/PAD ids and decoding).")
         if not isinstance(max_steps, int) or max_steps < 0:
@@ -89,12 +95,12 @@ class ARLMPredictor:
             raise ValueError(
                 f"Unknown sampling_method {sampling_method!r}; use one of {', '.join(SAMPLING_METHODS)}."
             )
-        if sampling_method == "sample_top_k" and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-            raise ValueError(f"sample_top_k needs an integer top >= 1, got {top!r}.")
-        if sampling_method == "sample_top_p" and not 0.0 < p <= 1.0:
-            raise ValueError(f"sample_top_p needs 0 < p <= 1, got {p!r}.")
+        if sampling_method == "sample_top_k" and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"sample_top_k needs an integer top_k >= 1, got {top_k!r}.")
+        if sampling_method == "sample_top_p" and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"sample_top_p needs 0 < top_p <= 1, got {top_p!r}.")
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top=1 for greedy.")
+            raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top_k=1 for greedy.")
         if not isinstance(stop_check_interval, int) or stop_check_interval < 1:
             raise ValueError(f"stop_check_interval must be an int >= 1, got {stop_check_interval!r}.")
         if compile_decode not in (True, False, "auto"):
@@ -105,10 +111,9 @@ class ARLMPredictor:
         self.max_steps = max_steps
         self.max_length = max_length
         self.tokenizer = tokenizer
-        self.noise_schedule = noise_schedule
         self.sampling_method = sampling_method
-        self.top = top
-        self.p = p
+        self.top_k = top_k
+        self.top_p = top_p
         self.model = model
         self.temperature = float(temperature)
         self.seed = seed
@@ -127,9 +132,9 @@ class ARLMPredictor:
     ) -> Integer[TT, " batch"]:
         """Draw the next token of each row with the configured method and temperature."""
         if self.sampling_method == "sample_top_k":
-            return sample_from_top_k(self.top, logits, self.temperature, generator)
+            return sample_from_top_k(self.top_k, logits, self.temperature, generator)
         if self.sampling_method == "sample_top_p":
-            return sample_from_top_p(self.p, logits, self.temperature, generator)
+            return sample_from_top_p(self.top_p, logits, self.temperature, generator)
         return sample_from_logits(logits, self.temperature, generator)
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
@@ -207,7 +212,7 @@ class ARLMPredictor:
         ids[:, :prompt_len] = prompt_ids
         feed_mask = torch.ones((batch_size, total), dtype=torch.bool, device=device)
         feed_mask[:, :prompt_len] = prompt_mask
-        prompt_positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+        prompt_positions = positions_from_attention_mask(prompt_mask)
         num_real = prompt_mask.long().sum(dim=1)
         if num_new == 0:
             return ids, feed_mask
@@ -316,7 +321,7 @@ class ARLMPredictor:
                 model.train()
         # Clone outside inference mode so callers may use the tensors freely.
         ids, out_mask = ids.clone(), out_mask.clone()
-        positions = (out_mask.long().cumsum(dim=1) - 1).clamp_min(0) * out_mask
+        positions = positions_from_attention_mask(out_mask)
         ids_list = ids.tolist()
         batch_size = len(ids_list)
         return {
@@ -419,6 +424,15 @@ class ARLMPredictor:
             )
             outputs.extend(preds["text"])
         return outputs
+
+
+def _renamed_sampling_options(top_k: int, top_p: float, top: int | None, p: float | None) -> tuple[int, float]:
+    """``top_k``/``top_p``, taking the pre-0.2 names ``top``/``p`` (with a DeprecationWarning) when given."""
+    for old, new, value in (("top", "top_k", top), ("p", "top_p", p)):
+        if value is not None:
+            warnings.warn(f"ARLMPredictor({old}=...) is deprecated and goes away in xlm-arlm 0.3; write {new}={value!r} "
+                          f"(in a config: predictor.{new})", DeprecationWarning, stacklevel=3)
+    return (top_k if top is None else top), (top_p if p is None else p)
 
 
 def _break_even_key(device: torch.device) -> tuple[str, str]:

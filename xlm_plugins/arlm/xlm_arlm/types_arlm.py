@@ -14,9 +14,10 @@ Conventions shared by every ARLM batch:
 # annotations (with string annotations ``metadata`` would count as a required key).
 from typing import Any, NotRequired, TypedDict
 
-from jaxtyping import Bool, Float, Integer
+from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.types import IGNORE_INDEX, LossDict
 from xlm_core.plugin.protocols import ARLMModel
 
 __all__ = [
@@ -28,9 +29,6 @@ __all__ = [
     "ARLMPredictionDict",
     "ARLMModel",
 ]
-
-IGNORE_INDEX = -100
-"""Label value ignored by the loss and the metrics."""
 
 
 class ARLMBatch(TypedDict):
@@ -71,12 +69,8 @@ class ARLMSeq2SeqPredictionBatch(TypedDict):
     metadata: NotRequired[dict[str, list[Any]]]
 
 
-class ARLMLossDict(TypedDict):
-    """Output of ``ARLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
-
-    loss: Float[TT, ""]
-    batch_loss: Float[TT, " batch"]
-    nlls: Float[TT, " num_valid_tokens"]
+ARLMLossDict = LossDict
+"""Output of ``ARLMLoss``: the core's :class:`xlm_core.kit.types.LossDict` (loss, batch_loss, nlls)."""
 
 
 class ARLMPredictionDict(TypedDict):

@@ -16,9 +16,10 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.collate import mask_token_id_of
+from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 
-from .loss_mlm import mask_token_id_of, positions_from_attention_mask
 from .types_mlm import IGNORE_INDEX, MLMPredictionDict
 
 __all__ = ["MLMPredictor", "CONFIDENCES", "confidence_scores"]
@@ -47,7 +48,6 @@ class MLMPredictor:
         tokenizer: supplies the mask, EOS and PAD ids and decodes the output.
         model: the MLM (may be assigned later as ``predictor.model``); any callable with the
             ``MLMModel`` signature.
-        noise_schedule: unused; accepted for symmetry with the other families.
         confidence: how positions are ranked (see module docstring).
         threshold: reveal every position whose confidence reaches it (needs a ``confidence``).
         temperature: 0 = greedy (argmax); > 0 samples from ``softmax(logits / temperature)``,
@@ -60,7 +60,6 @@ class MLMPredictor:
         max_steps: int,
         tokenizer: Any,
         model: Callable[..., Any] | None = None,
-        noise_schedule: Any = None,
         confidence: Confidence = "top_prob",
         threshold: float | None = None,
         temperature: float = 0.0,
@@ -87,7 +86,6 @@ class MLMPredictor:
         self.max_steps = max_steps
         self.tokenizer = tokenizer
         self.model = model
-        self.noise_schedule = noise_schedule
         self.confidence = confidence
         self.threshold = threshold
         self.temperature = float(temperature)

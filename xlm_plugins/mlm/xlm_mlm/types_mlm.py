@@ -13,9 +13,10 @@ Conventions shared by every MLM batch:
 # annotations (with string annotations Python 3.11 counts every key as required).
 from typing import Any, NotRequired, TypedDict
 
-from jaxtyping import Bool, Float, Integer
+from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.types import IGNORE_INDEX, LossDict
 from xlm_core.plugin.protocols import MLMModel
 
 __all__ = [
@@ -27,9 +28,6 @@ __all__ = [
     "MLMPredictionDict",
     "MLMModel",
 ]
-
-IGNORE_INDEX = -100
-"""Label value ignored by the loss and the metrics."""
 
 
 class MLMBatch(TypedDict):
@@ -64,12 +62,8 @@ class MLMSeq2SeqPredictionBatch(TypedDict):
     metadata: NotRequired[dict[str, list[Any]]]
 
 
-class MLMLossDict(TypedDict):
-    """Output of ``MLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
-
-    loss: Float[TT, ""]
-    batch_loss: Float[TT, " batch"]
-    nlls: Float[TT, " num_scored_tokens"]
+MLMLossDict = LossDict
+"""Output of ``MLMLoss``: the core's :class:`xlm_core.kit.types.LossDict` (loss, batch_loss, nlls)."""
 
 
 class MLMPredictionDict(TypedDict):
