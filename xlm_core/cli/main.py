@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import shlex
 import sys
 import traceback
 import tempfile
@@ -28,12 +27,14 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from xlm_core.cli.commands import COMMANDS
+from xlm_core.config.aliases import pop_deprecations
 from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.checks import reject_new_top_level_keys
 from xlm_core.config.targets import check_component_targets
 from xlm_core.errors import UsageError
 from xlm_core.jobs import load_job
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
+from xlm_core.run.invocation import record_invocation
 
 __all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
@@ -220,20 +221,14 @@ def _report(exc: BaseException) -> int:
     return 1
 
 
-_INVOCATION_ENV = "XLM_INVOCATION"
-
-
-def invocation() -> str | None:
-    """The ``xlm ...`` command line of this job (for "resume with" hints), when it was started by the CLI."""
-    return os.environ.get(_INVOCATION_ENV) or None
-
-
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
     """Compose with Hydra and run the job; returns the exit code."""
     codes: list[int] = []
 
     def task(cfg: DictConfig) -> None:
         try:
+            for note in pop_deprecations(cfg):
+                print(f"xlm: warning: {note}", file=sys.stderr)
             if plan.job_type is not None and cfg.job_type != plan.job_type:
                 raise _CliError(
                     f"job_type is chosen on the command line, but the config changed it to "
@@ -266,7 +261,7 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xlm`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    os.environ[_INVOCATION_ENV] = " ".join(shlex.quote(a) for a in ["xlm", *args])
+    record_invocation(args)
     try:
         registry = get_registry()
         if args[:1] and args[0] in COMMANDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from hydra import compose, initialize_config_module
@@ -9,6 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import xlm_core.configs  # noqa: F401  (registers the resolvers the core tree uses)
+from xlm_core.config.aliases import pop_deprecations
 from xlm_core.plugin.manager import FamilyInfo, get_family
 
 __all__ = ["CONFIG_MODULE", "CONFIG_NAME", "compose_config"]
@@ -28,4 +30,7 @@ def compose_config(family: str | FamilyInfo, overrides: Sequence[str] = ()) -> D
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name=CONFIG_NAME, overrides=args)
+        cfg = compose(config_name=CONFIG_NAME, overrides=args)
+    for note in pop_deprecations(cfg):
+        warnings.warn(note, DeprecationWarning, stacklevel=2)
+    return cfg

@@ -30,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg, ev.runtime)
     if not datamodule.dataloader_specs(split):
         raise UsageError(f"The datamodule has no {split} dataloaders; pick another eval.split.")
-    trainer = build_trainer(cfg, training=False)
+    trainer = build_trainer(cfg, ev.settings, training=False)
     out = job_output_dir(ev.run_dir, "eval", f"{split}-step{ev.step}", create=is_rank_zero())
     harness.output_dir = out
     if is_rank_zero():

@@ -110,7 +110,7 @@ def generate(cfg: DictConfig) -> list[Path]:
         if datamodule is None or not datamodule.dataloader_specs("predict"):
             raise UsageError("Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) "
                              "or use an experiment whose datamodule has predict dataloaders.")
-    trainer = build_trainer(cfg, training=False, logger=False)
+    trainer = build_trainer(cfg, ev.settings, training=False, logger=False)
     out = job_output_dir(ev.run_dir, "generate", f"step{ev.step}", create=is_rank_zero())
     ev.harness.output_dir = out
     if is_rank_zero():

@@ -27,6 +27,7 @@ from xlm_core.training.reported_metrics import MetricWrapper, build_metrics, met
 from xlm_core.training.optim import build_lr_scheduler, build_optimizer
 from xlm_core.run.files import predictions_path, write_jsonl
 from xlm_core.training.runtime import Runtime, model_runtime_kwargs
+from xlm_core.training.settings import RunSettings, run_settings
 
 __all__ = ["XLMHarness"]
 
@@ -75,15 +76,18 @@ class XLMHarness(L.LightningModule):
 
     ``cfg`` is the composed config (keys: model, loss, predictor, reported_metrics, optimizer,
     lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer and
-    the family's declared names the job built (:func:`xlm_core.training.runtime.build_runtime`); the
-    names say how a training batch counts its tokens (``tokens_seen``, the reported throughput).
+    the family's declared names the job built (:func:`xlm_core.training.runtime.build_runtime`; the names
+    say how a training batch counts its tokens: ``tokens_seen``, the reported throughput); ``settings``
+    the job's resolved precision and clipping (:func:`xlm_core.training.settings.run_settings`, the
+    default).
     """
 
-    def __init__(self, cfg: DictConfig, runtime: Runtime) -> None:
+    def __init__(self, cfg: DictConfig, runtime: Runtime, settings: RunSettings | None = None) -> None:
         super().__init__()
         if not isinstance(runtime, Runtime):
             raise TypeError(f"XLMHarness needs a Runtime (xlm_core.training.runtime.build_runtime(cfg)); got {type(runtime).__name__}.")
         self.cfg = cfg
+        self.settings = settings or run_settings(cfg)
         tokenizer = runtime.tokenizer
         object.__setattr__(self, "tokenizer", tokenizer)
         object.__setattr__(self, "names", runtime.names)
@@ -169,7 +173,7 @@ class XLMHarness(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, self.cfg.get("optimizer"), self._amp_clipping())
+        optimizer = build_optimizer(self.model, self.cfg.get("optimizer"), self.settings.amp_clipping)
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps < 0:
             max_steps = int(self.trainer.estimated_stepping_batches)
@@ -177,13 +181,6 @@ class XLMHarness(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
-
-    def _amp_clipping(self) -> str | None:
-        """The trainer settings under which Lightning clips AMP-scaled gradients, or None."""
-        precision, clip = str(self.trainer.precision), self.trainer.gradient_clip_val
-        if precision.endswith("-mixed") and clip:
-            return f"trainer.precision={precision} with trainer.gradient_clip_val={clip}"
-        return None
 
     # ------------------------------------------------------------------ steps
     def forward(self, *args: Any, **kwargs: Any) -> Any:
