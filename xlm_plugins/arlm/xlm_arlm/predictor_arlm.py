@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_arlm.collators_arlm import prepare_prefix_ids_arlm
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
@@ -62,8 +63,8 @@ class ARLMPredictor:
             predictor has decoded ``COMPILE_BREAK_EVEN_STEPS[(device type, precision)]`` steps (as
             many as the compile or capture costs), compiled from then on. Greedy ids are the eager path's (tested); under bf16
             autocast, rounding may differ in rare near-ties.
-        top, p: the names ``top_k`` and ``top_p`` had before xlm-arlm 0.2; still accepted, with a
-            DeprecationWarning, until 0.3.
+        top: the name ``top_k`` had before xlm-arlm 0.2; still accepted, with a DeprecationWarning, until 0.3.
+        p: the name ``top_p`` had before xlm-arlm 0.2; likewise.
     """
 
     def __init__(
@@ -409,14 +410,9 @@ class ARLMPredictor:
         chunk = batch_size or max(len(encoded), 1)
         outputs: list[str] = []
         for begin in range(0, len(encoded), chunk):
-            rows = encoded[begin : begin + chunk]
-            width = max(len(r) for r in rows)
-            input_ids = torch.tensor(
-                [[self.pad_token_id] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device
-            )
-            attention_mask = torch.tensor(
-                [[False] * (width - len(r)) + [True] * len(r) for r in rows], dtype=torch.bool, device=device
-            )
+            padded = prepare_prefix_ids_arlm(encoded[begin : begin + chunk], self.pad_token_id, truncate="max")
+            input_ids = torch.tensor(padded["input_ids"], dtype=torch.long, device=device)
+            attention_mask = torch.tensor(padded["attention_mask"], dtype=torch.bool, device=device)
             preds = self.predict(
                 {"input_ids": input_ids, "attention_mask": attention_mask},
                 max_new_tokens=max_new_tokens,
