@@ -1,5 +1,6 @@
 """Old names kept working for a while: a module ``__getattr__`` that serves a moved or renamed object
-under its old name with a DeprecationWarning naming the new dotted path.
+under its old name, and the warning a renamed module gives when imported; both name the new dotted path
+(a DeprecationWarning).
 
 Configs name components by dotted path (``update_fn: xlm_arlm.metrics_arlm.seq2seq_exact_match_update_fn``),
 so a family that moves one of them into the core keeps the old path importable::
@@ -15,7 +16,7 @@ from typing import Any
 
 from xlm_core.config.tools import import_object
 
-__all__ = ["moved_attributes"]
+__all__ = ["moved_attributes", "warn_renamed_module"]
 
 
 def moved_attributes(module_name: str, moved: Mapping[str, str], removed_in: str) -> Callable[[str], Any]:
@@ -38,3 +39,15 @@ def moved_attributes(module_name: str, moved: Mapping[str, str], removed_in: str
         return import_object(table[name])
 
     return __getattr__
+
+
+def warn_renamed_module(old: str, new: str, removed_in: str, why: str = "") -> None:
+    """Warn (``DeprecationWarning``, pointing at the importer) that module ``old`` was renamed ``new``; call it
+    from the old module, which re-exports the new one's names."""
+    reason = f" ({why})" if why else ""
+    warnings.warn(
+        f"{old} was renamed {new}{reason} and the old name goes away in {removed_in}; import from {new} and name "
+        f"{new}.<name> in a config's _target_",
+        DeprecationWarning,
+        stacklevel=3,
+    )

@@ -3,13 +3,28 @@
 # No ``from __future__ import annotations`` here: TypedDict reads its fields from evaluated annotations.
 from typing import TypedDict
 
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-__all__ = ["IGNORE_INDEX", "LossDict"]
+__all__ = ["IGNORE_INDEX", "TrainingBatch", "Seq2SeqTrainingBatch", "LossDict", "PredictionDict"]
 
 IGNORE_INDEX = -100
 """Target value that the losses and the metrics skip (prompt, padding, the positions nothing is scored at)."""
+
+
+class TrainingBatch(TypedDict):
+    """A training batch under the default names (``FamilyNames()``): token ids, key-padding mask (True = real
+    token) and the targets, -100 wherever nothing is scored; a family's batch types extend it."""
+
+    input_ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    target_ids: Integer[TT, " batch seq_len"]
+
+
+class Seq2SeqTrainingBatch(TrainingBatch):
+    """A training batch of prompt -> answer rows: ``token_type_ids`` is 0 on the prompt side, 1 on the answer side."""
+
+    token_type_ids: Integer[TT, " batch seq_len"]
 
 
 class LossDict(TypedDict):
@@ -23,3 +38,21 @@ class LossDict(TypedDict):
     loss: Float[TT, ""]
     batch_loss: Float[TT, " batch"]
     nlls: Float[TT, " num_scored"]
+
+
+class PredictionDict(TypedDict):
+    """What a predictor's ``predict()`` returns (both families; a family may add keys in a TypedDict of its own).
+
+    ``ids`` holds each whole row (prompt, then what was generated from ``output_start_idx`` on), ``text`` the
+    generated part decoded, ``text_with_spl_tokens`` the whole row decoded with special tokens,
+    ``attention_mask`` / ``positions`` the row's real tokens and their positions, ``time_taken`` the seconds
+    per row. ``xlm_core.kit.metrics`` and ``xlm_core.kit.prediction`` read it.
+    """
+
+    text: list[str]
+    text_with_spl_tokens: list[str]
+    ids: Integer[TT, " batch seq_len"]
+    attention_mask: Bool[TT, " batch seq_len"]
+    positions: Integer[TT, " batch seq_len"]
+    time_taken: list[float]
+    output_start_idx: int

@@ -20,9 +20,10 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.collators_arlm import prepare_prefix_ids_arlm
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
+from xlm_arlm.types_arlm import ARLMPredictionDict
 from xlm_core.kit.positions import positions_from_attention_mask
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
 from xlm_core.training.precision import autocast_dtype, inference_autocast
 
@@ -123,7 +124,7 @@ class ARLMPredictor:
         self.compile_decode = compile_decode
         self.eos_token_id: int | None = eos
         self.pad_token_id: int = pad if pad is not None else eos
-        self._generators: dict[str, torch.Generator] = {}
+        self._generators = SeededGenerators(seed)
         self._decoder: StaticDecoder | None = None
         self._eager_steps: dict[tuple[str, str], int] = {}  # decoding steps run eagerly so far
 
@@ -137,15 +138,6 @@ class ARLMPredictor:
         if self.sampling_method == "sample_top_p":
             return sample_from_top_p(self.top_p, logits, self.temperature, generator)
         return sample_from_logits(logits, self.temperature, generator)
-
-    def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        """The seeded generator of ``device`` (created on first use, then advanced), or None."""
-        if self.seed is None:
-            return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
 
     # ------------------------------------------------------------------ generation
     def _require_model(self) -> Any:
@@ -305,7 +297,7 @@ class ARLMPredictor:
         prompt_len = input_ids.shape[1]
         num_new = self._num_new_tokens(prompt_len, max_new_tokens)
         if generator is None:
-            generator = self._generator_for(input_ids.device)
+            generator = self._generators.on(input_ids.device)
 
         was_training = bool(getattr(model, "training", False))
         if hasattr(model, "eval"):
@@ -336,9 +328,6 @@ class ARLMPredictor:
         }
 
     # ------------------------------------------------------------------ reporting
-    def _decode_row(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def to_dict(
         self,
         batch: dict[str, Any],
@@ -347,34 +336,10 @@ class ARLMPredictor:
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON-serialisable row per example: generated text, full row with special tokens,
-        ids, the prompt text, the target text (when the batch has ``target_ids``), time taken, and
-        the row's ``metadata`` fields (e.g. the gold ``answer`` that post-hoc evaluators score)."""
-        ids = preds["ids"].tolist()
-        start = int(preds["output_start_idx"])
-        prompt_ids = batch["input_ids"].tolist()
-        prompt_mask = batch.get("attention_mask")
-        prompt_mask = prompt_mask.tolist() if prompt_mask is not None else [[1] * len(r) for r in prompt_ids]
-        targets = batch.get("target_ids")
-        target_rows = targets.tolist() if targets is not None else None
-        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
-        rows: list[dict[str, Any]] = []
-        for i, row_ids in enumerate(ids):
-            row: dict[str, Any] = {
-                "text": preds["text"][i],
-                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
-                "ids": row_ids,
-                "output_start_idx": start,
-                "prompt": self._decode_row([t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m]),
-                "time_taken": float(preds["time_taken"][i]),
-            }
-            if target_rows is not None:
-                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
-                row["target"] = self._decode_row(keep)
-            for key, values in metadata.items():
-                row.setdefault(key, values[i])
-            rows.append(row)
-        return rows
+        """One JSON-serialisable row per example (``xlm_core.kit.prediction.prediction_rows``): generated text,
+        full row with special tokens, ids, the prompt text, the target text (when the batch has ``target_ids``),
+        time taken, and the row's ``metadata`` fields (e.g. the gold ``answer`` that post-hoc evaluators score)."""
+        return prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)
 
     # ------------------------------------------------------------------ convenience
     def generate(

@@ -17,7 +17,7 @@ from typing import Any, NotRequired, TypedDict
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
-from xlm_core.kit.types import IGNORE_INDEX, LossDict
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.plugin.protocols import ARLMModel
 
 __all__ = [
@@ -31,27 +31,19 @@ __all__ = [
 ]
 
 
-class ARLMBatch(TypedDict):
+class ARLMBatch(TrainingBatch):
     """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100).
 
     Packed rows may add ``positions`` (RoPE positions restarting in each document) and
     ``document_ids`` (attention stays within a document; -1 on padding).
     """
 
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
     positions: NotRequired[Integer[TT, " batch seq_len"]]
     document_ids: NotRequired[Integer[TT, " batch seq_len"]]
 
 
-class ARLMSeq2SeqBatch(TypedDict):
+class ARLMSeq2SeqBatch(Seq2SeqTrainingBatch):
     """Teacher-forced seq2seq batch: prompt + target in one row; only target positions scored."""
-
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
-    token_type_ids: Integer[TT, " batch seq_len"]
 
 
 class ARLMSeq2SeqPredictionBatch(TypedDict):
@@ -73,13 +65,6 @@ ARLMLossDict = LossDict
 """Output of ``ARLMLoss``: the core's :class:`xlm_core.kit.types.LossDict` (loss, batch_loss, nlls)."""
 
 
-class ARLMPredictionDict(TypedDict):
-    """Output of ``ARLMPredictor.predict``; generated tokens are ``ids[:, output_start_idx:]``."""
-
-    text: list[str]
-    text_with_spl_tokens: list[str]
-    ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    positions: Integer[TT, " batch seq_len"]
-    time_taken: list[float]
-    output_start_idx: int
+ARLMPredictionDict = PredictionDict
+"""Output of ``ARLMPredictor.predict``: the core's :class:`xlm_core.kit.types.PredictionDict`; generated tokens are
+``ids[:, output_start_idx:]``."""
