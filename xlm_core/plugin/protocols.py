@@ -132,7 +132,8 @@ class Predictor(Protocol):
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> dict[str, Any]:
-        """Return the generated ids (and whatever else the family reports) for ``batch``."""
+        """Return the generated ids, under the key the family declared (``FamilyNames.predicted_ids_key``,
+        default ``"ids"``), and whatever else the family reports for ``batch``."""
         ...
 
     def to_dict(

@@ -28,6 +28,9 @@ def test_xlm_check_passes_with_the_declared_names(install_families: Callable[...
                   "check_greedy_deterministic", "check_experiment_targets"):
         assert any(check in line and line.endswith("PASSED") for line in out.splitlines()), out
     assert "-> OK" in out
+    assert main(["families", "--verbose"]) == 0
+    assert ("  names: token_key=tokens, mask_key=loss_mask, target_key=labels, predicted_ids_key=seq, ignore_index=-100"
+            in capsys.readouterr().out)
 
 
 def test_without_the_declared_names_the_checks_fail_saying_how_to_declare_them(
