@@ -55,11 +55,11 @@ def test_xlm_families_lists_arlm(installed) -> None:
     payload = json.loads(venv.run(["xlm", "families", "--json"], cwd=work).stdout)
     assert payload["errors"] == []
     (arlm,) = [f for f in payload["families"] if f["name"] == "arlm"]
-    assert (arlm["distribution"], arlm["version"]) == ("xlm-arlm", "0.1.0")
+    assert (arlm["distribution"], arlm["version"]) == ("xlm-arlm", "0.2.0")
     assert Path(arlm["config_dir"]) == venv.site_packages / "xlm_arlm" / "configs"
     assert "star_easy_arlm" in arlm["experiments"]
     text = venv.run(["xlm", "families"], cwd=work).stdout
-    assert text.startswith("arlm  (xlm-arlm 0.1.0)\n")
+    assert text.startswith("arlm  (xlm-arlm 0.2.0)\n")
 
 
 def test_compose_arlm_experiment_from_installed_wheels(installed) -> None:

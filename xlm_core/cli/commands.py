@@ -19,6 +19,7 @@ from xlm_core.config.tools import qualified_name
 from xlm_core.plugin.components import describe_component
 from xlm_core.errors import UsageError
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry
+from xlm_core.plugin.version import PLUGIN_API_VERSION
 
 __all__ = ["COMMANDS", "families_command", "check_command", "new_family_command"]
 
@@ -38,6 +39,8 @@ def _family_payload(f: FamilyInfo, verbose: bool) -> dict[str, Any]:
         "config_dir": str(f.config_dir),
         "description": f.description,
         "experiments": list(f.experiments),
+        "api_version": f.api_version,
+        "api_problem": f.api_problem,
     }
     if verbose:
         c = f.components
@@ -64,10 +67,12 @@ def families_command(args: list[str], registry: FamilyRegistry) -> int:
         print(json.dumps({
             "families": [_family_payload(f, opts.verbose) for f in registry.families.values()],
             "errors": [{"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in registry.errors],
+            "core": {"version": _core_version(), "plugin_api": PLUGIN_API_VERSION},
         }, indent=2))
         return 0
     if not registry.families:
-        print("No families installed. Install a family distribution, e.g. `pip install xlm-arlm`.")
+        print("No families installed. Install a family distribution: from a checkout of xlm, "
+              "`pip install -e xlm_plugins/arlm` (or a family's wheel, docs/plugins.md); `xlm new-family NAME` starts one.")
     for f in registry.families.values():
         version = f" {f.version}" if f.version else ""
         print(f"{f.name}  ({f.distribution}{version})")
@@ -75,6 +80,9 @@ def families_command(args: list[str], registry: FamilyRegistry) -> int:
             print(f"  {f.description}")
         print(f"  config dir:  {f.config_dir}")
         print(f"  experiments: {', '.join(f.experiments) if f.experiments else '(none)'}")
+        print(f"  plugin API:  {f.api_version or '(not declared)'}")
+        if f.api_problem:
+            print(f"  warning: {f.api_problem}")
         if opts.verbose:
             payload = _family_payload(f, True)
             comps, names = payload["components"], payload["names"]
@@ -92,7 +100,15 @@ def families_command(args: list[str], registry: FamilyRegistry) -> int:
         print("\nBroken plugins (their families are unavailable):")
         for e in registry.errors:
             print(f"  {e}")
+    print(f"\nxlm-core {_core_version()} provides plugin API {PLUGIN_API_VERSION}.")
     return 0
+
+
+def _core_version() -> str:
+    try:
+        return metadata.version("xlm-core")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _family_packages(family: FamilyInfo) -> list[str]:

@@ -128,6 +128,8 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     experiments = _values(by_key["experiment"]) if "experiment" in by_key else []
     families = _values(by_key["family"]) if "family" in by_key else []
     info = _select_family(registry, families, experiments, notes)
+    if info is not None and info.api_problem:
+        print(f"xlm: warning: family '{info.name}' {info.api_problem}", file=sys.stderr)
     if info is None and not flags:
         raise _CliError(
             "choose a family with family=<name> and an experiment with experiment=<name>; "

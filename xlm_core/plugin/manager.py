@@ -25,6 +25,7 @@ import pluggy
 
 from xlm_core.plugin import hookspecs
 from xlm_core.plugin.components import FamilyComponents, validate_components
+from xlm_core.plugin.version import api_version_problem, parse_api_version
 from xlm_core.plugin.names import FamilyNames, as_family_names
 
 __all__ = [
@@ -61,6 +62,12 @@ class FamilyInfo:
     experiments: tuple[str, ...] = ()
     components: FamilyComponents = field(default_factory=FamilyComponents)
     names: FamilyNames = field(default_factory=FamilyNames)
+    api_version: str | None = None
+
+    @property
+    def api_problem(self) -> str | None:
+        """Why this family may not work with this core's plugin API (None when it should)."""
+        return api_version_problem(self.api_version)
 
     @property
     def searchpath(self) -> str:
@@ -130,7 +137,8 @@ class FamilyRegistry:
         if self.errors:
             text += "; broken plugins: " + "; ".join(str(e) for e in self.errors)
         if not self.families:
-            text += " (install a family distribution such as xlm-arlm; `xlm families` lists them)"
+            text += (" (install a family distribution, e.g. `pip install -e xlm_plugins/arlm` from a checkout "
+                     "of xlm or a family's wheel; `xlm families` lists them)")
         return text
 
 
@@ -268,17 +276,25 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: Any, config_dir: Any, description: Any = "", names: Any = None, **components: Any) -> None:
+        def register(name: Any, config_dir: Any, description: Any = "", api_version: Any = None, names: Any = None,
+                     **components: Any) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
-            ``name`` (str), ``config_dir`` (str, path or Traversable) and ``description`` (str) come from
-            the plugin and are checked here (any value), so a bad one is reported as that plugin's error.
-            ``names``: the keys of the family's batches and predictions (``xlm_core.plugin.names.FamilyNames``;
-            default: today's names). ``components``: model_protocol, models, losses, collators, predictors,
-            metrics, exporters (see ``xlm_core.plugin.components``).
+            ``name`` (str), ``config_dir`` (str, path or Traversable), ``description`` (str) and
+            ``api_version`` (``"MAJOR.MINOR"`` of the plugin API the family targets, see
+            ``xlm_core.plugin.version``) come from the plugin and are checked here (any value), so a bad
+            one is reported as that plugin's error. ``names``: the keys of the family's batches and
+            predictions (``xlm_core.plugin.names.FamilyNames``; default: today's names).
+            ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
+            (see ``xlm_core.plugin.components``).
             """
             try:
                 fam_name, path, desc = _validate_family(name, config_dir, description)
+                if api_version is not None:
+                    try:
+                        parse_api_version(api_version)
+                    except ValueError as exc:
+                        raise ValueError(f"family '{fam_name}': {exc}") from None
                 try:
                     declared = as_family_names(names, fam_name)
                 except (TypeError, ValueError) as exc:
@@ -286,7 +302,7 @@ def load_families(
                 unknown = sorted(set(components) - _COMPONENT_ARGS)
                 if unknown:
                     raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
-                                     f"it takes name, config_dir, description, names and the components "
+                                     f"it takes name, config_dir, description, api_version, names and the components "
                                      f"{', '.join(sorted(_COMPONENT_ARGS))}")
                 try:
                     registered = validate_components(**components)
@@ -306,6 +322,7 @@ def load_families(
                     experiments=_experiments(path),
                     components=registered,
                     names=declared,
+                    api_version=api_version,
                 )
             )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from xlm_core.errors import UsageError
 
-__all__ = ["TEMPLATE_SUFFIX", "placeholders", "render_files", "scaffold_family", "validate_family_name"]
+__all__ = ["TEMPLATE_SUFFIX", "compatible_range", "placeholders", "render_files", "scaffold_family", "validate_family_name"]
 
 TEMPLATE_SUFFIX = ".tmpl"
 _TEMPLATE_DIR = "template"
@@ -38,10 +38,19 @@ def validate_family_name(name: str) -> str:
 
 
 def _core_requirement() -> str:
+    """The xlm-core versions the new family works with: this one up to the next breaking release."""
     try:
-        return f"xlm-core>={metadata.version('xlm-core')}"
+        version = metadata.version("xlm-core")
     except metadata.PackageNotFoundError:  # xlm_core imported from a source tree that was never installed
         return "xlm-core"
+    return compatible_range("xlm-core", version)
+
+
+def compatible_range(distribution: str, version: str) -> str:
+    """``dist>=X.Y,<next-breaking`` for ``version`` (below 1.0 a minor release may break, from 1.0 a major one)."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    upper = f"0.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f"{distribution}>={major}.{minor},<{upper}"
 
 
 def placeholders(name: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ def register_families(register: Any) -> None:
         name="arlm",
         config_dir=files("xlm_arlm") / "configs",
         description="Auto-regressive causal rotary Transformer language model (next-token prediction).",
+        api_version="1.0",  # the plugin API this family is written against (xlm_core.api)
         model_protocol=ARLMModel,
         models=[Component(RotaryTransformerARLMModel, tiny=_TINY_MODEL,
                           capabilities={"causal", "kv_cache", "key_padding"})],

@@ -28,6 +28,7 @@ def register_families(register: Any) -> None:
         name="mlm",
         config_dir=files("xlm_mlm") / "configs",
         description="Bidirectional rotary Transformer masked language model with iterative unmasking.",
+        api_version="1.0",  # the plugin API this family is written against (xlm_core.api)
         model_protocol=MLMModel,
         models=[Component(RotaryTransformerMLMModel, tiny=_TINY_MODEL, capabilities={"key_padding"})],
         losses=[MLMLoss],
