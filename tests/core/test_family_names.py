@@ -168,7 +168,7 @@ def test_the_old_collator_modules_warn_and_hold_the_same_classes(old: str, new: 
 
 def test_an_old_config_target_is_the_registered_component() -> None:
     from xlm_core.config.targets import check_component_targets
-    from xlm_core.plugin.manager import get_family, get_families
+    from xlm_core.plugin.manager import get_families, get_family
 
     cfg = OmegaConf.create({"collator": {"train": {"_target_": "xlm_arlm.datamodule_arlm.ARLMSeq2SeqCollator"}}})
     with warnings.catch_warnings():

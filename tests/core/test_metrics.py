@@ -7,9 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
-from xlm_core.errors import UsageError
-from xlm_core.training.reported_metrics import MetricWrapper, ReportedMetricsError, build_metrics, metrics_for
 from xlm_core.testing.typecheck import unchecked
+from xlm_core.training.reported_metrics import MetricWrapper, ReportedMetricsError, build_metrics, metrics_for
 
 
 def test_exact_match_counts_whole_rows() -> None:

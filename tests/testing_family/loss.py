@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from xlm_core.kit.positions import positions_from_attention_mask
 
+
 class TinyLoss:
     def __init__(self, model: torch.nn.Module, tokenizer: Any = None) -> None:
         self.model = model

@@ -25,8 +25,8 @@ import pluggy
 
 from xlm_core.plugin import hookspecs
 from xlm_core.plugin.components import FamilyComponents, validate_components
-from xlm_core.plugin.version import api_version_problem, parse_api_version
 from xlm_core.plugin.names import FamilyNames, as_family_names
+from xlm_core.plugin.version import api_version_problem, parse_api_version
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -345,9 +345,9 @@ def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
 
 
 def test_predictions_feed_the_seq2seq_metrics() -> None:
+    from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
     from xlm_core.kit.metrics import exact_match_update_fn as seq2seq_exact_match_update_fn
     from xlm_core.kit.metrics import token_accuracy_update_fn as seq2seq_token_accuracy_update_fn
-    from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)
     batch = collate([

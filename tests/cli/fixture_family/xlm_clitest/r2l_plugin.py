@@ -2,10 +2,9 @@
 
 from importlib.resources import files
 
+from xlm_clitest import r2l
 from xlm_core.plugin.components import Component
 from xlm_core.plugin.hookspecs import hookimpl
-
-from xlm_clitest import r2l
 
 
 @hookimpl
