@@ -14,6 +14,7 @@ def register_families(register):
         name="r2l",
         config_dir=files("xlm_clitest") / "r2l_configs",
         description="Right-to-left test family with its own names.",
+        api_version="1.0",
         names=r2l.NAMES,
         models=[Component(r2l.R2LModel, tiny=dict(d_model=16, nhead=2, max_length=64), capabilities={"causal", "key_padding"})],
         losses=[r2l.R2LLoss],
