@@ -16,8 +16,32 @@ from xlm_core.data.packing import same_document_mask
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.errors import UsageError
 from xlm_core.kit.batch_checks import training_tensors
-from xlm_core.kit.metrics import ExactMatch, Perplexity, TokenAccuracy
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.collate import (
+    TruncationCounting,
+    as_ids,
+    mask_token_id_of,
+    required_token_id,
+    row_metadata,
+    tokenizer_vocab_size,
+    validate_examples,
+)
+from xlm_core.kit.metrics import (
+    UPDATE_FUNCTIONS,
+    ExactMatch,
+    Perplexity,
+    TokenAccuracy,
+    align_to_target,
+    exact_match_update_fn,
+    mean_metric_update_fn,
+    perplexity_metric_update_fn,
+    token_accuracy_update_fn,
+    token_nll_metric_update_fn,
+)
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.modules import (
     KVCache,
     RotaryEmbedding,
@@ -30,6 +54,7 @@ from xlm_core.modules import (
 )
 from xlm_core.plugin.components import CAPABILITIES, COLLATOR_ROLES, Component
 from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.names import FamilyNames
 from xlm_core.plugin.protocols import (
     PREDICTION_TEXT_KEY,
     ARLMModel,
@@ -50,6 +75,7 @@ __all__ = [
     "Component",
     "COLLATOR_ROLES",
     "CAPABILITIES",
+    "FamilyNames",
     # contracts
     "Model",
     "LossFunction",
@@ -84,4 +110,29 @@ __all__ = [
     "same_document_mask",
     "SimpleSpaceTokenizer",
     "UsageError",
+    # the family kit: collators, positions, batch and output types, metric update functions, prediction rows
+    "IGNORE_INDEX",
+    "TrainingBatch",
+    "Seq2SeqTrainingBatch",
+    "LossDict",
+    "PredictionDict",
+    "as_ids",
+    "validate_examples",
+    "tokenizer_vocab_size",
+    "required_token_id",
+    "mask_token_id_of",
+    "row_metadata",
+    "TruncationCounting",
+    "positions_from_attention_mask",
+    "align_to_target",
+    "exact_match_update_fn",
+    "token_accuracy_update_fn",
+    "mean_metric_update_fn",
+    "token_nll_metric_update_fn",
+    "perplexity_metric_update_fn",
+    "UPDATE_FUNCTIONS",
+    "prediction_rows",
+    "SeededGenerators",
+    "moved_attributes",
+    "warn_renamed_module",
 ]

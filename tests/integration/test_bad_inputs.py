@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core.run.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
 from xlm_core.cli import main
+from xlm_core.run.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
 
 TINY = [
     "family=arlm", "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32",

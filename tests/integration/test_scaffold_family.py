@@ -65,7 +65,7 @@ def test_families_lists_the_family_and_its_components(installed: tuple[Venv, Pat
         "collators": [f"{PACKAGE}.collators.{cls}Seq2SeqCollator [role=seq2seq; tiny]",
                       f"{PACKAGE}.collators.{cls}PredictionCollator [role=prediction; tiny]"],
         "predictors": [f"{PACKAGE}.predictor.{cls}Predictor [tiny]"],
-        "metrics": [f"{PACKAGE}.metrics.exact_match_update_fn", f"{PACKAGE}.metrics.token_accuracy_update_fn"],
+        "metrics": ["xlm_core.kit.metrics.exact_match_update_fn", "xlm_core.kit.metrics.token_accuracy_update_fn"],
         "exporters": {},
     }
     text = venv.run(["xlm", "families", "--verbose"], cwd=tmp_path).stdout

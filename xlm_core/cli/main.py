@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import traceback
 import tempfile
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,8 +28,8 @@ from omegaconf import DictConfig
 from xlm_core.cli.commands import COMMANDS
 from xlm_core.cli.errors import error_line, log_to_files
 from xlm_core.config.aliases import pop_deprecations
-from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.checks import reject_new_top_level_keys
+from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.targets import check_component_targets
 from xlm_core.errors import UsageError
 from xlm_core.jobs import load_job

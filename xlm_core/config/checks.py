@@ -118,6 +118,14 @@ def _scheduler_names() -> list[str]:
     return [s.value for s in SchedulerType]
 
 
+def _check_reported_metrics(cfg: DictConfig) -> None:
+    """Groups, kinds, splits and update functions of ``reported_metrics`` (one-line errors naming the fix)."""
+    from xlm_core.training.reported_metrics import parse_reported_metrics, resolve_function
+
+    for spec in parse_reported_metrics(cfg.get("reported_metrics")):
+        resolve_function(spec.update_fn)
+
+
 def validate_run_config(cfg: DictConfig, training: bool) -> None:
     """Raise :class:`UsageError` for the first config value a job cannot run with."""
     _check_batches(cfg)
@@ -125,6 +133,7 @@ def validate_run_config(cfg: DictConfig, training: bool) -> None:
         _check_trainer(cfg)
     if training:
         _check_optimization(cfg)
+    _check_reported_metrics(cfg)
 
 
 def reject_new_top_level_keys(keys: Sequence[str]) -> None:

@@ -60,8 +60,8 @@ from datasets.fingerprint import Hasher
 
 from xlm_core.config.tools import import_object, to_plain
 from xlm_core.data.file_globs import expand_data_files
-from xlm_core.errors import UsageError
 from xlm_core.data.hub import use_hub_or_cache
+from xlm_core.errors import UsageError
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

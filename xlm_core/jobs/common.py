@@ -19,6 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from xlm_core.config.checks import instantiate, validate_run_config
+from xlm_core.config.tools import import_object, to_plain, to_plain_best_effort
+from xlm_core.errors import UsageError
+from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
+from xlm_core.run.checkpoint_callbacks import BestCheckpoint
 from xlm_core.run.checkpoints import (
     AtomicCheckpointIO,
     checkpoint_config,
@@ -27,12 +32,7 @@ from xlm_core.run.checkpoints import (
     newest_intact,
     verify_checkpoint,
 )
-from xlm_core.config.checks import instantiate, validate_run_config
-from xlm_core.config.tools import import_object, to_plain, to_plain_best_effort
-from xlm_core.errors import UsageError
-from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
 from xlm_core.run.files import run_dir_of
-from xlm_core.run.checkpoint_callbacks import BestCheckpoint
 from xlm_core.training.runtime import Runtime, build_runtime
 from xlm_core.training.settings import Monitor, RunSettings, run_settings
 
@@ -68,12 +68,11 @@ def echo(message: str) -> None:
 
 
 def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer."""
     dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
     if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
-                       _recursive_=False)
+    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, _recursive_=False)
 
 
 def build_harness(cfg: DictConfig, runtime: Runtime, settings: RunSettings | None = None) -> Any:

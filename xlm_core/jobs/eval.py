@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.run.files import scalar_metrics
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
+from xlm_core.run.files import job_output_dir, removed_on_failure, save_run_config, scalar_metrics, update_metrics_json
 from xlm_core.training.loggers import finish_loggers
-from xlm_core.run.files import job_output_dir, removed_on_failure, save_run_config, update_metrics_json
 
 __all__ = ["run", "evaluate", "EVAL_SPLITS"]
 

@@ -19,10 +19,6 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
-from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
-from xlm_core.run.files import scalar_metrics
-from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact, verify_checkpoint
 from xlm_core.config.checks import validate_run_config
 from xlm_core.config.tools import to_plain_best_effort
 from xlm_core.errors import JobStopped, UsageError
@@ -35,10 +31,10 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     run_checkpoints,
 )
-from xlm_core.training.loggers import finish_loggers
-from xlm_core.training.reported_metrics import logged_metric_names
 from xlm_core.run.callbacks import TrainingInterrupted
-from xlm_core.run.files import run_dir_of, update_metrics_json
+from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
+from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact, verify_checkpoint
+from xlm_core.run.files import run_dir_of, scalar_metrics, update_metrics_json
 from xlm_core.run.lock import RunLock
 from xlm_core.run.resume import (
     ApplyOptimizerSettings,
@@ -47,6 +43,9 @@ from xlm_core.run.resume import (
     optimizer_changes,
     warmup_note,
 )
+from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
+from xlm_core.training.loggers import finish_loggers
+from xlm_core.training.reported_metrics import logged_metric_names
 from xlm_core.training.runtime import build_runtime
 from xlm_core.training.settings import RunSettings, run_settings
 

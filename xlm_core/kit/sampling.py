@@ -1,8 +1,9 @@
-"""Token sampling from logits: full distribution, top-k and nucleus (top-p).
+"""Token sampling from logits: full distribution, top-k and nucleus (top-p), and seeded generators.
 
 The one sampling module shared by every family's predictor. All functions take logits of any
 leading shape ``(*batch, vocab)`` and return token ids of shape ``(*batch,)``. They never
 synchronise with the host, so a generation loop can call them every step on an accelerator.
+:class:`SeededGenerators` gives a predictor with a ``seed`` one generator per device, so its draws repeat.
 """
 
 from __future__ import annotations
@@ -11,7 +12,26 @@ import torch
 from jaxtyping import Float, Integer
 from torch import Tensor as TT
 
-__all__ = ["sample_from_logits", "sample_from_top_k", "sample_from_top_p"]
+__all__ = ["sample_from_logits", "sample_from_top_k", "sample_from_top_p", "SeededGenerators"]
+
+
+class SeededGenerators:
+    """A ``torch.Generator`` per device, seeded with ``seed`` when first asked for and advanced by every draw
+    after that (so a predictor's successive batches differ but a rerun repeats them); no seed: None (torch's
+    global generator)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+
+    def on(self, device: torch.device) -> torch.Generator | None:
+        """The generator of ``device``, or None without a seed."""
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
 
 
 def _check_temperature(temperature: float) -> None:

@@ -17,8 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from xlm_core.run.files import scalar_metrics
-from xlm_core.run.files import save_run_config, update_metrics_json
+from xlm_core.run.files import save_run_config, scalar_metrics, update_metrics_json
 
 __all__ = ["FinalValidation", "ValidationMetricsFile", "RunConfigWriter", "GracefulInterrupt", "TrainingInterrupted"]
 

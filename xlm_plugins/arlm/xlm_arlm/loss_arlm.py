@@ -10,18 +10,11 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
-from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.data.packing import same_document_mask
+from xlm_core.kit.batch_checks import training_tensors
+from xlm_core.kit.positions import positions_from_attention_mask
 
-__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
-
-
-def positions_from_attention_mask(
-    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
-) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1) * mask`` (bool or 0/1 mask): real tokens count 0, 1, 2 ... after left padding; padding 0."""
-    mask = attention_mask.long()
-    return (mask.cumsum(dim=1) - 1) * mask
+__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask"]
 
 
 def causal_attention_mask(
@@ -66,10 +59,6 @@ class ARLMLoss:
         self.model = model
         self.tokenizer = tokenizer
         self.use_3d_mask = use_3d_mask
-
-    def configure(self, pl_module: Any) -> None:
-        """Nothing to cache for ARLM."""
-        return None
 
     def __call__(
         self,
