@@ -378,7 +378,7 @@ def test_r2_7_a_truncated_cache_is_refused_and_names_the_directory(run: Path, ca
 def test_r2_8_a_tiny_temperature_samples_the_greedy_tokens(trained: Path, capsys) -> None:
     texts = []
     for sampling in (["predictor.sampling_method=sample", "predictor.temperature=1e-40"],
-                     ["predictor.sampling_method=sample_top_k", "predictor.top=1"]):
+                     ["predictor.sampling_method=sample_top_k", "predictor.top_k=1"]):
         code, out, err = xlm(capsys, trained, "job_type=generate", '+prompts=["1 2 3 4", "5 6"]', *sampling)
         assert code == 0, err
         newest = max((trained / "outputs" / RUN / "generate").iterdir(), key=lambda p: p.stat().st_mtime_ns)
