@@ -208,7 +208,7 @@ def install_mixing_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, confi
         "import sys\nsys.path.append(%r)\n" % str(Path(__file__).resolve().parents[1])
         + "from xlm_core.plugin.hookspecs import hookimpl\nfrom testing_family.loss import TinyLoss\n"
         "@hookimpl\ndef register_families(register):\n"
-        f"    register(name='mixer', config_dir={str(config_dir)!r}, losses=[TinyLoss])\n")
+        f"    register(name='mixer', config_dir={str(config_dir)!r}, losses=[TinyLoss], api_version='1.0')\n")
     monkeypatch.syspath_prepend(str(site))
     from xlm_core.plugin.manager import reset_registry
 
