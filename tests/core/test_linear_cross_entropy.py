@@ -158,9 +158,9 @@ def test_invalid_arguments_name_the_mismatch() -> None:
             linear_cross_entropy(hidden, weight, targets, chunk_size=0)
 
 
-def test_default_chunk_size_keeps_a_block_near_64_mib() -> None:
-    assert lce.chunk_size_for(151_936) == 110
-    assert lce.chunk_size_for(1_000) == 16_777
+def test_default_chunk_size_keeps_a_block_near_128_mib() -> None:
+    assert lce.chunk_size_for(151_936) == 220
+    assert lce.chunk_size_for(1_000) == 33_554
     assert lce.chunk_size_for(10**9) == 16
 
 

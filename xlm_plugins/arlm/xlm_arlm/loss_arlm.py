@@ -66,7 +66,7 @@ class ARLMLoss:
     (``xlm_core.modules.HiddenStateModel``), the head and the cross-entropy run fused over blocks of
     the scored tokens (``xlm_core.modules.linear_cross_entropy``): the (B, L, V) logits are never
     formed, and the loss equals the plain path's up to floating-point summation order.
-    ``chunk_size`` sets the tokens per block (default: ~64 MiB of fp32 logits). Other models, or
+    ``chunk_size`` sets the tokens per block (default: ~128 MiB of fp32 logits). Other models, or
     ``fused=False``, take the plain path (the model's logits, then cross-entropy).
     """
 
