@@ -67,7 +67,20 @@ MLM_KINDS = ("ours_mlm", "ours_mlm_plain", "hf_mlm")
 LABELS = {
     "ours": "ARLMLoss (fused)", "ours_plain": "ARLMLoss(fused=False)", "hf": "HF GPTNeoX labels=",
     "ours_mlm": "MLMLoss (fused)", "ours_mlm_plain": "MLMLoss(fused=False)", "hf_mlm": "HF GPTNeoX, MLM loss",
+    "ours_bf16_kernels": "ARLMLoss (fused), bf16 kernels",
 }
+
+
+@contextlib.contextmanager
+def bf16_kernels() -> Any:
+    """The fused head with the CPU's own bf16 product kernels, never fp32 products of bf16-rounded operands."""
+    module = sys.modules["xlm_core.modules.linear_cross_entropy"]
+    saved = module._emulates_bf16
+    module._emulates_bf16 = lambda device_type, dtype: False
+    try:
+        yield
+    finally:
+        module._emulates_bf16 = saved
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -115,6 +128,13 @@ def loss_fn_of(kind: str, model: torch.nn.Module) -> Callable[[dict[str, Any]], 
             return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), b["labels"].view(-1), ignore_index=-100)
         return hf_mlm
     fused = not kind.endswith("_plain")
+    if kind == "ours_bf16_kernels":
+        arlm_native = ARLMLoss(model)
+
+        def native(b: dict[str, Any]) -> torch.Tensor:
+            with bf16_kernels():
+                return arlm_native(b)["loss"]
+        return native
     if "mlm" in kind:
         mlm = MLMLoss(model, tokenizer=_NoTokenizer(), fused=fused)
         return lambda b: mlm(b)["loss"]
@@ -189,8 +209,9 @@ def train_rows(args: argparse.Namespace, shape_name: str, batch: int, kinds: tup
     models = {k: build_kind(k, shape, device).train() for k in kinds}
     if "hf" in models and "ours" in models:
         copy_ours_to_hf(models["ours"], models["hf"])
-    if "ours_plain" in models:
-        models["ours_plain"].load_state_dict(models["ours"].state_dict())
+    for same in ("ours_plain", "ours_bf16_kernels"):
+        if same in models:
+            models[same].load_state_dict(models["ours"].state_dict())
     if "ours_mlm_plain" in models and "ours_mlm" in models:
         models["ours_mlm_plain"].load_state_dict(models["ours_mlm"].state_dict())
     print(f"{shape_name}: parameters " + ", ".join(f"{k} {count_params(m):,}" for k, m in models.items()), flush=True)
@@ -340,6 +361,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-small", action="store_true", help="skip the GPT-2-small rows")
     p.add_argument("--no-mlm", action="store_true")
+    p.add_argument("--bf16-kernels", action="store_true", help="add an ARLM row whose fused head uses the CPU's bf16 "
+                   "product kernels even where they are emulated (what a CPU with bf16 units runs)")
     p.add_argument("--no-gen", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-fit", action="store_true")
@@ -363,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"args": vars(args), "load_at_start": os.getloadavg(), "torch": torch.__version__,
                               "train": [], "memory": [], "fits": []}
     if not args.no_train:
-        result["train"] += train_rows(args, "tinygsm_cpu", args.batch, ARLM_KINDS)
+        arlm_kinds = ARLM_KINDS + (("ours_bf16_kernels",) if args.bf16_kernels else ())
+        result["train"] += train_rows(args, "tinygsm_cpu", args.batch, arlm_kinds)
         if not args.no_mlm:
             result["train"] += train_rows(args, "tinygsm_cpu", args.batch, MLM_KINDS)
         if not args.no_small:

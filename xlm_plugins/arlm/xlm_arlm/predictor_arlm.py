@@ -19,7 +19,7 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
-from xlm_core.precision import autocast_dtype, inference_autocast
+from xlm_core.precision import autocast_dtype, inference_autocast, inference_grad_mode
 from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
 
@@ -306,7 +306,7 @@ class ARLMPredictor:
             model.eval()
         start = time.perf_counter()
         try:
-            with torch.inference_mode(), inference_autocast(input_ids.device.type):
+            with inference_grad_mode(input_ids.device.type), inference_autocast(input_ids.device.type):
                 ids, out_mask = self._generate(model, input_ids.long(), attention_mask, num_new, generator)
             if ids.device.type == "cuda":
                 torch.cuda.synchronize(ids.device)
