@@ -6,7 +6,7 @@ checked to agree), then timed side by side with alternating order (median of ``-
     ffn 1024, batch 8, seq 256: ours with a plain causal call + cross-entropy, ours through
     ARLMLoss (default path and the literal reference 3-D mask), HF with ``labels=``;
   - greedy generation, 32-token prompts + 224 new tokens, batch 8 and 1: ARLMPredictor
-    (sample_top_k, top=1), eager and with its compiled / CUDA-graph decoding step
+    (sample_top_k, top_k=1), eager and with its compiled / CUDA-graph decoding step
     (``compile_decode=True``), against three Hugging Face baselines: the default
     ``model.generate(do_sample=False, use_cache=True)``, the same with a static cache and a
     torch.compile'd forward (HF's fastest documented path), both under the same precision as ours,
@@ -140,7 +140,7 @@ def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], 
         return run_hf
     predictor = ARLMPredictor(
         max_steps=new_tokens, max_length=None, tokenizer=NoEosTokenizer(),
-        sampling_method="sample_top_k", top=1, model=model, compile_decode=kind == "ours_compiled",
+        sampling_method="sample_top_k", top_k=1, model=model, compile_decode=kind == "ours_compiled",
     )
 
     def run_ours() -> torch.Tensor:

@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from xlm_core.compose import compose_config
-from xlm_core.config_checks import instantiate
-from xlm_core.runtime import model_runtime_kwargs
+from xlm_core.config.compose import compose_config
+from xlm_core.config.checks import instantiate
+from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_core.tasks.star_graphs import star_graph_preprocess, star_graph_split
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 
@@ -56,9 +56,9 @@ def main() -> None:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     loss_fn = instantiate(cfg.loss, "loss", model=model, tokenizer=tokenizer)
-    predictor = instantiate(cfg.predictor, "predictor", model=model, tokenizer=tokenizer, noise_schedule=None)
-    val_collator = instantiate(cfg.collator.val, "collator.val", tokenizer=tokenizer, noise_schedule=None)
-    pred_collator = instantiate(cfg.collator.prediction, "collator.prediction", tokenizer=tokenizer, noise_schedule=None)
+    predictor = instantiate(cfg.predictor, "predictor", model=model, tokenizer=tokenizer)
+    val_collator = instantiate(cfg.collator.val, "collator.val", tokenizer=tokenizer)
+    pred_collator = instantiate(cfg.collator.prediction, "collator.prediction", tokenizer=tokenizer)
 
     rows = [star_graph_preprocess(r, tokenizer) for r in star_graph_split("easy", "test")[: args.graphs]]
     chunks = [rows[i : i + args.batch_size] for i in range(0, len(rows), args.batch_size)]

@@ -1,7 +1,8 @@
 """The core Hydra config tree, found by Hydra as ``pkg://xlm_core.configs``.
 
 Hydra only accepts a ``pkg://`` source that is a regular package (it looks for this file), and
-importing it registers the OmegaConf resolvers the tree uses, so any composition of it works.
+importing it registers the OmegaConf resolvers the tree uses and the deprecated aliases of renamed
+options (xlm_core/config/aliases.py), so any composition of it works.
 """
 
 from __future__ import annotations
@@ -22,3 +23,8 @@ OmegaConf.register_new_resolver("xlm.python_stdlib", python_stdlib_dir, replace=
 from xlm_core.tasks.data_paths import register_resolvers  # noqa: E402
 
 register_resolvers()
+
+# Renamed config-group options of earlier versions, composable with a warning until they go away.
+from xlm_core.config.aliases import register_aliases  # noqa: E402
+
+register_aliases()

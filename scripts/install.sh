@@ -14,5 +14,5 @@ python -m pip install --quiet --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install --quiet "${XLM_TORCH_SPEC:-torch==2.13.0}"
 fi
-python -m pip install --quiet -e ".[test,docs]" -e xlm_plugins/arlm -e xlm_plugins/mlm
+python -m pip install --quiet -e ".[test,docs,dev]" -e xlm_plugins/arlm -e xlm_plugins/mlm
 python -c "import torch, xlm_core, xlm_arlm, xlm_mlm; print(f'xlm installed (torch {torch.__version__}) in .venv')"

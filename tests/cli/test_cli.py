@@ -33,7 +33,7 @@ def test_families_lists_installed_and_broken(install_families, capsys) -> None:
         "  experiments: tiny_exp, wide_exp",
     ]
     assert "arlm  (xlm-arlm " in out  # the real family keeps working next to a broken one
-    broken = out.split("Broken plugins (their families are unavailable):\n", 1)[1]
+    broken = out.split("Broken plugins (their families are unavailable):\n", 1)[1].split("\n\n")[0]
     assert broken.strip() == (
         "plugin 'clitest-broken' (xlm-clitest-broken 0.2.0): import failed: ImportError: "
         "clitest-broken needs the package 'not_installed_dependency'"
@@ -53,8 +53,11 @@ def test_families_json(install_families, capsys) -> None:
         "config_dir": str(site / "xlm_clitest" / "configs"),
         "description": "CLI test family.",
         "experiments": ["tiny_exp", "wide_exp"],
+        "api_version": "1.0",
+        "api_problem": None,
     }
     assert payload["errors"] == []
+    assert payload["core"]["plugin_api"] == "1.0"
 
 
 def test_families_rejects_unknown_arguments(install_families, capsys) -> None:
@@ -76,7 +79,7 @@ def test_name_job_prints_composed_config_and_writes_nothing(install_families, wo
     assert cfg["block_size"] == 7  # from experiment/tiny_exp.yaml
     assert cfg["global_batch_size"] == cfg["per_device_batch_size"] == 32
     assert cfg["model"] == {"_target_": "torch.nn.Linear", "in_features": 4, "out_features": 4}
-    assert cfg["noise_schedule"] == {"_target_": "xlm_core.protocols.DummyNoiseSchedule"}
+    assert "noise_schedule" not in cfg  # no component takes one (docs/architecture.md)
     assert cfg["paths"] == {
         "root_dir": str(workdir),
         "data_dir": f"{workdir}/data",
@@ -180,7 +183,8 @@ def test_missing_job_module_exits_nonzero(install_families, workdir, capsys, mon
     install_families("xlm-clitest")
     code, out, err = run(capsys, "family=clitest", "experiment=tiny_exp", "job_type=generate")
     assert (code, out) == (2, "")
-    assert err == "xlm: error: job_type=generate is not implemented yet\n"
+    assert err == ("xlm: error: job_type=generate: its module xlm_core.jobs.generate is missing from this installation; "
+                   "reinstall xlm-core\n")
     assert list(workdir.iterdir()) == []
 
 

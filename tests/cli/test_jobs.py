@@ -198,7 +198,7 @@ def test_torch_num_threads_auto_uses_the_idle_cores(monkeypatch: pytest.MonkeyPa
     import torch
 
     from xlm_core.errors import UsageError
-    from xlm_core.runtime import set_torch_threads
+    from xlm_core.training.runtime import set_torch_threads
 
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))

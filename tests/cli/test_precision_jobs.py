@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core import precision as P
+from xlm_core.training import precision as P
 from xlm_core.cli import main
 from xlm_core.modules.transformer import RotaryTransformerLayer
 

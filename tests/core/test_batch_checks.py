@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlm_core.batch_checks import training_tensors
+from xlm_core.kit.batch_checks import training_tensors
 
 
 def _batch() -> dict[str, torch.Tensor]:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from omegaconf import DictConfig
 
-from xlm_core.callbacks import NaNGuard
-from xlm_core.compose import compose_config
-from xlm_core.harness import XLMHarness
+from xlm_core.training.callbacks import NaNGuard
+from xlm_core.config.compose import compose_config
+from xlm_core.training.harness import XLMHarness
 from xlm_core.jobs.common import build_datamodule, build_trainer
-from xlm_core.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
-from xlm_core.run_files import predictions_path, write_jsonl
-from xlm_core.runtime import build_runtime
+from xlm_core.training.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
+from xlm_core.run.files import predictions_path, write_jsonl
+from xlm_core.training.runtime import build_runtime
 
 TINY_MODEL = ["model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1", "model.nhead=2",
               "model.dim_feedforward=64", "model.rotary_emb_dim=16"]

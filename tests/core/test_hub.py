@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from xlm_core import hub
+from xlm_core.data import hub
 from xlm_core.data.auto_tokenizer import TokenizerNotFoundError, load_auto_tokenizer
 from xlm_core.data.dataset_manager import DatasetManager, DatasetSourceError
 

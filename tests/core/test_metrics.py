@@ -6,8 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from xlm_core.metrics import ExactMatch, MetricWrapper, TokenAccuracy, build_metrics, metrics_for
+from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
 from xlm_core.testing.typecheck import unchecked
+from xlm_core.training.reported_metrics import MetricWrapper, ReportedMetricsError, build_metrics, metrics_for
 
 
 def test_exact_match_counts_whole_rows() -> None:
@@ -67,7 +68,7 @@ def _em_update(batch, preds, tokenizer=None):
 REPORTED = {
     "lm": {"accumulated_loss": {"metric": {"_target_": "torchmetrics.MeanMetric"},
                                 "update_fn": f"{__name__}._nll_update", "splits": ["train", "val", "test"]}},
-    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.metrics.ExactMatch"},
+    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
                                    "update_fn": f"{__name__}._em_update", "splits": ["val"]}},
 }
 
@@ -95,8 +96,15 @@ def test_wrapper_token_weighted_mean_and_exact_match() -> None:
 
 
 def test_bad_reported_metrics_fail_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="kind 'generation'"):
-        build_metrics({"generation": {}}, {"val": []})
+    entry = {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": f"{__name__}._nll_update"}
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.generation\.x: group 'generation' is not a "
+                                                   r"dataloader kind, so say .* kind: prediction .* or kind: lm"):
+        build_metrics({"generation": {"x": entry}}, {"val": []})
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.r2l\.x\.kind: 'r2l' is not a dataloader kind; use "
+                                                   r"kind: prediction"):
+        build_metrics({"r2l": {"x": {**entry, "kind": "r2l"}}}, {"val": []})
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.val/x: group name 'val/x'"):
+        build_metrics({"val/x": {"x": entry}}, {"val": []})
     with pytest.raises(ValueError, match="missing"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}}}}, {"val": [("lm", "lm")]})
     with pytest.raises(ValueError, match="no module 'nope' is installed"):
@@ -105,7 +113,7 @@ def test_bad_reported_metrics_fail_with_the_fix() -> None:
 
 
 def test_perplexity_is_exp_of_the_token_weighted_mean_nll() -> None:
-    from xlm_core.metrics import Perplexity
+    from xlm_core.kit.metrics import Perplexity
 
     m = Perplexity()
     m.update(torch.tensor([1.0, 2.0, 3.0]))

@@ -1,4 +1,4 @@
-"""Plugin loading and family validation (xlm_core.plugins), with explicit plugins and entry points."""
+"""Plugin loading and family validation (xlm_core.plugin.manager), with explicit plugins and entry points."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ from types import ModuleType
 
 import pytest
 
-from xlm_core.hookspecs import hookimpl
-from xlm_core.plugins import FamilyInfo, FamilyNotFoundError, PluginError, get_families, get_family, load_families
+from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.manager import (
+    FamilyInfo,
+    FamilyNotFoundError,
+    PluginError,
+    get_families,
+    get_family,
+    load_families,
+)
 
 
 def make_config_dir(root: Path, experiments: tuple[str, ...] = ("exp_a",)) -> Path:
@@ -87,7 +94,7 @@ def test_import_error_reported_by_name_while_others_work(tmp_path: Path, monkeyp
     pkg = tmp_path / "mods"
     pkg.mkdir()
     (pkg / "xlmtest_good_plugin.py").write_text(
-        "from xlm_core.hookspecs import hookimpl\n"
+        "from xlm_core.plugin.hookspecs import hookimpl\n"
         "@hookimpl\n"
         "def register_families(register):\n"
         f"    register('good', {str(cfg)!r}, 'works')\n"
@@ -188,8 +195,8 @@ def test_unknown_family_with_nothing_installed() -> None:
     with pytest.raises(FamilyNotFoundError) as info:
         reg.get("arlm")
     assert str(info.value) == (
-        "unknown family 'arlm'; installed families: none (install a family distribution such as "
-        "xlm-arlm; `xlm families` lists them)"
+        "unknown family 'arlm'; installed families: none (install a family distribution, e.g. `pip install -e "
+        "xlm_plugins/arlm` from a checkout of xlm or a family's wheel; `xlm families` lists them)"
     )
 
 

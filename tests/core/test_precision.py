@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from xlm_core import precision as P
+from xlm_core.training import precision as P
 from xlm_core.jobs.common import trainer_kwargs
 
 
@@ -88,7 +88,7 @@ def test_inference_grad_mode_keeps_autocasts_weight_cast_cache() -> None:
     weight-cast cache works: three calls cast the weight once (inference mode: three times)."""
     from torch.profiler import profile
 
-    from xlm_core.precision import inference_autocast, inference_grad_mode
+    from xlm_core.training.precision import inference_autocast, inference_grad_mode
 
     with inference_grad_mode("cpu"):
         assert torch.is_inference_mode_enabled()

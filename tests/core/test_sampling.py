@@ -1,4 +1,4 @@
-"""Tests of xlm_core.sampling on hand-built distributions."""
+"""Tests of xlm_core.kit.sampling on hand-built distributions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.testing.typecheck import unchecked
 
 # probabilities 0.5, 0.3, 0.15, 0.05 at ids 2, 0, 3, 1

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizer, PreTrainedTokenizerFast
 import xlm_core.data
 from xlm_core.data.auto_tokenizer import TokenizerNotFoundError, load_auto_tokenizer
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.protocols import Tokenizer
+from xlm_core.plugin.protocols import Tokenizer
 from xlm_core.testing.typecheck import unchecked
 
 SPECIAL_IDS = {"[PAD]": 0, "[CLS]": 1, "[MASK]": 2, "[EOS]": 3, "[BOS]": 4, "[SEP]": 5, "[UNK]": 6}

@@ -97,8 +97,8 @@ from jaxtyping import Float
 from torch import Tensor as TT
 
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
-from xlm_core.components import Component
-from xlm_core.hookspecs import hookimpl
+from xlm_core.plugin.components import Component
+from xlm_core.plugin.hookspecs import hookimpl
 
 
 class MislabelledModel(RotaryTransformerARLMModel):

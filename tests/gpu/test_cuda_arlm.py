@@ -84,7 +84,7 @@ def test_kv_cache_incremental_equals_full_forward_on_cuda(dtype: torch.dtype, at
 def test_greedy_generation_with_cache_equals_recomputation_on_cuda(seed: int) -> None:
     model = make_model(seed)
     ids, mask = left_padded(PROMPTS)
-    kw = dict(max_steps=24, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model)
+    kw = dict(max_steps=24, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model)
     cached = ARLMPredictor(**kw).predict({"input_ids": ids, "attention_mask": mask})
     recomputed = ARLMPredictor(**kw, use_kv_cache=False).predict({"input_ids": ids, "attention_mask": mask})
     assert cached["ids"].device.type == "cuda"
@@ -142,7 +142,7 @@ def test_bf16_adamw_steps_reduce_the_loss_on_cuda() -> None:
 def test_cuda_graph_decoding_equals_eager_decoding() -> None:
     model = make_model(seed=2)
     ids, mask = left_padded(PROMPTS)
-    kw = dict(max_steps=40, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model)
+    kw = dict(max_steps=40, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model)
     eager = ARLMPredictor(**kw, compile_decode=False).predict({"input_ids": ids, "attention_mask": mask})
     graph_predictor = ARLMPredictor(**kw, compile_decode=True)
     for _ in range(2):  # a graph is captured per call: the second must not replay the first call's cache

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from xlm_core.cli import main
-from xlm_core.compose import compose_config
-from xlm_core.plugins import get_families
+from xlm_core.config.compose import compose_config
+from xlm_core.plugin.manager import get_families
 
 EXPERIMENTS = [(f.name, e) for f in get_families().values() for e in f.experiments]
 STAR = [(family, e) for family, e in EXPERIMENTS if e.startswith("star_")]

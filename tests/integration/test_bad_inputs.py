@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
+from xlm_core.run.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
 from xlm_core.cli import main
 
 TINY = [

@@ -43,7 +43,7 @@ def test_code_blocks_are_excerpts_of_the_scaffold_or_the_core_configs(language: 
     for body in blocks:
         lines = [line.rstrip() for line in body.splitlines() if line.strip()]
         assert any(_is_excerpt(lines, text.splitlines()) for text in sources.values()), (
-            f"this {language} block of docs/plugins.md is not an excerpt of the scaffold (xlm_core/scaffold_template, "
+            f"this {language} block of docs/plugins.md is not an excerpt of the scaffold (xlm_core/scaffold/template, "
             f"rendered for '{FAMILY}') or of the core's configs/; copy it from there again:\n{body}")
 
 

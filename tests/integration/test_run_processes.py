@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xlm_core.checkpoints import checkpoint_step
+from xlm_core.run.checkpoints import checkpoint_step
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -31,11 +31,11 @@ def test_wheels_ship_config_trees_and_entry_points(installed) -> None:
         "xlm_core/configs/__init__.py",
         "xlm_core/configs/config.yaml",
         "xlm_core/configs/paths/default.yaml",
-        "xlm_core/cli.py",
-        "xlm_core/plugins.py",
-        "xlm_core/hookspecs.py",
+        "xlm_core/cli/main.py",
+        "xlm_core/plugin/manager.py",
+        "xlm_core/plugin/hookspecs.py",
     } <= core_files
-    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold_template").rglob("*.tmpl")}
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "xlm_core" / "scaffold" / "template").rglob("*.tmpl")}
     assert templates and templates <= core_files  # what `xlm new-family` writes from
     arlm_zip = zipfile.ZipFile(arlm)
     assert "xlm_arlm/configs/experiment/star_easy_arlm.yaml" in arlm_zip.namelist()
@@ -55,11 +55,11 @@ def test_xlm_families_lists_arlm(installed) -> None:
     payload = json.loads(venv.run(["xlm", "families", "--json"], cwd=work).stdout)
     assert payload["errors"] == []
     (arlm,) = [f for f in payload["families"] if f["name"] == "arlm"]
-    assert (arlm["distribution"], arlm["version"]) == ("xlm-arlm", "0.1.0")
+    assert (arlm["distribution"], arlm["version"]) == ("xlm-arlm", "0.2.0")
     assert Path(arlm["config_dir"]) == venv.site_packages / "xlm_arlm" / "configs"
     assert "star_easy_arlm" in arlm["experiments"]
     text = venv.run(["xlm", "families"], cwd=work).stdout
-    assert text.startswith("arlm  (xlm-arlm 0.1.0)\n")
+    assert text.startswith("arlm  (xlm-arlm 0.2.0)\n")
 
 
 def test_compose_arlm_experiment_from_installed_wheels(installed) -> None:

@@ -17,8 +17,9 @@ import xlm_core.configs  # noqa: F401  (registers ${xlm.cwd:})
 from xlm_core.cli import main
 from xlm_core.data.auto_tokenizer import load_auto_tokenizer
 from xlm_core.data.dataset_manager import DatasetManager, parse_hub_id
+from xlm_core.training.settings import Monitor, run_settings
 from xlm_core.jobs.common import trainer_kwargs
-from xlm_core.plugins import get_registry
+from xlm_core.plugin.manager import get_registry
 from xlm_core.tasks.code_exec import Gsm8kCodeEval
 from xlm_core.tasks.data_paths import (
     hub_unless_local,
@@ -91,11 +92,11 @@ def test_spec_train_command_as_written(capsys: pytest.CaptureFixture[str]) -> No
     # checkpoints: last.ckpt every 2.5k steps, keep_step_<N>.ckpt every 100k, best by val loss
     assert cfg.callbacks.checkpoint_last.every_n_train_steps == 2500
     assert cfg.callbacks.checkpoint_keep.every_n_train_steps == 100_000
-    assert cfg.callbacks.checkpoint_best.monitor == "val/lm/accumulated_loss" == cfg.monitor
+    assert run_settings(cfg).monitor == Monitor("val/lm/accumulated_loss", "min")  # best.ckpt tracks it
     assert (cfg.lr_scheduler.name, cfg.lr_scheduler.num_warmup_steps, cfg.optimizer.lr) == (
         "constant_with_warmup", 2000, 1e-4)
     assert cfg.model.d_model == 768 and cfg.model.num_layers == 12  # rotary_transformer_small_arlm
-    assert (cfg.predictor.sampling_method, cfg.predictor.top) == ("sample_top_k", 1)  # greedy
+    assert (cfg.predictor.sampling_method, cfg.predictor.top_k) == ("sample_top_k", 1)  # greedy
     for part in ("train", "val", "prediction"):
         assert cfg.collator[part].add_bos is None and cfg.collator[part].add_eos is True
         assert cfg.collator[part].input_block_size == 0

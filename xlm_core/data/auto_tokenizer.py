@@ -17,8 +17,8 @@ from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from xlm_core.errors import UsageError
-from xlm_core.config_tools import to_plain
-from xlm_core.hub import offline_requested, use_hub_or_cache
+from xlm_core.config.tools import to_plain
+from xlm_core.data.hub import offline_requested, use_hub_or_cache
 
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from xlm_core.config_tools import to_plain
+from xlm_core.config.tools import to_plain
 from xlm_core.data.dataset_manager import DatasetManager, debug_overfit_enabled
 
 __all__ = ["BPE_SPECIAL_TOKENS", "BPE_FORMAT_VERSION", "load_bpe_tokenizer", "train_bpe_tokenizer", "bpe_cache_path"]

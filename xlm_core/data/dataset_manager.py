@@ -56,9 +56,9 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
-from xlm_core.config_tools import import_object, to_plain
+from xlm_core.config.tools import import_object, to_plain
 from xlm_core.errors import UsageError
-from xlm_core.hub import use_hub_or_cache
+from xlm_core.data.hub import use_hub_or_cache
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.checkpoints import (
+from xlm_core.run.checkpoints import (
     AtomicCheckpointIO,
     checkpoint_config,
     checkpoint_step,
@@ -26,13 +26,14 @@ from xlm_core.checkpoints import (
     newest_intact,
     verify_checkpoint,
 )
-from xlm_core.config_checks import instantiate
-from xlm_core.config_tools import to_plain, to_plain_best_effort
+from xlm_core.config.checks import instantiate
+from xlm_core.config.tools import import_object, to_plain, to_plain_best_effort
 from xlm_core.errors import UsageError
-from xlm_core.precision import resolve_precision
-from xlm_core.run_callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
-from xlm_core.run_files import run_dir_of
-from xlm_core.runtime import Runtime, build_runtime
+from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
+from xlm_core.run.files import run_dir_of
+from xlm_core.run.checkpoint_callbacks import BestCheckpoint
+from xlm_core.training.runtime import Runtime, build_runtime
+from xlm_core.training.settings import Monitor, RunSettings, run_settings
 
 __all__ = [
     "build_datamodule",
@@ -65,23 +66,22 @@ def echo(message: str) -> None:
 
 
 def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer."""
     dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
     if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
-                       _recursive_=False)
+    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, _recursive_=False)
 
 
-def build_harness(cfg: DictConfig, runtime: Runtime) -> Any:
-    """The family-agnostic LightningModule for ``cfg``."""
-    from xlm_core.harness import XLMHarness
+def build_harness(cfg: DictConfig, runtime: Runtime, settings: RunSettings | None = None) -> Any:
+    """The family-agnostic LightningModule for ``cfg`` (``settings`` default: resolved from ``cfg``)."""
+    from xlm_core.training.harness import XLMHarness
 
     for key in ("model", "loss"):
         if cfg.get(key) is None:
             raise UsageError(f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that "
                              f"sets `{key}`.")
-    return XLMHarness(cfg, runtime)
+    return XLMHarness(cfg, runtime, settings or run_settings(cfg))
 
 
 def num_devices(devices: Any, accelerator: str | None) -> int:
@@ -114,9 +114,9 @@ def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, 
     return int(global_batch_size) // per_step
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+def trainer_kwargs(cfg: DictConfig, settings: RunSettings | None = None) -> dict[str, Any]:
     """``cfg.trainer`` as lightning.Trainer kwargs with accumulation, validation interval (in
-    optimizer steps) and ``precision=auto`` worked out."""
+    optimizer steps) and the precision of ``settings`` (default: resolved from ``cfg``)."""
     kw: dict[str, Any] = dict(to_plain(cfg.get("trainer")) or {})
     kw.pop("_target_", None)
     devices = num_devices(kw.get("devices", "auto"), kw.get("accelerator"))
@@ -130,7 +130,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
                          f"(per_device_batch_size={per_device} x devices={devices} x num_nodes={nodes}) = {computed}; "
                          "set global_batch_size instead and leave accumulate_grad_batches null.")
     kw["accumulate_grad_batches"] = computed
-    kw["precision"] = resolve_precision(kw.get("precision"), kw.get("accelerator"))
+    kw["precision"] = (settings or run_settings(cfg)).precision
     vci = kw.get("val_check_interval")
     if isinstance(vci, int) and not isinstance(vci, bool):
         kw["val_check_interval"] = vci * computed  # Lightning counts batches; the config counts optimizer steps
@@ -143,7 +143,9 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return kw
 
 
-def _instantiate_group(group: Any, what: str) -> list[Any]:
+def _instantiate_group(group: Any, what: str,
+                       extra: Callable[[Any], dict[str, Any] | None] | None = None) -> list[Any]:
+    """Instantiate every entry of a config group; ``extra(entry)`` gives more kwargs, or None to leave it out."""
     if group is None:
         return []
     items = group.values() if isinstance(group, Mapping) or OmegaConf.is_dict(group) else group
@@ -154,7 +156,9 @@ def _instantiate_group(group: Any, what: str) -> list[Any]:
             continue
         if not (OmegaConf.is_dict(item) and "_target_" in item):
             raise UsageError(f"Every entry of `{what}` needs a _target_; got {OmegaConf.to_yaml(item).strip()!r}.")
-        out.append(instantiate(item, f"{what}.{name}"))
+        kwargs = extra(item) if extra is not None else {}
+        if kwargs is not None:
+            out.append(instantiate(item, f"{what}.{name}", **kwargs))
     return out
 
 
@@ -185,23 +189,24 @@ def _ensure_argv0_is_a_path() -> None:
     )
 
 
-def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -> L.Trainer:
-    """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger``.
+def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, training: bool = True,
+                  **overrides: Any) -> L.Trainer:
+    """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger`` under ``settings``
+    (default: resolved from ``cfg``); ``best.ckpt`` tracks ``settings.monitor``.
 
     ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate). Training
     always gets the run-integrity callbacks (final validation inside fit, metrics.json after every
     validation, the config written at start, Ctrl-C with a checkpoint), and every checkpoint is
     written atomically.
     """
-    kw = trainer_kwargs(cfg)
+    settings = settings or run_settings(cfg)
+    kw = trainer_kwargs(cfg, settings)
     kw.update(overrides)
-    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks", extra=_monitor_kwargs(settings.monitor))
     if training:
-        run_dir = run_dir_of(cfg)
+        run_dir = settings.run_dir
         callbacks += [FinalValidation(), ValidationMetricsFile(run_dir), RunConfigWriter(cfg, run_dir),
                       GracefulInterrupt(run_dir / "checkpoints" / "last.ckpt")]
-    if cfg.get("monitor") is None:  # nothing to rank checkpoints by: no best.ckpt
-        callbacks = [c for c in callbacks if type(c).__name__ != "BestCheckpoint"]
     if not training:
         callbacks = [c for c in callbacks if type(c).__name__ not in _TRAINING_ONLY_CALLBACKS]
     loggers = _instantiate_group(cfg.get("logger"), "logger")
@@ -218,6 +223,23 @@ def build_trainer(cfg: DictConfig, *, training: bool = True, **overrides: Any) -
         raise UsageError(f"trainer config has an option lightning.Trainer does not take: {e}") from e
 
 
+def _monitor_kwargs(monitor: Monitor | None) -> Callable[[Any], dict[str, Any] | None]:
+    """Extra constructor kwargs per callback config: every ``BestCheckpoint`` tracks ``monitor``; without one
+    there is nothing to rank, so it is left out (None) and the run has no best.ckpt."""
+
+    def extra(item: Any) -> dict[str, Any] | None:
+        target = OmegaConf.select(item, "_target_")
+        try:
+            cls = import_object(str(target))
+        except (ImportError, ValueError):
+            return {}  # instantiate reports it
+        if not (isinstance(cls, type) and issubclass(cls, BestCheckpoint)):
+            return {}
+        return None if monitor is None else {"monitor": monitor.metric, "mode": monitor.mode}
+
+    return extra
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What eval, generate and export start from: the run, its checkpoint, the runtime objects, the harness."""
@@ -227,6 +249,7 @@ class Evaluation:
     step: int
     runtime: Runtime
     harness: Any
+    settings: RunSettings
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
@@ -264,7 +287,8 @@ def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:
     ckpt = find_checkpoint(run_dir, OmegaConf.select(cfg, checkpoint_key))
     check_against_checkpoint(cfg, ckpt, ("model", "tokenizer"), "load its weights")
     runtime = build_runtime(cfg)
-    return Evaluation(run_dir, ckpt, checkpoint_step(ckpt), runtime, build_harness(cfg, runtime))
+    settings = run_settings(cfg)
+    return Evaluation(run_dir, ckpt, checkpoint_step(ckpt), runtime, build_harness(cfg, runtime, settings), settings)
 
 
 def find_checkpoint(run_dir: Path, explicit: str | None, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.callbacks import scalar_metrics
+from xlm_core.run.files import scalar_metrics
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
-from xlm_core.loggers import finish_loggers
-from xlm_core.run_files import job_output_dir, save_run_config, update_metrics_json
+from xlm_core.training.loggers import finish_loggers
+from xlm_core.run.files import job_output_dir, save_run_config, update_metrics_json
 
 __all__ = ["run", "evaluate", "EVAL_SPLITS"]
 
@@ -30,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg, ev.runtime)
     if not datamodule.dataloader_specs(split):
         raise UsageError(f"The datamodule has no {split} dataloaders; pick another eval.split.")
-    trainer = build_trainer(cfg, training=False)
+    trainer = build_trainer(cfg, ev.settings, training=False)
     out = job_output_dir(ev.run_dir, "eval", f"{split}-step{ev.step}", create=is_rank_zero())
     harness.output_dir = out
     if is_rank_zero():

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import echo, is_rank_zero, load_for_evaluation
-from xlm_core.plugins import FamilyNotFoundError, get_family
+from xlm_core.plugin.manager import FamilyNotFoundError, get_family
 
 __all__ = ["run", "export", "exporter_for", "Exporter"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.config_tools import to_plain
+from xlm_core.config.tools import to_plain
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
-from xlm_core.protocols import PREDICTION_TEXT_KEY, Tokenizer
-from xlm_core.run_files import job_output_dir, predictions_path, save_run_config
+from xlm_core.plugin.protocols import PREDICTION_TEXT_KEY, Tokenizer
+from xlm_core.run.files import job_output_dir, predictions_path, save_run_config
 
 __all__ = ["run", "generate", "prompts_of", "prompt_rows", "identity_rows", "PROMPTS_DATALOADER"]
 
@@ -110,7 +110,7 @@ def generate(cfg: DictConfig) -> list[Path]:
         if datamodule is None or not datamodule.dataloader_specs("predict"):
             raise UsageError("Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) "
                              "or use an experiment whose datamodule has predict dataloaders.")
-    trainer = build_trainer(cfg, training=False, logger=False)
+    trainer = build_trainer(cfg, ev.settings, training=False, logger=False)
     out = job_output_dir(ev.run_dir, "generate", f"step{ev.step}", create=is_rank_zero())
     ev.harness.output_dir = out
     if is_rank_zero():

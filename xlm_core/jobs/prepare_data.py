@@ -7,7 +7,7 @@ import time
 from omegaconf import DictConfig
 
 from xlm_core.jobs.common import build_datamodule, echo
-from xlm_core.runtime import build_runtime
+from xlm_core.training.runtime import build_runtime
 
 __all__ = ["run", "prepare_data"]
 

@@ -1,6 +1,6 @@
 """Job ``train``: fit the harness, resuming the run when it has checkpoints, and print a summary.
 
-A run directory has one owner: the job holds its lock (``xlm_core.run_lock``) from start to end.
+A run directory has one owner: the job holds its lock (``xlm_core.run.lock``) from start to end.
 An existing run is resumed from ``last.ckpt`` (or, if that file is damaged, the newest intact
 checkpoint) after checking that the model, tokenizer, optimizer and schedule are the ones it was
 trained with; ``resume=false`` on an existing run is refused unless ``overwrite=true``, which moves the
@@ -18,10 +18,12 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.callbacks import CurvePlotter, ProgressLogger, ResumeDataOrder, plot_curves, scalar_metrics
-from xlm_core.checkpoints import checkpoint_config, checkpoint_step, newest_intact
-from xlm_core.config_checks import validate_run_config
-from xlm_core.config_tools import to_plain_best_effort
+from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
+from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
+from xlm_core.run.files import scalar_metrics
+from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact
+from xlm_core.config.checks import validate_run_config
+from xlm_core.config.tools import to_plain_best_effort
 from xlm_core.errors import JobStopped, UsageError
 from xlm_core.jobs.common import (
     build_datamodule,
@@ -32,13 +34,13 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     run_checkpoints,
 )
-from xlm_core.loggers import finish_loggers
-from xlm_core.metrics import logged_metric_names
-from xlm_core.precision import precision_note
-from xlm_core.run_callbacks import TrainingInterrupted
-from xlm_core.run_files import run_dir_of, update_metrics_json
-from xlm_core.run_lock import RunLock
-from xlm_core.runtime import build_runtime
+from xlm_core.training.loggers import finish_loggers
+from xlm_core.training.reported_metrics import logged_metric_names
+from xlm_core.run.callbacks import TrainingInterrupted
+from xlm_core.run.files import run_dir_of, update_metrics_json
+from xlm_core.run.lock import RunLock
+from xlm_core.training.runtime import build_runtime
+from xlm_core.training.settings import RunSettings, run_settings
 
 __all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary", "sample_lines",
            "log_config"]
@@ -93,15 +95,15 @@ def _check_resume(cfg: DictConfig, ckpt: Path) -> None:
         echo(f"xlm: note: trainer.max_steps changed from {old_steps} to {new_steps}{schedule}")
 
 
-def check_monitor(cfg: DictConfig, datamodule: Any) -> None:
-    """Fail before training when ``monitor`` names a metric that validation will never log."""
-    monitor = cfg.get("monitor")
+def check_monitor(cfg: DictConfig, datamodule: Any, settings: RunSettings) -> None:
+    """Fail before training when the monitored metric is one that validation will never log."""
     specs = [(s.name, s.kind) for s in datamodule.dataloader_specs("val")]
-    if monitor is None or not specs:
+    if settings.monitor is None or not specs:
         return
+    monitor = settings.monitor.metric
     names = logged_metric_names(cfg.get("reported_metrics"), "val", specs)
-    evaluated = cfg.get("post_hoc_evaluator") is not None and str(monitor).startswith("val/prediction/")
-    if str(monitor) not in names and not evaluated:
+    evaluated = cfg.get("post_hoc_evaluator") is not None and monitor.startswith("val/prediction/")
+    if monitor not in names and not evaluated:
         raise UsageError(
             f"monitor={monitor} is not a metric this run logs at validation (it logs {', '.join(sorted(names))}); "
             "set monitor= to one of them in the experiment or model_type, or monitor=null for no best.ckpt."
@@ -167,12 +169,6 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
     return "\n".join(lines)
 
 
-def _resume_command() -> str:
-    from xlm_core.cli import invocation
-
-    return invocation() or "the same xlm command"
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg``'s model and return the final metrics (also written to metrics.json)."""
     validate_run_config(cfg, training=True)
@@ -193,11 +189,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     ckpt = resume_checkpoint(cfg, run_dir)
     if ckpt is not None:
         _check_resume(cfg, ckpt)
+    settings = run_settings(cfg)
     runtime = build_runtime(cfg)
-    harness = build_harness(cfg, runtime)
+    harness = build_harness(cfg, runtime, settings)
     datamodule = build_datamodule(cfg, runtime)
-    check_monitor(cfg, datamodule)
-    trainer = build_trainer(cfg, training=True)
+    check_monitor(cfg, datamodule, settings)
+    trainer = build_trainer(cfg, settings, training=True)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
@@ -209,7 +206,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except TrainingInterrupted as stop:
         raise JobStopped(f"training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
-                         f"Resume with: {_resume_command()}") from None
+                         f"Resume with: {settings.resume_command}") from None
     has_val = bool(datamodule.dataloader_specs("val")) and trainer.limit_val_batches != 0
     if has_val and harness.last_val_step != trainer.global_step:
         trainer.validate(harness, datamodule=datamodule, verbose=False)
@@ -234,8 +231,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         max_time = OmegaConf.select(cfg, "trainer.max_time")
         stop_note = f" of {trainer.max_steps}" + (f" (stopped by trainer.max_time={max_time})" if max_time else "")
     samples = _last_val_samples(run_dir, trainer.global_step, int(cfg.get("summary_samples") or 0))
-    precision = precision_note(cfg.trainer.get("precision"), trainer.precision, trainer.strategy.root_device.type)
-    echo(format_summary(metrics, run_dir, tps, log_dir, plot, cfg.get("monitor"), stop_note, samples, precision))
+    monitor = settings.monitor.metric if settings.monitor else None
+    echo(format_summary(metrics, run_dir, tps, log_dir, plot, monitor, stop_note, samples, settings.precision_note))
     finish_loggers(trainer.loggers)
     return metrics
 

@@ -16,7 +16,7 @@ from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 from torch import nn
 
-from xlm_core.precision import autocast_dtype
+from xlm_core.training.precision import autocast_dtype
 
 __all__ = ["StaticDecoder", "decode_backend", "cache_slots"]
 

@@ -69,7 +69,7 @@ def _emulates_bf16(device_type: str, matmul_dtype: torch.dtype) -> bool:
     """Whether a bf16 product is faster as an fp32 product of bf16-rounded operands (CPU without bf16 units)."""
     if matmul_dtype != torch.bfloat16 or device_type != "cpu":
         return False
-    from xlm_core.precision import cpu_has_native_bf16
+    from xlm_core.training.precision import cpu_has_native_bf16
 
     return not cpu_has_native_bf16()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from xlm_core.modules.linear_cross_entropy import HiddenStateModel
+from xlm_core.plugin.names import FamilyNames
 from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
 from xlm_core.testing.model_checks import eval_mode
 from xlm_core.testing.registry import NotApplicable, register
@@ -26,18 +27,25 @@ __all__ = [
 
 @dataclass
 class LossSubject:
-    """What the loss checks need: the loss, one batch it accepts, and where its targets live.
+    """What the loss checks need: the loss, one batch it accepts, and the keys of that batch.
 
-    ``vocab_size`` None: ``len(loss_fn.tokenizer)``, else the last dimension of the model's output.
+    ``names``: the family's declared keys (``register(names=FamilyNames(...))``); ``target_key`` and
+    ``ignore_index`` override its ``target_key`` / ``ignore_index`` when given. ``vocab_size`` None:
+    ``len(loss_fn.tokenizer)``, else the last dimension of the model's output.
     """
 
     loss_fn: Any
     batch: dict[str, Any]
     vocab_size: int | None = None
-    target_key: str = "target_ids"
-    ignore_index: int = -100
+    target_key: str | None = None
+    ignore_index: int | None = None
+    names: FamilyNames = field(default_factory=FamilyNames)
 
     def __post_init__(self) -> None:
+        if self.target_key is None:
+            self.target_key = self.names.target_key
+        if self.ignore_index is None:
+            self.ignore_index = self.names.ignore_index
         if self.vocab_size is None:
             tokenizer = getattr(self.loss_fn, "tokenizer", None)
             self.vocab_size = len(tokenizer) if tokenizer is not None else _output_width(self)
@@ -74,6 +82,16 @@ def _model(s: LossSubject) -> torch.nn.Module:
     return model
 
 
+def _targets(s: LossSubject) -> torch.Tensor:
+    """The batch's targets under the declared key; a batch without them fails saying how to declare the key."""
+    targets = s.batch.get(s.target_key)
+    assert isinstance(targets, torch.Tensor), (
+        f"the batch has no tensor {s.target_key!r} (keys: {sorted(s.batch)}); declare the key of the batch's targets "
+        "with register(..., names=FamilyNames(target_key=...))."
+    )
+    return targets
+
+
 @register("loss")
 def check_loss_output(s: LossSubject) -> None:
     """The loss is a finite floating scalar tensor that requires grad; the batch is not modified."""
@@ -104,8 +122,7 @@ def check_loss_reaches_model(s: LossSubject) -> None:
 @register("loss")
 def check_loss_changes_with_targets(s: LossSubject) -> None:
     """Changing every non-ignored target changes the loss (the loss reads the targets)."""
-    assert s.target_key in s.batch, f"the batch has no {s.target_key!r}; set target_key to the batch's target field."
-    targets = s.batch[s.target_key]
+    targets = _targets(s)
     valid = targets != s.ignore_index
     assert valid.any(), f"every {s.target_key} entry is the ignore index {s.ignore_index}; use a batch with targets."
     changed = dict(s.batch)
@@ -119,17 +136,19 @@ def check_loss_changes_with_targets(s: LossSubject) -> None:
 
 @register("loss")
 def check_loss_ignores_padding(s: LossSubject) -> None:
-    """Changing the input ids at padded positions (attention_mask 0) leaves the loss unchanged."""
-    mask = s.batch.get("attention_mask")
-    if mask is None or "input_ids" not in s.batch or bool(mask.bool().all()):
-        raise NotApplicable("the batch has no padding (attention_mask == 0); give a batch with padded rows.")
-    ids = s.batch["input_ids"]
+    """Changing the token ids at padded positions (mask 0) leaves the loss unchanged."""
+    token_key, mask_key = s.names.token_key, s.names.mask_key
+    mask = s.batch.get(mask_key)
+    if mask is None or token_key not in s.batch or bool(mask.bool().all()):
+        raise NotApplicable(f"the batch has no padding ({mask_key} == 0); give a batch with padded rows.")
+    ids = s.batch[token_key]
     changed = dict(s.batch)
-    changed["input_ids"] = torch.where(mask.bool(), ids, (ids + 1) % s.vocab_size)
+    changed[token_key] = torch.where(mask.bool(), ids, (ids + 1) % s.vocab_size)
     with eval_mode(_model(s)), torch.no_grad():
         a, b = _loss(s, s.batch), _loss(s, changed)
     assert torch.isclose(a, b, rtol=0.0, atol=1e-5), (
-        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids changed."
+        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids "
+        f"(batch[{token_key!r}]) changed."
     )
 
 
@@ -157,8 +176,7 @@ def _perturbed_hidden_states(model: torch.nn.Module, perturb: Callable[..., Any]
 @register("loss")
 def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
     """Logits (or, for a fused loss, hidden states) at positions whose target is -100 do not change the loss."""
-    targets = s.batch.get(s.target_key)
-    assert isinstance(targets, torch.Tensor), f"the batch has no tensor {s.target_key!r}."
+    targets = _targets(s)
     ignored = targets == s.ignore_index
     if not ignored.any():
         raise NotApplicable(f"no {s.target_key} entry is the ignore index {s.ignore_index}; give a batch with some.")

@@ -114,7 +114,7 @@ def install_hook(packages: Sequence[str]) -> None:
     """Check annotations at run time in every module of ``packages`` imported from now on."""
     from beartype.roar import BeartypeDecorHintPep585DeprecationWarning
 
-    own = {"xlm_core", "xlm_core.testing", __name__}  # imported to get here; hold no checked code
+    own = {"xlm_core", "xlm_core._moved", "xlm_core.testing", __name__}  # imported to get here; hold no checked code
     already = sorted(
         m for m in list(sys.modules) if m not in own and any(m == p or m.startswith(p + ".") for p in packages)
     )

@@ -9,7 +9,7 @@ import torch
 
 from xlm_arlm.loss_arlm import causal_attention_mask, positions_from_attention_mask
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
-from xlm_core.protocols import ARLMModel, Model
+from xlm_core.plugin.protocols import ARLMModel, Model
 from xlm_core.testing import BaseModelTests, make_lm_inputs
 from xlm_core.testing.typecheck import unchecked
 

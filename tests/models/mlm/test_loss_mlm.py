@@ -10,7 +10,7 @@ from torch import nn
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BaseLossTests
-from xlm_mlm.datamodule_mlm import MLMSeq2SeqTrainCollator
+from xlm_mlm.collators_mlm import MLMSeq2SeqTrainCollator
 from xlm_mlm.loss_mlm import MLMLoss, positions_from_attention_mask
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.protocols import MLMModel, Model
+from xlm_core.plugin.protocols import MLMModel, Model
 from xlm_core.testing import BaseModelTests, make_lm_inputs
 from xlm_mlm.loss_mlm import positions_from_attention_mask
 

@@ -10,19 +10,12 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
-from xlm_core.batch_checks import training_tensors
 from xlm_core.data.packing import same_document_mask
+from xlm_core.kit.batch_checks import training_tensors
+from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
 
-__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
-
-
-def positions_from_attention_mask(
-    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
-) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1) * mask`` (bool or 0/1 mask): real tokens count 0, 1, 2 ... after left padding; padding 0."""
-    mask = attention_mask.long()
-    return (mask.cumsum(dim=1) - 1) * mask
+__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask"]
 
 
 def causal_attention_mask(
@@ -83,10 +76,6 @@ class ARLMLoss:
         self.use_3d_mask = use_3d_mask
         self.fused = fused
         self.chunk_size = chunk_size
-
-    def configure(self, pl_module: Any) -> None:
-        """Nothing to cache for ARLM."""
-        return None
 
     def __call__(
         self,

@@ -5,29 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn.functional as F
-from jaxtyping import Bool, Integer
-from torch import Tensor as TT
 
-from xlm_core.batch_checks import training_tensors
+from xlm_core.kit.batch_checks import training_tensors
+from xlm_core.kit.collate import mask_token_id_of
+from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
-__all__ = ["MLMLoss", "positions_from_attention_mask", "mask_token_id_of"]
-
-
-def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1).clamp(min=0)``: real tokens count 0, 1, 2 ... after any left padding."""
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-def mask_token_id_of(tokenizer: Any, who: str) -> int:
-    """The tokenizer's mask id, or a readable error naming the component that needs it."""
-    mask_id = getattr(tokenizer, "mask_token_id", None)
-    if mask_id is None:
-        raise ValueError(
-            f"{who} needs a tokenizer with a mask token; add one (e.g. special_tokens: {{mask_token: '<|mask|>'}})."
-        )
-    return int(mask_id)
+__all__ = ["MLMLoss"]
 
 
 class MLMLoss:
@@ -65,10 +50,6 @@ class MLMLoss:
                 raise ValueError("MLMLoss needs tokenizer= (for its mask token) or an explicit mask_token_id=.")
             mask_token_id = mask_token_id_of(tokenizer, "MLMLoss")
         self.mask_token_id = int(mask_token_id)
-
-    def configure(self, pl_module: Any) -> None:
-        """Nothing to cache."""
-        return None
 
     def __call__(
         self,

@@ -8,7 +8,6 @@ and all that are left on the last step). Revealed tokens are never changed.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -17,10 +16,12 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.collate import mask_token_id_of
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 
-from .loss_mlm import mask_token_id_of, positions_from_attention_mask
-from .types_mlm import IGNORE_INDEX, MLMPredictionDict
+from .types_mlm import MLMPredictionDict
 
 __all__ = ["MLMPredictor", "CONFIDENCES", "confidence_scores"]
 
@@ -48,7 +49,6 @@ class MLMPredictor:
         tokenizer: supplies the mask, EOS and PAD ids and decodes the output.
         model: the MLM (may be assigned later as ``predictor.model``); any callable with the
             ``MLMModel`` signature.
-        noise_schedule: unused; accepted for symmetry with the other families.
         confidence: how positions are ranked (see module docstring).
         threshold: reveal every position whose confidence reaches it (needs a ``confidence``).
         temperature: 0 = greedy (argmax); > 0 samples from ``softmax(logits / temperature)``,
@@ -61,7 +61,6 @@ class MLMPredictor:
         max_steps: int,
         tokenizer: Any,
         model: Callable[..., Any] | None = None,
-        noise_schedule: Any = None,
         confidence: Confidence = "top_prob",
         threshold: float | None = None,
         temperature: float = 0.0,
@@ -88,7 +87,6 @@ class MLMPredictor:
         self.max_steps = max_steps
         self.tokenizer = tokenizer
         self.model = model
-        self.noise_schedule = noise_schedule
         self.confidence = confidence
         self.threshold = threshold
         self.temperature = float(temperature)
@@ -97,17 +95,9 @@ class MLMPredictor:
         self.mask_token_id = mask_token_id_of(tokenizer, "MLMPredictor")
         self.eos_token_id: int | None = tokenizer.eos_token_id
         self.pad_token_id: int | None = tokenizer.pad_token_id
-        self._generators: dict[str, torch.Generator] = {}
+        self._generators = SeededGenerators(seed)
 
     # ------------------------------------------------------------------ one step
-    def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
-
     def sample_tokens(
         self, logits: Float[TT, "batch seq_len vocab"], generator: torch.Generator | None
     ) -> Integer[TT, "batch seq_len"]:
@@ -172,7 +162,7 @@ class MLMPredictor:
         attention_mask = batch.get("attention_mask")
         attention_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         positions = positions_from_attention_mask(attention_mask)
-        generator = self._generator_for(input_ids.device)
+        generator = self._generators.on(input_ids.device)
         started = time.perf_counter()
 
         ids = input_ids.clone()
@@ -219,33 +209,7 @@ class MLMPredictor:
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON row per example with the keys ARLM rows have: text, text_with_spl_tokens, ids,
-        output_start_idx, prompt, time_taken, target (when the batch has ``target_ids``), plus each
-        row's ``metadata`` fields."""
-        ids = preds["ids"].tolist()
-        start = int(preds["output_start_idx"])
-        prompt_ids = batch["input_ids"][:, :start].tolist()
-        mask = batch.get("attention_mask")
-        prompt_mask = mask[:, :start].tolist() if mask is not None else [[True] * start for _ in prompt_ids]
-        targets = batch.get("target_ids")
-        target_rows = targets.tolist() if targets is not None else None
-        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
-        rows: list[dict[str, Any]] = []
-        for i, row_ids in enumerate(ids):
-            row: dict[str, Any] = {
-                "text": preds["text"][i],
-                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
-                "ids": row_ids,
-                "output_start_idx": start,
-                "prompt": self.tokenizer.decode(
-                    [t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m], skip_special_tokens=True
-                ),
-                "time_taken": float(preds["time_taken"][i]),
-            }
-            if target_rows is not None:
-                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
-                row["target"] = self.tokenizer.decode(keep, skip_special_tokens=True)
-            for key, values in metadata.items():
-                row.setdefault(key, values[i])
-            rows.append(row)
-        return rows
+        """One JSON row per example with the keys ARLM rows have (``xlm_core.kit.prediction.prediction_rows``):
+        text, text_with_spl_tokens, ids, output_start_idx, prompt, time_taken, target (when the batch has
+        ``target_ids``), plus each row's ``metadata`` fields."""
+        return prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)

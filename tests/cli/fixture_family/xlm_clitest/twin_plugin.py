@@ -2,7 +2,7 @@
 
 from importlib.resources import files
 
-from xlm_core.hookspecs import hookimpl
+from xlm_core.plugin.hookspecs import hookimpl
 
 
 @hookimpl

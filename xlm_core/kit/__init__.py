@@ -1,0 +1,2 @@
+"""The family kit: the pieces every family needs and imports instead of copying (batch checks, sampling,
+metrics)."""
