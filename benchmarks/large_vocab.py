@@ -17,7 +17,10 @@ docs/performance.md, "The real vocabulary"):
     batch within ``--budget-gib``;
   - ``--compile``: ``torch.compile``'d training as the harness runs it (``compile=true``: the loss
     gets the compiled model): first-step cost, steady speed, loss equal to eager;
-  - ``--profile``: torch.profiler top ops of one training step of each ARLM path.
+  - ``--profile``: torch.profiler top ops of one training step of each path;
+  - ``--bf16-kernels`` (with ``--dtype bf16``): one more ARLM row whose fused head uses the CPU's own
+    bf16 product kernels also where they are emulated (by default it then computes fp32 products
+    of bf16-rounded operands, see ``xlm_core.modules.linear_cross_entropy``).
 
     python benchmarks/large_vocab.py --threads 1 --clock cpu --json docs/benchmarks/cpu_large_vocab_fp32.json
     python benchmarks/large_vocab.py --dtype bf16 --threads 1 --clock cpu --json docs/benchmarks/cpu_large_vocab_bf16.json
@@ -34,13 +37,13 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _common import (  # noqa: E402
     Shape,
     build_hf,
@@ -53,6 +56,7 @@ from _common import (  # noqa: E402
     time_alternating,
 )
 from compare_hf import DTYPES, amp_context, gen_fn, make_optimizer, make_prompts, make_train_batch, top_ops  # noqa: E402
+
 from xlm_arlm.loss_arlm import ARLMLoss  # noqa: E402
 from xlm_mlm.loss_mlm import MLMLoss  # noqa: E402
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel  # noqa: E402

@@ -28,7 +28,8 @@ plain logits path.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer

@@ -240,7 +240,15 @@ def test_fused_head_never_calls_the_models_forward(tiny_arlm_model, arlm_batch) 
     )
 
 
-def test_compiled_model_trains_through_its_compiled_hidden_states(make_arlm_model, arlm_batch) -> None:
+@pytest.fixture
+def fresh_dynamo():
+    """Drop Dynamo's caches after the test (checked functions share one wrapper code object, whose compiled
+    entries count towards one recompile limit for the whole session)."""
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_model_trains_through_its_compiled_hidden_states(make_arlm_model, arlm_batch, fresh_dynamo) -> None:
     """``compile=true`` hands the loss ``torch.compile(model)``: the hidden states run compiled and the
     loss and gradients equal the eager ones."""
     from xlm_core.testing.typecheck import unchecked
