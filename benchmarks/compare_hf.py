@@ -263,6 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses "
                    "(CPU: growth of the peak RSS of a fresh process; CUDA: max_memory_allocated growth)")
     p.add_argument("--no-small", action="store_true", help="skip the d_model 768 / 12-layer model")
+    p.add_argument("--no-gen", action="store_true", help="skip the generation rows (training only)")
     p.add_argument("--small-batch", type=int, default=2, help="batch size of the small-model training rows")
     p.add_argument("--profile", action="store_true", help="print torch.profiler top ops per workload")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense)")
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     models = {"ours": gen_ours, "ours_compiled": gen_ours, "hf": gen_hf, "hf_static": hf_static.eval(),
               "hf_fp32": gen_hf}
     mixed = args.dtype != "fp32"
-    for gen_batch in (8, 1):
+    for gen_batch in () if args.no_gen else (8, 1):
         prompts = make_prompts(BASE, gen_batch, args.prompt_len, device)
         kinds = ["ours", "ours_compiled", "hf", "hf_static"] + (["hf_fp32"] if mixed else [])
         fns = {k: gen_fn(k, models[k], prompts, args.new_tokens, contextlib.nullcontext if k == "hf_fp32" else amp)
@@ -406,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     # --- memory ---------------------------------------------------------------------------
     mem_rows: list[dict[str, Any]] = []
     if not args.no_memory:
-        for workload, kinds in (("train", ("ours", "ours_loss_3d", "hf")), ("gen8", GEN_KINDS)):
+        for workload, kinds in (("train", ("ours", "ours_loss_default", "ours_loss_3d", "hf")),) + (
+                () if args.no_gen else (("gen8", GEN_KINDS),)):
             for kind in kinds:
                 m = measure_memory(args, workload, kind)
                 mem_rows.append({"workload": workload, "kind": kind, **m})

@@ -43,6 +43,7 @@ from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
 from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.modules import (
+    HiddenStateModel,
     KVCache,
     RotaryEmbedding,
     RotaryTransformerFinalLayer,
@@ -50,7 +51,10 @@ from xlm_core.modules import (
     apply_rotary_emb,
     build_attention_mask,
     causal_mask,
+    hidden_state_head,
+    linear_cross_entropy,
     linear_weights,
+    scored_linear_cross_entropy,
 )
 from xlm_core.plugin.components import CAPABILITIES, COLLATOR_ROLES, Component
 from xlm_core.plugin.hookspecs import hookimpl
@@ -95,6 +99,11 @@ __all__ = [
     "build_attention_mask",
     "causal_mask",
     "linear_weights",
+    # the fused LM head + cross-entropy and the hidden-state contract that enables it
+    "HiddenStateModel",
+    "hidden_state_head",
+    "linear_cross_entropy",
+    "scored_linear_cross_entropy",
     # the family kit
     "training_tensors",
     "ExactMatch",

@@ -126,7 +126,7 @@ class PaddingCountingLoss(TinyLoss):
         mask = batch["attention_mask"].bool()
         logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
         targets = batch["input_ids"].roll(-1, dims=1)
-        return {"loss": F.cross_entropy(logits.transpose(1, 2), targets)}
+        return {"loss": F.cross_entropy(logits.flatten(0, 1), targets.flatten())}
 
 
 class InPlaceLoss(TinyLoss):
@@ -205,7 +205,7 @@ class IgnoredTargetScoringLoss(TinyLoss):
         mask = batch["attention_mask"].bool()
         logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
         targets = batch["target_ids"].masked_fill(batch["target_ids"] == -100, self.tokenizer.pad_token_id)
-        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
         return {"loss": nll[mask].mean(), "nlls": nll[mask]}
 
 

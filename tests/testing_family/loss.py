@@ -18,7 +18,9 @@ class TinyLoss:
     def __call__(self, batch, batch_idx=None, dataloader_idx=None, dataloader_name=None) -> dict[str, Any]:
         mask = batch["attention_mask"].bool()
         logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
-        nll = F.cross_entropy(logits.transpose(1, 2), batch["target_ids"], ignore_index=-100, reduction="none")
+        nll = F.cross_entropy(
+            logits.flatten(0, 1), batch["target_ids"].flatten(), ignore_index=-100, reduction="none"
+        ).view_as(batch["target_ids"])
         valid = batch["target_ids"] != -100
         return {
             "loss": nll[valid].mean(),

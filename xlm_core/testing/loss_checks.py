@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from xlm_core.modules.linear_cross_entropy import HiddenStateModel
 from xlm_core.plugin.names import FamilyNames
 from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
 from xlm_core.testing.model_checks import eval_mode
@@ -50,6 +53,9 @@ class LossSubject:
 
 def _output_width(s: LossSubject) -> int:
     """The last dimension of what the loss's model returns (its vocabulary size)."""
+    model = _model(s)
+    if isinstance(model, HiddenStateModel) and isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
+        return int(model.lm_head.out_features)  # a fused loss may never call the model's forward
     widths: list[int] = []
     handle = _model(s).register_forward_hook(lambda m, a, out: widths.append(out.shape[-1]) if torch.is_tensor(out) else None)
     try:
@@ -146,9 +152,30 @@ def check_loss_ignores_padding(s: LossSubject) -> None:
     )
 
 
+@contextlib.contextmanager
+def _perturbed_hidden_states(model: torch.nn.Module, perturb: Callable[..., Any]) -> Iterator[None]:
+    """Pass ``forward_hidden``'s output through ``perturb`` too (a fused loss reads the hidden states, not
+    the logits; ``xlm_core.modules.HiddenStateModel``). No-op for other models."""
+    if not isinstance(model, HiddenStateModel):
+        yield
+        return
+    original = model.forward_hidden
+
+    def forward_hidden(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        changed = perturb(model, args, out)
+        return out if changed is None else changed
+
+    model.forward_hidden = forward_hidden  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.forward_hidden
+
+
 @register("loss")
 def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
-    """Logits at positions whose target is the ignore index (-100) do not change the loss."""
+    """Logits (or, for a fused loss, hidden states) at positions whose target is -100 do not change the loss."""
     targets = _targets(s)
     ignored = targets == s.ignore_index
     if not ignored.any():
@@ -169,7 +196,8 @@ def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
         a = _loss(s, s.batch)
         handle = model.register_forward_hook(perturb)
         try:
-            b = _loss(s, s.batch)
+            with _perturbed_hidden_states(model, perturb):
+                b = _loss(s, s.batch)
         finally:
             handle.remove()
     if not any(aligned):

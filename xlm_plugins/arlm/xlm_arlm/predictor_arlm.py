@@ -25,7 +25,7 @@ from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.prediction import prediction_rows
 from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
-from xlm_core.training.precision import autocast_dtype, inference_autocast
+from xlm_core.training.precision import autocast_dtype, inference_autocast, inference_grad_mode
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
@@ -304,7 +304,7 @@ class ARLMPredictor:
             model.eval()
         start = time.perf_counter()
         try:
-            with torch.inference_mode(), inference_autocast(input_ids.device.type):
+            with inference_grad_mode(input_ids.device.type), inference_autocast(input_ids.device.type):
                 ids, out_mask = self._generate(model, input_ids.long(), attention_mask, num_new, generator)
             if ids.device.type == "cuda":
                 torch.cuda.synchronize(ids.device)

@@ -115,6 +115,11 @@ class RotaryTransformerMLMModel(nn.Module):
             with torch.no_grad():
                 self.embed_tokens.weight[self.padding_idx].zero_()
 
+    @property
+    def lm_head(self) -> nn.Linear:
+        """The output projection onto the vocabulary (the fused loss head reads its weight)."""
+        return self.final_layer.linear
+
     def forward(
         self,
         x_t: Integer[TT, " *batch seq_len"],
@@ -127,6 +132,24 @@ class RotaryTransformerMLMModel(nn.Module):
         attention_mask: None (all real), (B, L) bool key padding, or (B, L, L) used as given.
         positions: RoPE (and absolute-embedding) positions; default 0..L-1.
         token_type_ids: accepted for interface symmetry, unused.
+        """
+        logits = self.lm_head(self.forward_hidden(x_t, attention_mask, positions))  # (B, L, V)
+        if self.mask_idx is not None:
+            lowest = torch.finfo(logits.dtype).min
+            logits = logits.index_fill(-1, torch.tensor([self.mask_idx], device=logits.device), lowest)
+        return logits
+
+    def forward_hidden(
+        self,
+        x_t: Integer[TT, " *batch seq_len"],
+        attention_mask: Bool[TT, " *batch seq_len"] | Bool[TT, " *batch seq_len seq_len"] | None = None,
+        positions: Integer[TT, " *batch seq_len"] | None = None,
+    ) -> Float[TT, " *batch seq_len d_model"]:
+        """The final-normed hidden states that ``forward`` projects onto the vocabulary (same arguments).
+
+        ``forward(...)`` is ``lm_head(forward_hidden(...))`` with the mask token's logit (``mask_idx``)
+        set to the lowest finite value; the loss passes that class as ``excluded_class`` to the fused
+        head + cross-entropy (``xlm_core.modules.linear_cross_entropy``).
         """
         if x_t.ndim != 2:
             raise ValueError(f"x_t must have shape (batch, seq_len), got {tuple(x_t.shape)}.")
@@ -151,11 +174,7 @@ class RotaryTransformerMLMModel(nn.Module):
             x = self.neighbour_mixing(x, key_padding)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=False)  # (B, L, D)
-        logits = self.final_layer(x)  # (B, L, V)
-        if self.mask_idx is not None:
-            lowest = torch.finfo(logits.dtype).min
-            logits = logits.index_fill(-1, torch.tensor([self.mask_idx], device=logits.device), lowest)
-        return logits
+        return self.final_layer.normalize(x)  # (B, L, D)
 
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
         """Fail with a readable message on out-of-range ids or positions."""
