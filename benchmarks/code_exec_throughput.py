@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="number of programs")
     parser.add_argument("--workers", type=int, default=None, help="pool size (default: CPU cores)")
-    parser.add_argument("--modes", default="process,namespace,bwrap")
+    parser.add_argument("--modes", default="none,namespace,bwrap")
     args = parser.parse_args()
     rows = read_jsonl(shipped_data_path("tinygsm_gsm8k_test.jsonl"), limit=args.n)
     preds = [{"generated_text": r["code"], "answer": r["answer"]} for r in rows]

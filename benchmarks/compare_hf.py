@@ -6,7 +6,7 @@ checked to agree), then timed side by side with alternating order (median of ``-
     ffn 1024, batch 8, seq 256: ours with a plain causal call + cross-entropy, ours through
     ARLMLoss (default path and the literal reference 3-D mask), HF with ``labels=``;
   - greedy generation, 32-token prompts + 224 new tokens, batch 8 and 1: ARLMPredictor
-    (sample_top_k, top=1), eager and with its compiled / CUDA-graph decoding step
+    (sample_top_k, top_k=1), eager and with its compiled / CUDA-graph decoding step
     (``compile_decode=True``), against three Hugging Face baselines: the default
     ``model.generate(do_sample=False, use_cache=True)``, the same with a static cache and a
     torch.compile'd forward (HF's fastest documented path), both under the same precision as ours,
@@ -140,7 +140,7 @@ def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], 
         return run_hf
     predictor = ARLMPredictor(
         max_steps=new_tokens, max_length=None, tokenizer=NoEosTokenizer(),
-        sampling_method="sample_top_k", top=1, model=model, compile_decode=kind == "ours_compiled",
+        sampling_method="sample_top_k", top_k=1, model=model, compile_decode=kind == "ours_compiled",
     )
 
     def run_ours() -> torch.Tensor:
@@ -263,6 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses "
                    "(CPU: growth of the peak RSS of a fresh process; CUDA: max_memory_allocated growth)")
     p.add_argument("--no-small", action="store_true", help="skip the d_model 768 / 12-layer model")
+    p.add_argument("--no-gen", action="store_true", help="skip the generation rows (training only)")
     p.add_argument("--small-batch", type=int, default=2, help="batch size of the small-model training rows")
     p.add_argument("--profile", action="store_true", help="print torch.profiler top ops per workload")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak for MFU (H100 SXM bf16 dense)")
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     models = {"ours": gen_ours, "ours_compiled": gen_ours, "hf": gen_hf, "hf_static": hf_static.eval(),
               "hf_fp32": gen_hf}
     mixed = args.dtype != "fp32"
-    for gen_batch in (8, 1):
+    for gen_batch in () if args.no_gen else (8, 1):
         prompts = make_prompts(BASE, gen_batch, args.prompt_len, device)
         kinds = ["ours", "ours_compiled", "hf", "hf_static"] + (["hf_fp32"] if mixed else [])
         fns = {k: gen_fn(k, models[k], prompts, args.new_tokens, contextlib.nullcontext if k == "hf_fp32" else amp)
@@ -406,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     # --- memory ---------------------------------------------------------------------------
     mem_rows: list[dict[str, Any]] = []
     if not args.no_memory:
-        for workload, kinds in (("train", ("ours", "ours_loss_3d", "hf")), ("gen8", GEN_KINDS)):
+        for workload, kinds in (("train", ("ours", "ours_loss_default", "ours_loss_3d", "hf")),) + (
+                () if args.no_gen else (("gen8", GEN_KINDS),)):
             for kind in kinds:
                 m = measure_memory(args, workload, kind)
                 mem_rows.append({"workload": workload, "kind": kind, **m})

@@ -68,7 +68,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     ids = torch.randint(1, BASE.vocab, (args.batch, args.prompt_len), generator=g).to(device)
     prompts = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool)}
     common = dict(max_steps=args.long, max_length=None, tokenizer=NoEosTokenizer(),
-                  sampling_method="sample_top_k", top=1, model=model)
+                  sampling_method="sample_top_k", top_k=1, model=model)
     paths = {"eager": ARLMPredictor(**common, compile_decode=False),
              "compiled": ARLMPredictor(**common, compile_decode=True)}
     eager_first, _ = timed_call(paths["eager"], prompts, args.long, args.precision, device)

@@ -4,7 +4,9 @@
 #   2. ours vs HF GPT-NeoX in bf16: tokens/s, MFU, peak memory, the SDPA kernels training runs;
 #   3. a bf16-mixed Lightning training run of star_easy_arlm_cpu through the `xlm` CLI;
 #   4. the same comparison with torch.compile'd training of both models;
-#   5. the cost and break-even of the CUDA-graph decoding step (benchmarks/decode_step.py).
+#   5. the cost and break-even of the CUDA-graph decoding step (benchmarks/decode_step.py);
+#   6. the Qwen2 vocabulary (151,936 ids): fused head + cross-entropy vs HF, memory, largest batch
+#      (benchmarks/large_vocab.py).
 # Each step has its own time limit, so one slow step cannot take the others' results with it.
 #   bash benchmarks/gpu_suite.sh OUTDIR [PYTHON]
 set -uo pipefail
@@ -42,3 +44,5 @@ tar czf "$out/train_star_bf16_run.tgz" --exclude='*.ckpt' -C outputs gpu_star_bf
 step compare_hf_compile 110 "$py" benchmarks/compare_hf.py --device cuda --dtype bf16 --compile --no-memory \
   --no-small --warmup 3 --repeats 5
 step decode_step 150 "$py" benchmarks/decode_step.py --device cuda --json "$out/cuda_decode_step.json"
+step large_vocab_bf16 240 "$py" benchmarks/large_vocab.py --device cuda --dtype bf16 --warmup 2 --repeats 5 \
+  --batch 32 --small-batch 8 --fit-batches 8,16,32 --json "$out/cuda_large_vocab_bf16.json"

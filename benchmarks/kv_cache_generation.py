@@ -75,7 +75,7 @@ def main() -> None:
     results = {}
     for name, use_cache in (("kv_cache", True), ("recompute", False)):
         predictor = ARLMPredictor(
-            args.new_tokens, None, tokenizer, sampling_method="sample_top_k", top=1, model=model,
+            args.new_tokens, None, tokenizer, sampling_method="sample_top_k", top_k=1, model=model,
             use_kv_cache=use_cache,
         )
         ids, seconds = timed_generate(predictor, batch, args.repeats)

@@ -56,9 +56,9 @@ def main() -> None:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     loss_fn = instantiate(cfg.loss, "loss", model=model, tokenizer=tokenizer)
-    predictor = instantiate(cfg.predictor, "predictor", model=model, tokenizer=tokenizer, noise_schedule=None)
-    val_collator = instantiate(cfg.collator.val, "collator.val", tokenizer=tokenizer, noise_schedule=None)
-    pred_collator = instantiate(cfg.collator.prediction, "collator.prediction", tokenizer=tokenizer, noise_schedule=None)
+    predictor = instantiate(cfg.predictor, "predictor", model=model, tokenizer=tokenizer)
+    val_collator = instantiate(cfg.collator.val, "collator.val", tokenizer=tokenizer)
+    pred_collator = instantiate(cfg.collator.prediction, "collator.prediction", tokenizer=tokenizer)
 
     rows = [star_graph_preprocess(r, tokenizer) for r in star_graph_split("easy", "test")[: args.graphs]]
     chunks = [rows[i : i + args.batch_size] for i in range(0, len(rows), args.batch_size)]

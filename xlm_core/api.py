@@ -16,10 +16,35 @@ from xlm_core.data.packing import same_document_mask
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.errors import UsageError
 from xlm_core.kit.batch_checks import training_tensors
-from xlm_core.kit.metrics import ExactMatch, Perplexity, TokenAccuracy
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.collate import (
+    TruncationCounting,
+    as_ids,
+    mask_token_id_of,
+    required_token_id,
+    row_metadata,
+    tokenizer_vocab_size,
+    validate_examples,
+)
+from xlm_core.kit.metrics import (
+    UPDATE_FUNCTIONS,
+    ExactMatch,
+    Perplexity,
+    TokenAccuracy,
+    align_to_target,
+    exact_match_update_fn,
+    mean_metric_update_fn,
+    perplexity_metric_update_fn,
+    token_accuracy_update_fn,
+    token_nll_metric_update_fn,
+)
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.modules import (
     AbsolutePositionEmbedding,
+    HiddenStateModel,
     KVCache,
     NeighbourMixing,
     RotaryEmbedding,
@@ -31,12 +56,16 @@ from xlm_core.modules import (
     causal_mask,
     check_ids_and_positions,
     gpt2_init_,
+    hidden_state_head,
+    linear_cross_entropy,
     linear_weights,
     neighbour_mixing_mode,
+    scored_linear_cross_entropy,
     validate_model_config,
 )
 from xlm_core.plugin.components import CAPABILITIES, COLLATOR_ROLES, Component
 from xlm_core.plugin.hookspecs import hookimpl
+from xlm_core.plugin.names import FamilyNames
 from xlm_core.plugin.protocols import (
     PREDICTION_TEXT_KEY,
     ARLMModel,
@@ -57,6 +86,7 @@ __all__ = [
     "Component",
     "COLLATOR_ROLES",
     "CAPABILITIES",
+    "FamilyNames",
     # contracts
     "Model",
     "LossFunction",
@@ -84,6 +114,11 @@ __all__ = [
     "AbsolutePositionEmbedding",
     "NeighbourMixing",
     "neighbour_mixing_mode",
+    # the fused LM head + cross-entropy and the hidden-state contract that enables it
+    "HiddenStateModel",
+    "hidden_state_head",
+    "linear_cross_entropy",
+    "scored_linear_cross_entropy",
     # the family kit
     "training_tensors",
     "ExactMatch",
@@ -99,4 +134,29 @@ __all__ = [
     "same_document_mask",
     "SimpleSpaceTokenizer",
     "UsageError",
+    # the family kit: collators, positions, batch and output types, metric update functions, prediction rows
+    "IGNORE_INDEX",
+    "TrainingBatch",
+    "Seq2SeqTrainingBatch",
+    "LossDict",
+    "PredictionDict",
+    "as_ids",
+    "validate_examples",
+    "tokenizer_vocab_size",
+    "required_token_id",
+    "mask_token_id_of",
+    "row_metadata",
+    "TruncationCounting",
+    "positions_from_attention_mask",
+    "align_to_target",
+    "exact_match_update_fn",
+    "token_accuracy_update_fn",
+    "mean_metric_update_fn",
+    "token_nll_metric_update_fn",
+    "perplexity_metric_update_fn",
+    "UPDATE_FUNCTIONS",
+    "prediction_rows",
+    "SeededGenerators",
+    "moved_attributes",
+    "warn_renamed_module",
 ]

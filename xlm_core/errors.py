@@ -13,7 +13,14 @@ class UsageError(Exception):
 
 
 class JobStopped(UsageError):
-    """The user stopped a job (Ctrl-C) and it stopped cleanly; the message says how to continue."""
+    """The user (Ctrl-C) or the system (SIGTERM) stopped a job and it stopped cleanly; the message says how
+    to continue. The exit code is 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM); ``quiet``
+    ones (DDP ranks other than 0) print nothing, so the line appears once."""
 
     exit_code = 130
     label = "stopped"
+
+    def __init__(self, message: str, exit_code: int = 130, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.quiet = quiet

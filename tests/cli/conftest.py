@@ -22,6 +22,7 @@ DISTRIBUTIONS = {
     "xlm-clitest": ("0.1.0", "clitest", "xlm_clitest.plugin"),
     "xlm-clitest-twin": ("0.3.0", "twin", "xlm_clitest.twin_plugin"),
     "xlm-clitest-broken": ("0.2.0", "clitest-broken", "xlm_clitest.broken_plugin"),
+    "xlm-clitest-r2l": ("0.1.0", "r2l", "xlm_clitest.r2l_plugin"),
     "xlm-clitest-legacy": ("0.1.0", "legacy", "xlm_clitest.legacy_plugin"),
 }
 

@@ -79,7 +79,7 @@ def test_name_job_prints_composed_config_and_writes_nothing(install_families, wo
     assert cfg["block_size"] == 7  # from experiment/tiny_exp.yaml
     assert cfg["global_batch_size"] == cfg["per_device_batch_size"] == 32
     assert cfg["model"] == {"_target_": "torch.nn.Linear", "in_features": 4, "out_features": 4}
-    assert cfg["noise_schedule"] == {"_target_": "xlm_core.plugin.protocols.DummyNoiseSchedule"}
+    assert "noise_schedule" not in cfg  # no component takes one (docs/architecture.md)
     assert cfg["paths"] == {
         "root_dir": str(workdir),
         "data_dir": f"{workdir}/data",

@@ -21,8 +21,8 @@ CODE = [
 def corpus(tmp_path: Path) -> dict:
     root = tmp_path / "src"
     root.mkdir()
-    for i, text in enumerate(CODE):
-        (root / f"m{i:02d}.py").write_text(text)
+    for i, text in enumerate(CODE):  # distinct files (identical ones would be left out of the training side)
+        (root / f"m{i:02d}.py").write_text(f"{text}# file {i}\n")
     return {"name": "src", "data_files": str(root / "*.py"), "data_format": "text",
             "train_test_split": {"test_size": 3, "seed": 1, "take": "train"},
             "preprocess_function": "xlm_core.data.packing.tokenize_and_pack"}  # ignored by the tokenizer

@@ -41,9 +41,9 @@ def tiny_components(model: type = TinyCausalLM, loss: type = TinyLoss, predictor
         models=[Component(model, tiny=lambda num_embeddings, padding_idx=None: model(num_embeddings),
                           capabilities=CAUSAL)],
         losses=[loss],
-        collators=[Component(collator, role="lm", tiny=lambda tokenizer, noise_schedule: collator(tokenizer, 6)),
+        collators=[Component(collator, role="lm", tiny=lambda tokenizer: collator(tokenizer, 6)),
                    Component(TinyPromptCollator, role="prediction", tiny=dict(block_size=6))],
-        predictors=[Component(predictor, tiny=lambda model, tokenizer, noise_schedule: predictor(model, tokenizer, 4))],
+        predictors=[Component(predictor, tiny=lambda model, tokenizer: predictor(model, tokenizer, 4))],
     )
 
 
@@ -159,11 +159,12 @@ def test_families_verbose_and_json_list_components(capsys: pytest.CaptureFixture
     block = out.split("arlm  (xlm-arlm", 1)[1]
     assert "  model protocol: ARLMModel" in block
     assert "    xlm_arlm.model_arlm.RotaryTransformerARLMModel [capabilities=causal,key_padding,kv_cache; tiny]" in block
-    assert "    xlm_arlm.datamodule_arlm.ARLMSeq2SeqPredCollator [role=prediction; tiny]" in block
+    assert "    xlm_arlm.collators_arlm.ARLMSeq2SeqPredCollator [role=prediction; tiny]" in block
     assert main(["families", "--json", "--verbose"]) == 0
     (arlm,) = [f for f in json.loads(capsys.readouterr().out)["families"] if f["name"] == "arlm"]
     assert arlm["components"]["losses"] == ["xlm_arlm.loss_arlm.ARLMLoss"]
-    assert "xlm_arlm.metrics_arlm.seq2seq_exact_match_update_fn" in arlm["components"]["metrics"]
+    assert "xlm_core.kit.metrics.exact_match_update_fn" in arlm["components"]["metrics"]
+    assert "xlm_arlm.metrics_arlm.valid_tokens_metric_update_fn" in arlm["components"]["metrics"]
 
 
 # --- config targets ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def install_mixing_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, confi
         "import sys\nsys.path.append(%r)\n" % str(Path(__file__).resolve().parents[1])
         + "from xlm_core.plugin.hookspecs import hookimpl\nfrom testing_family.loss import TinyLoss\n"
         "@hookimpl\ndef register_families(register):\n"
-        f"    register(name='mixer', config_dir={str(config_dir)!r}, losses=[TinyLoss])\n")
+        f"    register(name='mixer', config_dir={str(config_dir)!r}, losses=[TinyLoss], api_version='1.0')\n")
     monkeypatch.syspath_prepend(str(site))
     from xlm_core.plugin.manager import reset_registry
 

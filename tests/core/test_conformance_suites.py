@@ -14,11 +14,12 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/: home of the
 
 from testing_family import broken  # noqa: E402
 from testing_family.collator import TinyCollator  # noqa: E402
-from testing_family.loss import TinyLoss, positions_from_mask  # noqa: E402
+from testing_family.loss import TinyLoss  # noqa: E402
 from testing_family.model import TinyCausalLM  # noqa: E402
 from testing_family.predictor import TinyGreedyPredictor  # noqa: E402
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer  # noqa: E402
+from xlm_core.kit.positions import positions_from_attention_mask  # noqa: E402
 from xlm_core.testing import (  # noqa: E402
     CAPABILITIES,
     BaseCollatorTests,
@@ -52,7 +53,7 @@ def make_run_forward(model: torch.nn.Module, vocab_size: int) -> Callable[..., t
     def run_forward(batch_size=2, seq_len=16, partial_mask=False, *, input_ids=None, attention_mask=None):
         if input_ids is None:
             input_ids, attention_mask = make_lm_inputs(batch_size, seq_len, vocab_size, partial_mask)
-        return model(input_ids, attention_mask, positions_from_mask(attention_mask))
+        return model(input_ids, attention_mask, positions_from_attention_mask(attention_mask))
 
     return run_forward
 
@@ -121,8 +122,8 @@ class TestTinyLoss(BaseLossTests):
 
 class TestTinyCollator(BaseCollatorTests):
     @pytest.fixture
-    def collator(self, simple_tokenizer: SimpleSpaceTokenizer, dummy_noise_schedule: Any) -> TinyCollator:
-        return TinyCollator(simple_tokenizer, BLOCK_SIZE, noise_schedule=dummy_noise_schedule)
+    def collator(self, simple_tokenizer: SimpleSpaceTokenizer) -> TinyCollator:
+        return TinyCollator(simple_tokenizer, BLOCK_SIZE)
 
     @pytest.fixture
     def raw_examples(self, simple_tokenizer: SimpleSpaceTokenizer) -> list[dict[str, list[int]]]:

@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from xlm_core.config.compose import compose_config
 from xlm_core.data.datamodule import DataloaderSpec, SeededRandomSampler, XLMDataModule, prepare_datamodule
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.plugin.protocols import DummyNoiseSchedule
 from xlm_core.tasks.star_graphs import graph_key
 
 
@@ -27,7 +26,6 @@ def _datamodule(cfg: DictConfig) -> XLMDataModule:
     return hydra.utils.instantiate(
         cfg.datamodule,
         tokenizer=SimpleSpaceTokenizer.for_numbers(20),
-        noise_schedule=DummyNoiseSchedule(),
         _recursive_=False,
     )
 

@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
-from xlm_core.training.reported_metrics import MetricWrapper, build_metrics, metrics_for
 from xlm_core.testing.typecheck import unchecked
+from xlm_core.training.reported_metrics import MetricWrapper, ReportedMetricsError, build_metrics, metrics_for
 
 
 def test_exact_match_counts_whole_rows() -> None:
@@ -96,8 +96,15 @@ def test_wrapper_token_weighted_mean_and_exact_match() -> None:
 
 
 def test_bad_reported_metrics_fail_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="kind 'generation'"):
-        build_metrics({"generation": {}}, {"val": []})
+    entry = {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": f"{__name__}._nll_update"}
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.generation\.x: group 'generation' is not a "
+                                                   r"dataloader kind, so say .* kind: prediction .* or kind: lm"):
+        build_metrics({"generation": {"x": entry}}, {"val": []})
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.r2l\.x\.kind: 'r2l' is not a dataloader kind; use "
+                                                   r"kind: prediction"):
+        build_metrics({"r2l": {"x": {**entry, "kind": "r2l"}}}, {"val": []})
+    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.val/x: group name 'val/x'"):
+        build_metrics({"val/x": {"x": entry}}, {"val": []})
     with pytest.raises(ValueError, match="missing"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}}}}, {"val": [("lm", "lm")]})
     with pytest.raises(ValueError, match="no module 'nope' is installed"):

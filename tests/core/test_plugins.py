@@ -195,8 +195,8 @@ def test_unknown_family_with_nothing_installed() -> None:
     with pytest.raises(FamilyNotFoundError) as info:
         reg.get("arlm")
     assert str(info.value) == (
-        "unknown family 'arlm'; installed families: none (install a family distribution such as "
-        "xlm-arlm; `xlm families` lists them)"
+        "unknown family 'arlm'; installed families: none (install a family distribution, e.g. `pip install -e "
+        "xlm_plugins/arlm` from a checkout of xlm or a family's wheel; `xlm families` lists them)"
     )
 
 

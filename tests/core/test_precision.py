@@ -81,3 +81,28 @@ def test_inference_autocast_turns_the_weight_cache_on_inside_autocast_only() -> 
             assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
             assert torch.is_autocast_cache_enabled()
         assert not torch.is_autocast_cache_enabled()
+
+
+def test_inference_grad_mode_keeps_autocasts_weight_cast_cache() -> None:
+    """Generation under autocast runs without gradients but outside inference mode, where autocast's
+    weight-cast cache works: three calls cast the weight once (inference mode: three times)."""
+    from torch.profiler import profile
+
+    from xlm_core.training.precision import inference_autocast, inference_grad_mode
+
+    with inference_grad_mode("cpu"):
+        assert torch.is_inference_mode_enabled()
+    layer, x = torch.nn.Linear(8, 16, bias=False), torch.randn(2, 8)
+
+    def casts(grad_mode) -> int:
+        with torch.autocast("cpu", torch.bfloat16), grad_mode, inference_autocast("cpu"), profile() as prof:
+            for _ in range(3):
+                layer(x)
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not torch.is_inference_mode_enabled()
+        with inference_grad_mode("cpu"):
+            assert not torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert casts(torch.no_grad()) == 3 + 1  # the input each call, the weight once
+    assert casts(torch.inference_mode()) == 3 + 3  # what inference mode would cost

@@ -22,9 +22,10 @@ sys.path.insert(0, {str(TESTING_FAMILY)!r})
 import pytest
 import torch
 from testing_family.collator import TinyCollator
-from testing_family.loss import TinyLoss, positions_from_mask
+from testing_family.loss import TinyLoss
 from testing_family.model import TinyCausalLM
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.testing import BaseLossTests, BaseModelTests
 from xlm_core.testing.inputs import make_lm_inputs
 
@@ -41,7 +42,7 @@ def model():
 def run_forward(model):
     def run_forward(batch_size, seq_len, partial_mask):
         ids, mask = make_lm_inputs(batch_size, seq_len, VOCAB, partial_mask)
-        return model(ids, mask, positions_from_mask(mask))
+        return model(ids, mask, positions_from_attention_mask(mask))
     return run_forward
 
 

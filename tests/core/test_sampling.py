@@ -132,3 +132,15 @@ def test_invalid_temperature(t) -> None:
     ):
         with pytest.raises(ValueError, match="temperature must be > 0"):
             call()
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-50, 1e-300])
+def test_a_tiny_temperature_is_the_argmax_not_nan(temperature: float) -> None:
+    """logits / 1e-40 overflows to inf and softmax to NaN; the shifted logits give the greedy token."""
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 5
+    logits[0, 3] = float("-inf")
+    greedy = logits.argmax(-1)
+    g = torch.Generator().manual_seed(1)
+    assert torch.equal(sample_from_logits(logits, temperature, g), greedy)
+    assert torch.equal(sample_from_top_k(10, logits, temperature, g), greedy)
+    assert torch.equal(sample_from_top_p(0.9, logits, temperature, g), greedy)

@@ -23,7 +23,7 @@ NAME = "scaffoldtest"
 PACKAGE = f"xlm_{NAME}"
 EXPECTED_FILES = {
     "README.md", "conftest.py", "pyproject.toml", f"tests/test_{NAME}.py",
-    *(f"{PACKAGE}/{m}.py" for m in ("__init__", "collators", "loss", "metrics", "model", "plugin", "predictor")),
+    *(f"{PACKAGE}/{m}.py" for m in ("__init__", "collators", "loss", "model", "plugin", "predictor")),
     *(f"{PACKAGE}/configs/{c}.yaml" for c in (
         f"collator/prediction_{NAME}", f"collator/seq2seq_{NAME}",
         f"experiment/star_easy_{NAME}", f"model/rotary_transformer_{NAME}", f"model_type/{NAME}")),

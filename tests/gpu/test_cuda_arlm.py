@@ -84,7 +84,7 @@ def test_kv_cache_incremental_equals_full_forward_on_cuda(dtype: torch.dtype, at
 def test_greedy_generation_with_cache_equals_recomputation_on_cuda(seed: int) -> None:
     model = make_model(seed)
     ids, mask = left_padded(PROMPTS)
-    kw = dict(max_steps=24, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model)
+    kw = dict(max_steps=24, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model)
     cached = ARLMPredictor(**kw).predict({"input_ids": ids, "attention_mask": mask})
     recomputed = ARLMPredictor(**kw, use_kv_cache=False).predict({"input_ids": ids, "attention_mask": mask})
     assert cached["ids"].device.type == "cuda"
@@ -142,7 +142,7 @@ def test_bf16_adamw_steps_reduce_the_loss_on_cuda() -> None:
 def test_cuda_graph_decoding_equals_eager_decoding() -> None:
     model = make_model(seed=2)
     ids, mask = left_padded(PROMPTS)
-    kw = dict(max_steps=40, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model)
+    kw = dict(max_steps=40, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model)
     eager = ARLMPredictor(**kw, compile_decode=False).predict({"input_ids": ids, "attention_mask": mask})
     graph_predictor = ARLMPredictor(**kw, compile_decode=True)
     for _ in range(2):  # a graph is captured per call: the second must not replay the first call's cache
@@ -183,3 +183,25 @@ def test_cuda_graph_step_under_bf16_autocast_matches_the_eager_step() -> None:
             model.clear_kv_cache()
             logits[kind] = torch.stack(out).float()
     torch.testing.assert_close(logits["graph"], logits["eager"], rtol=0, atol=5e-2)
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_fused_head_loss_equals_the_plain_path_on_cuda(bf16: bool) -> None:
+    """The fused linear + cross-entropy (CUDA kernels, bf16 products under autocast) gives the plain
+    logits path's loss and gradients."""
+    model = make_model().train()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(7, len(TOK), (3, 24), generator=g).to(CUDA)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool),
+             "target_ids": torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1)}
+    results = []
+    for fused in (True, False):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", torch.bfloat16, enabled=bf16):
+            loss = ARLMLoss(model, None, fused=fused, chunk_size=16)(batch)["loss"]
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (fused_loss, fused_grads), (plain_loss, plain_grads) = results
+    torch.testing.assert_close(fused_loss, plain_loss, rtol=1e-5, atol=1e-5)
+    for name, grad in plain_grads.items():
+        assert float((fused_grads[name] - grad).norm()) <= (2e-2 if bf16 else 1e-4) * float(grad.norm()), name

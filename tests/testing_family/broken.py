@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlm_core.kit.positions import positions_from_attention_mask
+
 from .collator import TinyCollator
-from .loss import TinyLoss, positions_from_mask
+from .loss import TinyLoss
 from .model import TinyCausalLM
 from .predictor import TinyGreedyPredictor
 
@@ -122,9 +124,9 @@ class PaddingCountingLoss(TinyLoss):
 
     def __call__(self, batch, batch_idx=None, dataloader_idx=None, dataloader_name=None):
         mask = batch["attention_mask"].bool()
-        logits = self.model(batch["input_ids"], mask, positions_from_mask(mask))
+        logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
         targets = batch["input_ids"].roll(-1, dims=1)
-        return {"loss": F.cross_entropy(logits.transpose(1, 2), targets)}
+        return {"loss": F.cross_entropy(logits.flatten(0, 1), targets.flatten())}
 
 
 class InPlaceLoss(TinyLoss):
@@ -201,9 +203,9 @@ class IgnoredTargetScoringLoss(TinyLoss):
 
     def __call__(self, batch, batch_idx=None, dataloader_idx=None, dataloader_name=None):
         mask = batch["attention_mask"].bool()
-        logits = self.model(batch["input_ids"], mask, positions_from_mask(mask))
+        logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
         targets = batch["target_ids"].masked_fill(batch["target_ids"] == -100, self.tokenizer.pad_token_id)
-        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
         return {"loss": nll[mask].mean(), "nlls": nll[mask]}
 
 

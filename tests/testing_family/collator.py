@@ -8,10 +8,9 @@ import torch
 
 
 class TinyCollator:
-    def __init__(self, tokenizer: Any, block_size: int, noise_schedule: Any = None) -> None:
+    def __init__(self, tokenizer: Any, block_size: int) -> None:
         self.tokenizer = tokenizer
         self.block_size = block_size
-        self.noise_schedule = noise_schedule
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [list(ex["input_ids"])[: self.block_size] for ex in examples]
@@ -30,10 +29,9 @@ class TinyCollator:
 class TinyPromptCollator:
     """Left-pads each example's ``prompt_ids`` (the last ``block_size``) for generation."""
 
-    def __init__(self, tokenizer: Any, block_size: int, noise_schedule: Any = None) -> None:
+    def __init__(self, tokenizer: Any, block_size: int) -> None:
         self.tokenizer = tokenizer
         self.block_size = block_size
-        self.noise_schedule = noise_schedule
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [list(ex["prompt_ids"])[-self.block_size :] or [self.tokenizer.bos_token_id] for ex in examples]

@@ -7,11 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-
-def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Position of each real token among the real tokens of its row (0 at padding)."""
-    mask = mask.long()
-    return (mask.cumsum(dim=1) - 1).clamp(min=0) * mask
+from xlm_core.kit.positions import positions_from_attention_mask
 
 
 class TinyLoss:
@@ -19,13 +15,12 @@ class TinyLoss:
         self.model = model
         self.tokenizer = tokenizer
 
-    def configure(self, pl_module: Any) -> None:
-        return None
-
     def __call__(self, batch, batch_idx=None, dataloader_idx=None, dataloader_name=None) -> dict[str, Any]:
         mask = batch["attention_mask"].bool()
-        logits = self.model(batch["input_ids"], mask, positions_from_mask(mask))
-        nll = F.cross_entropy(logits.transpose(1, 2), batch["target_ids"], ignore_index=-100, reduction="none")
+        logits = self.model(batch["input_ids"], mask, positions_from_attention_mask(mask))
+        nll = F.cross_entropy(
+            logits.flatten(0, 1), batch["target_ids"].flatten(), ignore_index=-100, reduction="none"
+        ).view_as(batch["target_ids"])
         valid = batch["target_ids"] != -100
         return {
             "loss": nll[valid].mean(),

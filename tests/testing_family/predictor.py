@@ -6,17 +6,14 @@ from typing import Any
 
 import torch
 
-from .loss import positions_from_mask
+from xlm_core.kit.positions import positions_from_attention_mask
 
 
 class TinyGreedyPredictor:
-    def __init__(
-        self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = 4, noise_schedule: Any = None
-    ) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = 4) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
-        self.noise_schedule = noise_schedule
 
     def next_ids(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
@@ -25,7 +22,7 @@ class TinyGreedyPredictor:
         ids, mask = batch["input_ids"], batch["attention_mask"].bool()
         start = ids.shape[1]
         for _ in range(self.max_new_tokens):
-            logits = self.model(ids, mask, positions_from_mask(mask))
+            logits = self.model(ids, mask, positions_from_attention_mask(mask))
             nxt = self.next_ids(logits[:, -1])
             ids = torch.cat([ids, nxt.unsqueeze(1)], dim=1)
             mask = torch.cat([mask, torch.ones_like(nxt, dtype=torch.bool).unsqueeze(1)], dim=1)

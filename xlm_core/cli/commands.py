@@ -15,6 +15,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+from xlm_core.config.tools import qualified_name
 from xlm_core.plugin.components import describe_component
 from xlm_core.errors import UsageError
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry
@@ -49,6 +50,10 @@ def _family_payload(f: FamilyInfo, verbose: bool) -> dict[str, Any]:
                for kind in ("models", "losses", "collators", "predictors", "metrics")},
             "exporters": {fmt: x.target for fmt, x in c.exporters.items()},
         }
+        n = f.names
+        payload["names"] = {"token_key": n.token_key, "mask_key": n.mask_key, "target_key": n.target_key,
+                            "predicted_ids_key": n.predicted_ids_key, "ignore_index": n.ignore_index,
+                            "count_tokens": qualified_name(n.count_tokens) if n.count_tokens else None}
     return payload
 
 
@@ -79,7 +84,9 @@ def families_command(args: list[str], registry: FamilyRegistry) -> int:
         if f.api_problem:
             print(f"  warning: {f.api_problem}")
         if opts.verbose:
-            comps = _family_payload(f, True)["components"]
+            payload = _family_payload(f, True)
+            comps, names = payload["components"], payload["names"]
+            print("  names: " + ", ".join(f"{k}={v}" for k, v in names.items() if v is not None))
             print(f"  model protocol: {comps['model_protocol'] or '(none)'}")
             for kind in ("models", "losses", "collators", "predictors", "metrics"):
                 print(f"  {kind}:" + ("" if comps[kind] else " (none)"))

@@ -5,19 +5,19 @@
 ``pkg://xlm_core.configs`` is composed with the selected family's config dir on Hydra's search path,
 then ``xlm_core.jobs.<job_type>.run(cfg)`` is called; ``job_type=name`` prints the config and runs
 nothing. With ``-m`` (Hydra multirun) each job's run directory is its own sweep folder
-(``hydra.sweep.dir``/``hydra.sweep.subdir``) unless ``paths.run_dir`` is given. Usage errors print one line to stderr and exit with 2; Hydra's own composition errors and
-job crashes exit with 1.
+(``hydra.sweep.dir``/``hydra.sweep.subdir``) unless ``paths.run_dir`` is given. Every failure prints one
+line to stderr (``xlm_core.cli.errors``): usage errors, Hydra override mistakes, full or read-only disks
+exit with 2, a stop by a signal with 128 + its number (130, 143), a bug with 1; tracebacks go only to the
+invocation's log file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import logging
 import os
 import sys
-import traceback
 import tempfile
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,14 +28,16 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from xlm_core.cli.commands import COMMANDS
+from xlm_core.cli.errors import error_line, log_to_files
 from xlm_core.config.aliases import pop_deprecations
-from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.checks import reject_new_top_level_keys
+from xlm_core.config.compose import CONFIG_MODULE, CONFIG_NAME
 from xlm_core.config.targets import check_component_targets
 from xlm_core.errors import UsageError
 from xlm_core.jobs import load_job
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry, get_registry
 from xlm_core.run.invocation import record_invocation
+from xlm_core.run.names import check_job_name
 
 __all__ = ["main", "CONFIG_MODULE", "CONFIG_NAME", "DEFAULT_JOB_TYPE", "DRY_RUN_JOB_TYPE"]
 
@@ -156,6 +158,16 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
         # default run_dir (runs_dir/job_name) every job would share one and resume the previous job's run.
         extra.append("paths.run_dir=${hydra:runtime.output_dir}")
 
+    if not multirun and not inspect_only:
+        _refuse_sweeps_and_stray_words(args, parsed)
+    if "job_name" in by_key:
+        given = by_key["job_name"]
+        for name in _values(given) if given.is_sweep_override() else ["" if given.value() is None else str(given.value())]:
+            if "${" not in name:
+                try:
+                    check_job_name(name)
+                except UsageError as exc:
+                    raise _CliError(str(exc)) from None
     if "job_name" not in by_key and experiments:
         if len(experiments) == 1:
             extra.append(f"job_name={_quote(experiments[0])}")
@@ -175,6 +187,33 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
         extra += [f"{group}=none" for group in ("hydra/job_logging", "hydra/hydra_logging") if group not in by_key]
     return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes,
                  new_top_level_keys=new_keys)
+
+
+# Hydra flags whose value is the next word (`--config-name NAME`), so that word is no override.
+_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
+                     "--cfg", "-c", "--package", "-p", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def _refuse_sweeps_and_stray_words(args: list[str], parsed: list[Override]) -> None:
+    """One line for what Hydra would reject with a trace: a comma sweep without --multirun, and a word that
+    is no ``key=value`` (usually the rest of a value with spaces the shell split off)."""
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.key_or_group
+            value = ",".join(_values(override)) if override.is_choice_sweep() else "..."
+            raise _CliError(
+                f"{key}={value}: a comma makes this a sweep over several values, which runs only with --multirun; "
+                f"for one value quote it ({key}='{value}'), or add --multirun to run each"
+            )
+    previous = ""
+    for word in args:
+        deletion = word.startswith("~")  # `~key` deletes a key: Hydra's one override without '='
+        if "=" not in word and not deletion and not word.startswith("-") and previous.split("=")[0] not in _FLAGS_WITH_VALUE:
+            raise _CliError(
+                f"{word!r} is not a key=value override (a value with spaces was split by the shell?); quote the whole "
+                "override as one word, e.g. 'job_name=my_run' or '+prompts=[\"1 2 3\"]'"
+            )
+        previous = word
 
 
 def _with_overrides(args: list[str], extra: list[str]) -> list[str]:
@@ -209,24 +248,30 @@ def _check_targets(cfg: DictConfig, registry: FamilyRegistry) -> None:
         print(f"xlm: note: {note}", file=sys.stderr)
 
 
-def _report(exc: BaseException) -> int:
-    """Print ``exc`` as one line (the traceback goes to the run's log; XLM_DEBUG=1 prints it); return the exit code."""
+def _report(exc: BaseException, cfg: DictConfig | None = None) -> int:
+    """Print ``exc`` as one line (its traceback goes to the run's log file; XLM_DEBUG=1 prints it); return the
+    exit code (:func:`xlm_core.cli.errors.error_line`)."""
     if os.environ.get("XLM_DEBUG", "").strip().lower() in ("1", "true", "yes"):
         traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, UsageError):
-        print(f"xlm: {exc.label}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"xlm: error: no space left on the device{where} ({exc.strerror}); checkpoints are written atomically, "
-              "so the last good one is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume",
-              file=sys.stderr)
-        return 2
-    logging.getLogger("xlm").error("unexpected error", exc_info=exc)  # into the invocation's log file
-    first = (str(exc).strip().splitlines() or [""])[0]
-    print(f"xlm: error: {type(exc).__name__}: {first} (this looks like a bug; XLM_DEBUG=1 prints the traceback, "
-          "which is also in the run's logs/)", file=sys.stderr)
-    return 1
+    line = error_line(exc, cfg)
+    log_to_files(line, exc)
+    if not getattr(exc, "quiet", False):  # e.g. the DDP ranks other than 0 of a stopped job
+        print(f"xlm: {line.label}: {line.text}", file=sys.stderr)
+    return line.exit_code
+
+
+@contextlib.contextmanager
+def _full_hydra_errors() -> Iterator[None]:
+    """Let Hydra raise its errors (instead of printing a trace and exiting), so they become one line."""
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
 
 
 def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
@@ -247,9 +292,12 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
                 _check_targets(cfg, registry)
             load_job(str(cfg.job_type))(cfg)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - every failure ends as one line (see _report)
-            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            stopped = type(exc).__name__ == "SIGTERMException"  # Lightning's SystemExit(None) after a SIGTERM
+            if isinstance(exc, SystemExit) and exc.code in (None, 0) and not stopped:
                 return
-            codes.append(_report(exc if not isinstance(exc, SystemExit) else UsageError(f"exited with {exc.code}")))
+            if isinstance(exc, SystemExit) and not stopped:
+                exc = UsageError(f"exited with {exc.code}")
+            codes.append(_report(exc, cfg))
 
     entry = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)(task)
     with contextlib.ExitStack() as stack:
@@ -258,11 +306,14 @@ def _run_hydra(plan: _Plan, registry: FamilyRegistry) -> int:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="xlm-name-", ignore_cleanup_errors=True))
             args += [f"hydra.run.dir={_quote(tmp)}", "hydra.output_subdir=null"]
         stack.enter_context(_argv(["xlm", *_with_overrides(plan.user_args, args)]))
+        stack.enter_context(_full_hydra_errors())
         try:
             entry()
         except SystemExit as exc:
             if exc.code not in (None, 0):
                 return exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # noqa: BLE001 - Hydra's own failures (composition, logging setup): one line too
+            return _report(exc)
     return codes[0] if codes else 0
 
 

@@ -3,6 +3,7 @@ the key, the bad value and the fix (instead of a traceback from deep inside Ligh
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from typing import Any, Callable, Sequence
 
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xlm_core.errors import UsageError
 
-__all__ = ["validate_run_config", "instantiate", "PRECISIONS", "ALLOWED_NEW_TOP_LEVEL_KEYS", "reject_new_top_level_keys"]
+__all__ = ["validate_run_config", "instantiate", "PRECISIONS", "ADAMW_OPTIONS", "LR_SCHEDULER_OPTIONS", "ALLOWED_NEW_TOP_LEVEL_KEYS", "reject_new_top_level_keys"]
 
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
               "transformer-engine", "transformer-engine-float16")
@@ -67,10 +68,37 @@ def _check_batches(cfg: DictConfig) -> None:
     _check(cfg, "per_device_batch_size", lambda v: _int(v) and v > 0, "a positive int", "32")
     _check(cfg, "global_batch_size", lambda v: _int(v) and v > 0,
            "a positive int (or null for per_device_batch_size x devices x num_nodes)", "64", optional=True)
+    _check(cfg, "generate.batch_size", lambda v: _int(v) and v > 0, "a positive int, or null for per_device_batch_size",
+           "16", optional=True)
+    _check(cfg, "datamodule.eval_batch_size", lambda v: _int(v) and v > 0,
+           "a positive int, or null for per_device_batch_size", "64", optional=True)
+
+
+ADAMW_OPTIONS = ("lr", "weight_decay", "betas", "eps", "fused", "foreach")
+LR_SCHEDULER_OPTIONS = ("name", "num_warmup_steps", "num_training_steps", "scheduler_specific_kwargs", "interval",
+                        "monitor")
+
+
+def _check_options(cfg: DictConfig, section: str, allowed: Sequence[str], what: str) -> None:
+    """Refuse a key of ``section`` that its builder does not take (it would fail deep inside training)."""
+    node = OmegaConf.select(cfg, section)
+    if not OmegaConf.is_dict(node):
+        return
+    for key in node.keys():
+        if key not in allowed and key != "_target_":
+            near = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"did you mean {section}.{near[0]}? " if near else ""
+            raise UsageError(f"{section}.{key}: {what} has no option {key!r}; {hint}it takes {', '.join(allowed)}")
 
 
 def _check_optimization(cfg: DictConfig) -> None:
     target = str(OmegaConf.select(cfg, "optimizer._target_", default="torch.optim.AdamW"))
+    if target in ("torch.optim.AdamW", "torch.optim.adamw.AdamW"):
+        _check_options(cfg, "optimizer", ADAMW_OPTIONS, "the AdamW optimizer")
+    if OmegaConf.select(cfg, "lr_scheduler") is not None:
+        _check_options(cfg, "lr_scheduler", LR_SCHEDULER_OPTIONS, "the learning-rate schedule (transformers.get_scheduler)")
+        _check(cfg, "lr_scheduler.name", lambda v: v in _scheduler_names(), f"one of {', '.join(_scheduler_names())}",
+               "cosine", optional=True)
     if target.endswith("AdamW"):
         _check(cfg, "optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0", "1e-4")
         _check(cfg, "optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0", "0.01", optional=True)
@@ -84,6 +112,20 @@ def _check_optimization(cfg: DictConfig) -> None:
     _check(cfg, "monitor_mode", lambda v: v in ("min", "max"), "min or max", "min", optional=True)
 
 
+def _scheduler_names() -> list[str]:
+    from transformers import SchedulerType
+
+    return [s.value for s in SchedulerType]
+
+
+def _check_reported_metrics(cfg: DictConfig) -> None:
+    """Groups, kinds, splits and update functions of ``reported_metrics`` (one-line errors naming the fix)."""
+    from xlm_core.training.reported_metrics import parse_reported_metrics, resolve_function
+
+    for spec in parse_reported_metrics(cfg.get("reported_metrics")):
+        resolve_function(spec.update_fn)
+
+
 def validate_run_config(cfg: DictConfig, training: bool) -> None:
     """Raise :class:`UsageError` for the first config value a job cannot run with."""
     _check_batches(cfg)
@@ -91,6 +133,7 @@ def validate_run_config(cfg: DictConfig, training: bool) -> None:
         _check_trainer(cfg)
     if training:
         _check_optimization(cfg)
+    _check_reported_metrics(cfg)
 
 
 def reject_new_top_level_keys(keys: Sequence[str]) -> None:
@@ -110,6 +153,7 @@ def instantiate(node: Any, where: str, **kwargs: Any) -> Any:
         cause = exc.__cause__ or exc
         if isinstance(cause, UsageError):
             raise cause from None
-        target = OmegaConf.select(node, "_target_", default="?") if OmegaConf.is_config(node) else "?"
+        target = (OmegaConf.select(node, "_target_", default="?") if OmegaConf.is_config(node)
+                  else node.get("_target_", "?") if isinstance(node, dict) else "?")
         detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         raise UsageError(f"{where} (_target_={target}): {type(cause).__name__}: {detail}") from exc

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from xlm_core.config.tools import import_object, qualified_name
 from xlm_core.plugin.manager import FamilyInfo
 
 __all__ = ["component_targets", "check_component_targets"]
@@ -41,11 +42,20 @@ def component_targets(cfg: DictConfig) -> Iterator[tuple[str, str, str]]:
                 yield f"collator.{name}._target_", "collator", target
     reported = _select(cfg, "reported_metrics")
     if OmegaConf.is_dict(reported):
-        for kind_name, entries in reported.items():
+        for group, entries in reported.items():
             for metric_name in entries or {}:
-                fn = _select(cfg, f"reported_metrics.{kind_name}.{metric_name}.update_fn")
+                fn = _select(cfg, f"reported_metrics.{group}.{metric_name}.update_fn")
                 if isinstance(fn, str):
-                    yield f"reported_metrics.{kind_name}.{metric_name}.update_fn", "metric", fn
+                    yield f"reported_metrics.{group}.{metric_name}.update_fn", "metric", fn
+
+
+def _current_path(target: str) -> str:
+    """The dotted path of the object ``target`` imports as: an old path kept as a deprecated alias (e.g.
+    ``xlm_arlm.datamodule_arlm.X``) names the registered component under its new path; else ``target``."""
+    try:
+        return qualified_name(import_object(target))
+    except Exception:  # not importable here: judged by its name alone
+        return target
 
 
 def check_component_targets(cfg: DictConfig, family: FamilyInfo,
@@ -58,6 +68,8 @@ def check_component_targets(cfg: DictConfig, family: FamilyInfo,
     own = family.components.by_target()
     errors, notes = [], []
     for key, kind, target in component_targets(cfg):
+        if target not in own and not target.startswith("xlm_core.") and target not in owners:
+            target = _current_path(target)
         if target in own or target.startswith("xlm_core."):
             continue
         others = [name for name in owners.get(target, []) if name != family.name]

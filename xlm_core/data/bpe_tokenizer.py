@@ -45,8 +45,8 @@ BPE_SPECIAL_TOKENS: tuple[tuple[str, str], ...] = (
     ("mask_token", "<|mask|>"),
 )
 # The DatasetManager keys that decide which documents the tokenizer is trained on.
-_CORPUS_KEYS = ("name", "full_name", "data_files", "data_format", "exclude", "load_kwargs", "generator",
-                "generator_kwargs", "train_test_split", "debug")
+_CORPUS_KEYS = ("name", "full_name", "data_files", "data_format", "exclude", "follow_symlinks", "load_kwargs",
+                "generator", "generator_kwargs", "train_test_split", "debug")
 
 
 def _corpus_manager(corpus: Mapping[str, Any]) -> DatasetManager:

@@ -1,7 +1,6 @@
 """XLMDataModule: named, explicitly-typed dataloaders per stage over cached datasets.
 
-Built with ``hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, noise_schedule=noise_schedule,
-_recursive_=False)``. Config structure (``datamodule:``)::
+Built with ``hydra.utils.instantiate(cfg.datamodule, tokenizer=tokenizer, _recursive_=False)``. Config structure (``datamodule:``)::
 
     _target_: xlm_core.data.datamodule.XLMDataModule
     cache_dir: ${paths.cache_dir}           # where dataset caches are saved (save_to_disk)
@@ -18,7 +17,7 @@ _recursive_=False)``. Config structure (``datamodule:``)::
         lm:                                 # dataloader name (order = order of the returned loaders)
           kind: lm                          # lm -> loss, prediction -> predictor
           dataset: {...}                    # a DatasetManager config (configs/datasets/*.yaml)
-          collator: ${collator.train}       # instantiated with tokenizer= and noise_schedule=
+          collator: ${collator.train}       # instantiated with tokenizer=
           shuffle: true                     # optional; default true for train, false otherwise
           drop_last: true                   # optional; default true for train, false otherwise
           batch_size: null                  # optional per-loader override
@@ -54,13 +53,16 @@ from xlm_core.data.dataset_manager import (
     debug_overfit_enabled,
     dist_rank_and_world_size,
 )
+from xlm_core.kit.renamed import moved_attributes
 
-__all__ = ["STAGES", "DataloaderSpec", "SeededRandomSampler", "XLMDataModule", "prepare_datamodule"]
+__all__ = ["STAGES", "DATALOADER_KINDS", "DataloaderSpec", "SeededRandomSampler", "XLMDataModule", "prepare_datamodule"]
 
 logger = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("train", "val", "test", "predict")
-KINDS: tuple[str, ...] = ("lm", "prediction")
+DATALOADER_KINDS: tuple[str, ...] = ("lm", "prediction")
+"""What a dataloader's batches feed: ``lm`` the loss, ``prediction`` the predictor (its ``kind:`` in the config)."""
+__getattr__ = moved_attributes(__name__, {"KINDS": f"{__name__}.DATALOADER_KINDS"}, removed_in="xlm-core 0.3")
 # Lightning's setup(stage) names -> our stage names
 _LIGHTNING_STAGES: dict[str | None, tuple[str, ...]] = {
     "fit": ("train", "val"),
@@ -115,7 +117,6 @@ class XLMDataModule(L.LightningDataModule):
         self,
         dataloaders: Mapping[str, Mapping[str, Any]],
         tokenizer: Any,
-        noise_schedule: Any = None,
         *,
         cache_dir: str = "data/cache",
         seed: int = 42,
@@ -131,7 +132,7 @@ class XLMDataModule(L.LightningDataModule):
         super().__init__()
         if per_device_batch_size < 1:
             raise ValueError(f"per_device_batch_size must be >= 1, got {per_device_batch_size}.")
-        self.tokenizer, self.noise_schedule = tokenizer, noise_schedule
+        self.tokenizer = tokenizer
         self.cache_dir, self.seed = str(cache_dir), int(seed)
         self.per_device_batch_size = int(per_device_batch_size)
         self.eval_batch_size = int(eval_batch_size or per_device_batch_size)
@@ -162,14 +163,13 @@ class XLMDataModule(L.LightningDataModule):
             if extra:
                 raise ValueError(f"{where}: unknown key(s) {sorted(extra)}; allowed: {sorted(_LOADER_KEYS)}.")
             kind = lcfg.get("kind")
-            if kind not in KINDS:
+            if kind not in DATALOADER_KINDS:
                 raise ValueError(f"{where}.kind is {kind!r}; set it to 'lm' (loss) or 'prediction' (predictor).")
             for key in ("dataset", "collator"):
                 if lcfg.get(key) is None:
                     raise ValueError(f"{where}.{key} is missing.")
             manager = DatasetManager.from_config(to_plain(lcfg["dataset"]), use_debug=self.use_debug)
-            collator = instantiate(lcfg["collator"], f"{where}.collator", tokenizer=self.tokenizer,
-                                   noise_schedule=self.noise_schedule)
+            collator = instantiate(lcfg["collator"], f"{where}.collator", tokenizer=self.tokenizer)
             is_train = stage == "train"
             shuffle = lcfg.get("shuffle")
             drop_last = lcfg.get("drop_last")
@@ -308,7 +308,6 @@ def prepare_datamodule(cfg: DictConfig, runtime: Any = None) -> XLMDataModule:
     from xlm_core.training.runtime import build_runtime
 
     runtime = runtime or build_runtime(cfg)
-    dm = hydra.utils.instantiate(cfg.datamodule, tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
-                                 _recursive_=False)
+    dm = hydra.utils.instantiate(cfg.datamodule, tokenizer=runtime.tokenizer, _recursive_=False)
     dm.prepare_data()
     return dm

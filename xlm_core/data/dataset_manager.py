@@ -11,8 +11,10 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
     data_format: null        # json | parquet | arrow | csv | text; null: from the file suffix
                              # text: one row {"text": <whole file>} per file (a document)
     exclude: [...]           # glob patterns (fnmatch on the full path) dropped from data_files
+    follow_symlinks: false   # true: `**` enters linked directories too (each real directory once)
     load_kwargs: {...}       # extra datasets.load_dataset kwargs (e.g. encoding_errors: replace)
-    train_test_split: {test_size: 0.05, seed: 2025, take: test}   # optional
+    train_test_split: {test_size: 0.05, seed: 2025, take: test}   # optional; training rows identical to a
+                             # held-out row are left out of the train side (no document on both sides)
     preprocess_function: pkg.module.fn           # fn(example, tokenizer, **kwargs) -> dict, via .map
     preprocess_function_kwargs: {...}
     preprocess_batched: false
@@ -28,7 +30,9 @@ A manager is configured by a plain mapping (one file in ``configs/datasets/``)::
 
 The cache lives at ``<cache_dir>/<name>/<key>`` (``save_to_disk``); ``key`` hashes the source, split
 options, preprocess function (qualified name and source code), its kwargs, the kept/removed columns
-and the tokenizer, so changing any of them builds a new cache instead of reusing a stale one.
+and the tokenizer, so changing any of them builds a new cache instead of reusing a stale one. Its
+``xlm_manifest.json`` records the row count and the size and sha256 of every file, checked before the
+cache is used: a damaged cache is an error naming the directory to delete, never fewer rows.
 
 A batched preprocess function may return a different number of rows than it was given (e.g.
 packing documents into fixed-length blocks); give ``columns_to_keep`` then, so the input columns
@@ -37,8 +41,6 @@ are dropped inside ``.map``.
 
 from __future__ import annotations
 
-import fnmatch
-import glob as globlib
 import hashlib
 import inspect
 import json
@@ -57,8 +59,9 @@ from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
 from xlm_core.config.tools import import_object, to_plain
-from xlm_core.errors import UsageError
+from xlm_core.data.file_globs import expand_data_files
 from xlm_core.data.hub import use_hub_or_cache
+from xlm_core.errors import UsageError
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -70,19 +73,21 @@ __all__ = [
     "debug_overfit_enabled",
     "dist_rank_and_world_size",
     "DatasetManager",
+    "verify_cache",
+    "load_verified_cache",
     "InfiniteIterableDataset",
     "ProcessedDataset",
 ]
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the manifest records row count and file hashes
+_MANIFEST = "xlm_manifest.json"
 _FILE_FORMATS = {
     ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".txt": "text",
 }
 # `text` means whole-file documents here (datasets' own default is one row per line).
 _FORMAT_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {"text": {"sample_by": "document"}}
-_GLOB_CHARS = ("*", "?", "[")
 
 
 class DatasetSourceError(UsageError, RuntimeError):
@@ -109,26 +114,6 @@ def parse_hub_id(full_name: str) -> HubId:
         f"Hub dataset id {full_name!r} must look like 'repo/name/split' or 'repo/name/config/split' "
         "(e.g. 'openai/gsm8k/main/test')."
     )
-
-
-def expand_data_files(data_files: str | list[str], exclude: list[str] | None = None) -> list[str]:
-    """Expand globs (``**`` recursive) into a sorted file list, dropping ``exclude`` matches.
-
-    Plain paths are kept as given (a missing one is reported by the loader); a glob that matches
-    nothing is kept too, so the error names the pattern.
-    """
-    patterns = [data_files] if isinstance(data_files, str) else list(data_files)
-    files: list[str] = []
-    for pattern in patterns:
-        pattern = os.path.expanduser(str(pattern))
-        if any(c in pattern for c in _GLOB_CHARS):
-            matches = sorted(p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
-            files.extend(matches or [pattern])
-        else:
-            files.append(pattern)
-    if exclude:
-        files = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in exclude)]
-    return list(dict.fromkeys(files))
 
 
 def debug_overfit_enabled(flag: bool | str | None = None) -> bool:
@@ -223,6 +208,7 @@ class DatasetManager:
         data_files: str | list[str] | None = None,
         data_format: str | None = None,
         exclude: list[str] | None = None,
+        follow_symlinks: bool = False,
         load_kwargs: Mapping[str, Any] | None = None,
         generator: str | Callable[..., Any] | None = None,
         generator_kwargs: Mapping[str, Any] | None = None,
@@ -264,6 +250,7 @@ class DatasetManager:
         self.data_files = to_plain(data_files)
         self.data_format = data_format
         self.exclude = list(to_plain(exclude) or [])
+        self.follow_symlinks = bool(follow_symlinks)
         self.load_kwargs = dict(to_plain(load_kwargs) or {})
         self.generator = import_object(generator) if isinstance(generator, str) else generator
         self.generator_kwargs = dict(to_plain(generator_kwargs) or {})
@@ -296,7 +283,7 @@ class DatasetManager:
 
     def files(self) -> list[str]:
         """The local files this dataset reads (globs expanded, ``exclude`` applied); [] for other sources."""
-        return expand_data_files(self.data_files, self.exclude) if self.data_files else []
+        return expand_data_files(self.data_files, self.exclude, self.follow_symlinks) if self.data_files else []
 
     # ----- cache key -------------------------------------------------------------------------
     def _source_spec(self) -> dict[str, Any]:
@@ -429,12 +416,15 @@ class DatasetManager:
         if self.train_test_split:
             tts = self.train_test_split
             try:
-                ds = ds.train_test_split(
+                parts = ds.train_test_split(
                     test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
-                )[tts.get("take", "train")]
+                )
             except ValueError as exc:
                 raise DatasetSourceError(f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split="
                                          f"{tts}: {exc}") from None
+            ds = parts[tts.get("take", "train")]
+            if tts.get("take", "train") == "train":
+                ds = _without_rows_of(ds, parts["test"], self.name)
         if self.preprocess_function is not None and not preprocessed:
             # dropping the unkept input columns inside .map lets a batched function change the row count
             dropped = [c for c in ds.column_names if c not in self.columns_to_keep] if self.columns_to_keep else None
@@ -471,6 +461,7 @@ class DatasetManager:
             return None
         path = self.cache_path(cache_dir, tokenizer)
         if path.exists() and not rewrite_manual_cache:
+            verify_cache(path, self.name)
             logger.info("Dataset %s: using cache %s", self.name, path)
             return path
         logger.info("Dataset %s: building cache %s", self.name, path)
@@ -479,7 +470,8 @@ class DatasetManager:
         if tmp.exists():
             shutil.rmtree(tmp)
         ds.save_to_disk(str(tmp))
-        (tmp / "xlm_manifest.json").write_text(json.dumps(self.describe(), indent=2, default=str))
+        manifest = {**self.describe(), "num_rows": len(ds), "cache_files": _file_digests(tmp)}
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -527,7 +519,7 @@ class DatasetManager:
                         "(xlm job_type=prepare_data ...) before training."
                     )
                 self.prepare(cache_dir, tokenizer, num_proc)
-            ds = datasets.load_from_disk(str(path))
+            ds = load_verified_cache(path, self.name)
         else:
             ds = self.build(tokenizer, num_proc=num_proc, hf_cache_dir=str(Path(cache_dir) / "_hf"))
         if not self.iterable:
@@ -564,3 +556,88 @@ def _first_bad_json_line(files: list[str]) -> str | None:
                 if not isinstance(row, dict):
                     return f"data file {name} line {number} is a JSON {type(row).__name__}, not an object with fields"
     return None
+
+
+def _row_digest(row: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+
+
+def _without_rows_of(train: datasets.Dataset, held_out: datasets.Dataset, name: str) -> datasets.Dataset:
+    """``train`` without the rows identical to a row of ``held_out`` (a document on both sides of a split
+    would be validated on after training on it), with a warning that counts them."""
+    seen = {_row_digest(row) for batch in held_out.iter(batch_size=1000)
+            for row in (dict(zip(batch, values)) for values in zip(*batch.values()))}
+    keep, dropped, index = [], 0, 0
+    for batch in train.iter(batch_size=1000):
+        for values in zip(*batch.values()):
+            if _row_digest(dict(zip(batch, values))) in seen:
+                dropped += 1
+            else:
+                keep.append(index)
+            index += 1
+    if not dropped:
+        return train
+    if not keep:
+        raise DatasetSourceError(f"Dataset {name!r}: every training row of the split is identical to a held-out row, so "
+                                 "none is left to train on; give it distinct documents")
+    logger.warning("Dataset %s: %d training row(s) are identical to held-out rows and were left out of training, so "
+                   "no document is on both sides of the split", name, dropped)
+    return train.select(keep)
+
+
+def _file_digests(directory: Path) -> dict[str, dict[str, Any]]:
+    """``{file name: {bytes, sha256}}`` of the files a saved dataset consists of (the manifest excluded)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != _MANIFEST):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        out[str(path.relative_to(directory))] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return out
+
+
+_VERIFIED: dict[str, tuple[tuple[str, int, int], ...]] = {}  # cache dir -> (name, size, mtime) it was verified at
+
+
+def _damaged(path: Path, name: str, why: str) -> DatasetSourceError:
+    return DatasetSourceError(f"Dataset {name!r}: cache {path} is damaged ({why}); delete that directory (rm -r "
+                              f"{path}) and rerun: it is rebuilt from the source")
+
+
+def verify_cache(path: Path, name: str) -> dict[str, Any]:
+    """The cache's manifest, after checking that every file it lists is there with its size and sha256
+    (:class:`DatasetSourceError` naming the directory to delete otherwise). Checked once per process."""
+    manifest_path = path / _MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed = manifest["cache_files"]
+        int(manifest["num_rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _damaged(path, name, f"no readable {_MANIFEST} with the row count and file hashes") from None
+    state = tuple(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in path.rglob("*") if p.is_file()))
+    if _VERIFIED.get(str(path)) == state:
+        return manifest
+    actual = _file_digests(path)  # files beyond the listed ones do not change the rows and are ignored
+    for file, expected in listed.items():
+        found = actual.get(file)
+        if found is None:
+            raise _damaged(path, name, f"{file} is missing")
+        if found != expected:
+            raise _damaged(path, name, f"{file} has {found['bytes']:,} bytes and sha256 {found['sha256'][:12]}..., the "
+                           f"manifest says {expected['bytes']:,} bytes and {expected['sha256'][:12]}...")
+    _VERIFIED[str(path)] = state
+    return manifest
+
+
+def load_verified_cache(path: Path, name: str) -> datasets.Dataset:
+    """``datasets.load_from_disk(path)`` after :func:`verify_cache`, with the manifest's row count checked."""
+    manifest = verify_cache(path, name)
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # a damaged Arrow file fails inside pyarrow with many exception types
+        raise _damaged(path, name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if len(ds) != int(manifest["num_rows"]):
+        raise _damaged(path, name, f"{len(ds):,} rows, the manifest says {int(manifest['num_rows']):,}")
+    return ds

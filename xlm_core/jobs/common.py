@@ -14,10 +14,16 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from xlm_core.config.checks import instantiate, validate_run_config
+from xlm_core.config.tools import import_object, to_plain, to_plain_best_effort
+from xlm_core.errors import UsageError
+from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
+from xlm_core.run.checkpoint_callbacks import BestCheckpoint
 from xlm_core.run.checkpoints import (
     AtomicCheckpointIO,
     checkpoint_config,
@@ -26,12 +32,7 @@ from xlm_core.run.checkpoints import (
     newest_intact,
     verify_checkpoint,
 )
-from xlm_core.config.checks import instantiate
-from xlm_core.config.tools import import_object, to_plain, to_plain_best_effort
-from xlm_core.errors import UsageError
-from xlm_core.run.callbacks import FinalValidation, GracefulInterrupt, RunConfigWriter, ValidationMetricsFile
 from xlm_core.run.files import run_dir_of
-from xlm_core.run.checkpoint_callbacks import BestCheckpoint
 from xlm_core.training.runtime import Runtime, build_runtime
 from xlm_core.training.settings import Monitor, RunSettings, run_settings
 
@@ -49,6 +50,7 @@ __all__ = [
     "find_checkpoint",
     "is_rank_zero",
     "echo",
+    "trainer_plugins",
 ]
 
 _TRAINING_ONLY_CALLBACKS = ("ModelCheckpoint", "LastCheckpoint", "BestCheckpoint", "CurvePlotter", "ResumeDataOrder")
@@ -66,12 +68,11 @@ def echo(message: str) -> None:
 
 
 def build_datamodule(cfg: DictConfig, runtime: Runtime, datamodule_cfg: Any = None) -> Any:
-    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer and noise schedule."""
+    """Instantiate ``cfg.datamodule`` (or ``datamodule_cfg``) with the runtime tokenizer."""
     dm_cfg = cfg.get("datamodule") if datamodule_cfg is None else datamodule_cfg
     if dm_cfg is None:
         raise UsageError("No datamodule in the config; pick an experiment (experiment=<name>) that sets one.")
-    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, noise_schedule=runtime.noise_schedule,
-                       _recursive_=False)
+    return instantiate(dm_cfg, "datamodule", tokenizer=runtime.tokenizer, _recursive_=False)
 
 
 def build_harness(cfg: DictConfig, runtime: Runtime, settings: RunSettings | None = None) -> Any:
@@ -190,6 +191,19 @@ def _ensure_argv0_is_a_path() -> None:
     )
 
 
+def trainer_plugins() -> list[Any]:
+    """Atomic checkpoint writes; under SLURM, Lightning's SLURM environment without its auto-requeue.
+
+    Lightning's auto-requeue saves ``hpc_ckpt_<N>.ckpt`` from inside its signal handler, a file xlm's
+    resume (``checkpoints/last.ckpt``) would not read; a job is stopped with SIGTERM instead, which saves
+    ``last.ckpt`` at a step boundary (docs/multi_node.md shows the SLURM options and the requeue).
+    """
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
 def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, training: bool = True,
                   **overrides: Any) -> L.Trainer:
     """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger`` under ``settings``
@@ -197,7 +211,7 @@ def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, train
 
     ``training=False`` leaves out the checkpoint, plot and resume callbacks (eval / generate). Training
     always gets the run-integrity callbacks (final validation inside fit, metrics.json after every
-    validation, the config written at start, Ctrl-C with a checkpoint), and every checkpoint is
+    validation, the config written at start, Ctrl-C or SIGTERM with a checkpoint), and every checkpoint is
     written atomically.
     """
     settings = settings or run_settings(cfg)
@@ -215,7 +229,7 @@ def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, train
     kw.setdefault("logger", loggers if loggers else False)
     if not any(isinstance(c, ModelCheckpoint) for c in kw["callbacks"]):
         kw.setdefault("enable_checkpointing", False)
-    kw.setdefault("plugins", [AtomicCheckpointIO()])
+    kw.setdefault("plugins", trainer_plugins())
     if kw.get("strategy") not in (None, "auto", "single_device") or num_devices(kw.get("devices"), kw.get("accelerator")) > 1:
         _ensure_argv0_is_a_path()
     try:
@@ -281,6 +295,7 @@ def check_against_checkpoint(cfg: DictConfig, checkpoint: Path, sections: tuple[
 def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:
     """Seed, find the checkpoint (``cfg.<checkpoint_key>`` or the run's best/last), compare its model config
     with ``cfg`` and build the harness."""
+    validate_run_config(cfg, training=False)
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     # evaluation only needs the weights; the training callbacks' states in the checkpoint do not matter
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.run.files import scalar_metrics
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
+from xlm_core.run.files import job_output_dir, removed_on_failure, save_run_config, scalar_metrics, update_metrics_json
 from xlm_core.training.loggers import finish_loggers
-from xlm_core.run.files import job_output_dir, save_run_config, update_metrics_json
 
 __all__ = ["run", "evaluate", "EVAL_SPLITS"]
 
@@ -32,15 +31,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise UsageError(f"The datamodule has no {split} dataloaders; pick another eval.split.")
     trainer = build_trainer(cfg, ev.settings, training=False)
     out = job_output_dir(ev.run_dir, "eval", f"{split}-step{ev.step}", create=is_rank_zero())
-    harness.output_dir = out
-    if is_rank_zero():
-        save_run_config(cfg, out)
-    echo(f"xlm: evaluating {ckpt} on {split}")
-    fn = trainer.validate if split == "val" else trainer.test
-    fn(harness, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
-    metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
-    if is_rank_zero():
-        update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
+    with removed_on_failure(out):
+        harness.output_dir = out
+        if is_rank_zero():
+            save_run_config(cfg, out)
+        echo(f"xlm: evaluating {ckpt} on {split}")
+        fn = trainer.validate if split == "val" else trainer.test
+        fn(harness, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False, weights_only=True)
+        metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(f"{split}/")}
+        if is_rank_zero():
+            update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
     finish_loggers(trainer.loggers)
     shown = "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
     echo(f"xlm: {split} metrics of {ckpt.name} (step {ev.step}):\n{shown}\n"

@@ -3,6 +3,7 @@ exporter the run's family provides (e.g. ``hf``: a Hugging Face transformers dir
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import echo, is_rank_zero, load_for_evaluation
 from xlm_core.plugin.manager import FamilyNotFoundError, get_family
+from xlm_core.run.files import removed_on_failure
 
 __all__ = ["run", "export", "exporter_for", "Exporter"]
 
@@ -43,10 +45,12 @@ def export(cfg: DictConfig) -> Path:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not OmegaConf.select(cfg, "export.overwrite", default=False):
         raise UsageError(f"export.dir {out_dir} is not empty; choose another export.dir=... or add "
                          "export.overwrite=true to replace its files")
-    try:
-        path = Path(exporter(harness.model, harness.tokenizer, out_dir))
-    except ValueError as exc:  # a setting the format cannot express: the message names it and the fix
-        raise UsageError(str(exc)) from exc
+    fresh = not out_dir.exists()  # a failed export removes the directory it created
+    with removed_on_failure(out_dir, keep=None, parent=False) if fresh else contextlib.nullcontext(out_dir):
+        try:
+            path = Path(exporter(harness.model, harness.tokenizer, out_dir))
+        except ValueError as exc:  # a setting the format cannot express: the message names it and the fix
+            raise UsageError(str(exc)) from exc
     files = ", ".join(sorted(p.name for p in path.iterdir()))
     echo(f"xlm: exported {ckpt} (step {ev.step}) as export.format={fmt} to {path}\n  files: {files}")
     return path

@@ -20,7 +20,7 @@ from xlm_core.config.tools import to_plain
 from xlm_core.errors import UsageError
 from xlm_core.jobs.common import build_datamodule, build_trainer, echo, is_rank_zero, load_for_evaluation
 from xlm_core.plugin.protocols import PREDICTION_TEXT_KEY, Tokenizer
-from xlm_core.run.files import job_output_dir, predictions_path, save_run_config
+from xlm_core.run.files import job_output_dir, predictions_path, removed_on_failure, save_run_config
 
 __all__ = ["run", "generate", "prompts_of", "prompt_rows", "identity_rows", "PROMPTS_DATALOADER"]
 
@@ -42,7 +42,8 @@ def prompts_of(cfg: DictConfig) -> list[str]:
 
 
 def prompt_rows(prompts: Sequence[str], tokenizer: Tokenizer) -> list[dict[str, Any]]:
-    """One seq2seq dataset row per prompt (no target); words the tokenizer does not know are an error."""
+    """One seq2seq dataset row per prompt (no target); words the tokenizer does not know and special tokens
+    typed into a prompt are errors."""
     unk = getattr(tokenizer, "unk_token_id", None)
     rows = []
     for text in prompts:
@@ -51,8 +52,21 @@ def prompt_rows(prompts: Sequence[str], tokenizer: Tokenizer) -> list[dict[str, 
             unknown = sorted({w for w in str(text).split() if unk in tokenizer.encode(w, add_special_tokens=False)})
             raise UsageError(f"prompt {text!r} has words the tokenizer does not know: {', '.join(unknown) or '?'}; "
                              "use words of the experiment's vocabulary.")
+        special = _special_tokens_in(ids, tokenizer)
+        if special:
+            raise UsageError(f"prompt {text!r} contains the special token(s) {', '.join(special)}, which the tokenizer "
+                             "reserves (the collator adds BOS/EOS/padding itself); give the prompt as plain text "
+                             "without them.")
         rows.append({"prompt_ids": ids, "input_ids": [], "prompt": str(text)})
     return rows
+
+
+def _special_tokens_in(ids: Sequence[int], tokenizer: Tokenizer) -> list[str]:
+    """The special tokens (other than unknown words) among ``ids``: a prompt row would carry them to the model
+    while its decoded text, the saved prompt, shows them removed."""
+    special = set(getattr(tokenizer, "all_special_ids", None) or []) - {getattr(tokenizer, "unk_token_id", None)}
+    found = [i for i in dict.fromkeys(ids) if i in special]
+    return [str(tokenizer.convert_ids_to_tokens(i)) for i in found]
 
 
 def identity_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,10 +126,12 @@ def generate(cfg: DictConfig) -> list[Path]:
                              "or use an experiment whose datamodule has predict dataloaders.")
     trainer = build_trainer(cfg, ev.settings, training=False, logger=False)
     out = job_output_dir(ev.run_dir, "generate", f"step{ev.step}", create=is_rank_zero())
-    ev.harness.output_dir = out
-    if is_rank_zero():
-        save_run_config(cfg, out)
-    outputs = trainer.predict(ev.harness, datamodule=datamodule, ckpt_path=str(ev.checkpoint), return_predictions=True)
+    with removed_on_failure(out):
+        ev.harness.output_dir = out
+        if is_rank_zero():
+            save_run_config(cfg, out)
+        outputs = trainer.predict(ev.harness, datamodule=datamodule, ckpt_path=str(ev.checkpoint),
+                                  return_predictions=True, weights_only=True)
     paths = [predictions_path(out, "predict", spec.name, ev.step) for spec in datamodule.dataloader_specs("predict")]
     if prompts:
         rows = [row for batch in (outputs or []) for row in batch]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -18,10 +19,6 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
-from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
-from xlm_core.run.files import scalar_metrics
-from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact
 from xlm_core.config.checks import validate_run_config
 from xlm_core.config.tools import to_plain_best_effort
 from xlm_core.errors import JobStopped, UsageError
@@ -34,11 +31,21 @@ from xlm_core.jobs.common import (
     is_rank_zero,
     run_checkpoints,
 )
+from xlm_core.run.callbacks import TrainingInterrupted
+from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
+from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact, verify_checkpoint
+from xlm_core.run.files import run_dir_of, scalar_metrics, update_metrics_json
+from xlm_core.run.lock import RunLock
+from xlm_core.run.resume import (
+    ApplyOptimizerSettings,
+    check_monitor_unchanged,
+    data_order_notes,
+    optimizer_changes,
+    warmup_note,
+)
+from xlm_core.training.callbacks import CurvePlotter, ProgressLogger, plot_curves
 from xlm_core.training.loggers import finish_loggers
 from xlm_core.training.reported_metrics import logged_metric_names
-from xlm_core.run.callbacks import TrainingInterrupted
-from xlm_core.run.files import run_dir_of, update_metrics_json
-from xlm_core.run.lock import RunLock
 from xlm_core.training.runtime import build_runtime
 from xlm_core.training.settings import RunSettings, run_settings
 
@@ -58,11 +65,19 @@ def move_aside(run_dir: Path) -> Path:
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint this run continues from: ``last.ckpt``, else (damaged or missing) the newest intact one.
+    """The checkpoint this run continues from: ``resume_from`` when set, else ``last.ckpt``, else (damaged or
+    missing) the newest intact one.
 
     None for a new run. On an existing run, ``resume=false`` is an error unless ``overwrite=true``
     (then the old run is moved aside by the caller, see :func:`move_aside`).
     """
+    explicit = cfg.get("resume_from")
+    if explicit:  # e.g. the last finite checkpoint the NaN guard named
+        if cfg.get("resume", True) is False:
+            raise UsageError(f"resume_from={explicit} continues a run from that checkpoint; remove resume=false")
+        path = Path(str(explicit)).expanduser()
+        verify_checkpoint(path)
+        return path
     existing = run_checkpoints(run_dir)
     if not existing:
         return None
@@ -82,17 +97,37 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     return path
 
 
-def _check_resume(cfg: DictConfig, ckpt: Path) -> None:
-    """Resume only with the model, tokenizer, optimizer and schedule the checkpoint was trained with."""
+def _check_resume(cfg: DictConfig, ckpt: Path, settings: RunSettings) -> tuple[Path, list[L.Callback]]:
+    """Resume only with the model, tokenizer, optimizer, schedule and monitored metric the checkpoint was trained
+    with (``allow_config_mismatch=true``: with the new settings, applied); note what changes the data order.
+
+    Returns the checkpoint (moved when it was the ``best.ckpt`` set aside) and the callbacks the resume needs.
+    """
     check_against_checkpoint(cfg, ckpt, ("model", "tokenizer"), "resume from it")
-    check_against_checkpoint(cfg, ckpt, ("optimizer", "lr_scheduler"), "resume with the checkpoint's optimizer state")
+    check_against_checkpoint(cfg, ckpt, ("optimizer", "lr_scheduler"), "resume with the new optimizer settings")
     stored = checkpoint_config(ckpt) or {}
+    callbacks: list[L.Callback] = []
+    changes = optimizer_changes(cfg, stored)
+    if changes and cfg.get("allow_config_mismatch", False):
+        callbacks.append(ApplyOptimizerSettings(changes))
+        echo("xlm: note: allow_config_mismatch=true: the new optimizer / schedule settings are applied to the resumed "
+             "optimizer (its moment estimates stay the checkpoint's); config.resume-*.yaml and new checkpoints record them")
+    if is_rank_zero():
+        aside = check_monitor_unchanged(cfg, stored, settings)
+        if aside is not None:
+            echo(f"xlm: note: monitor changed: the previous best.ckpt (by {stored.get('monitor')}) is kept as {aside}")
+            ckpt = aside if ckpt == aside.with_name("best.ckpt") else ckpt
+    elif not cfg.get("allow_config_mismatch", False):  # the same refusal on every rank; only rank 0 moves files
+        check_monitor_unchanged(cfg, stored, settings)
+    for note in data_order_notes(cfg, stored):
+        echo(f"xlm: note: {note}")
     old_steps = (stored.get("trainer") or {}).get("max_steps")
     new_steps = cfg.trainer.get("max_steps")
     if old_steps is not None and old_steps != new_steps:
         schedule = ("; the learning-rate schedule now runs to step " + str(new_steps)
                     if (cfg.get("lr_scheduler") or {}).get("num_training_steps") is None else "")
         echo(f"xlm: note: trainer.max_steps changed from {old_steps} to {new_steps}{schedule}")
+    return ckpt, callbacks
 
 
 def check_monitor(cfg: DictConfig, datamodule: Any, settings: RunSettings) -> None:
@@ -187,14 +222,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     ckpt = resume_checkpoint(cfg, run_dir)
-    if ckpt is not None:
-        _check_resume(cfg, ckpt)
     settings = run_settings(cfg)
+    resume_callbacks: list[L.Callback] = []
+    if ckpt is not None:
+        ckpt, resume_callbacks = _check_resume(cfg, ckpt, settings)
+    note = warmup_note(cfg, cfg.trainer.get("max_steps"))
+    if note:
+        echo(f"xlm: note: {note}")
     runtime = build_runtime(cfg)
     harness = build_harness(cfg, runtime, settings)
     datamodule = build_datamodule(cfg, runtime)
     check_monitor(cfg, datamodule, settings)
     trainer = build_trainer(cfg, settings, training=True)
+    trainer.callbacks.extend(resume_callbacks)
     if any(isinstance(c, ResumeDataOrder) for c in trainer.callbacks):  # it handles (or warns about) this case
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # a resumed run
@@ -203,10 +243,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         echo(f"xlm: resuming from {ckpt} (step {checkpoint_step(ckpt)}; a new job_name starts a new run)")
     started = time.perf_counter()
     try:
-        trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except TrainingInterrupted as stop:
-        raise JobStopped(f"training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
-                         f"Resume with: {settings.resume_command}") from None
+        by = "" if stop.signum == signal.SIGINT else f"{signal.Signals(stop.signum).name}: "
+        raise JobStopped(f"{by}training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
+                         f"Resume with: {settings.resume_command}", exit_code=128 + stop.signum,
+                         quiet=not is_rank_zero()) from None
     has_val = bool(datamodule.dataloader_specs("val")) and trainer.limit_val_batches != 0
     if has_val and harness.last_val_step != trainer.global_step:
         trainer.validate(harness, datamodule=datamodule, verbose=False)

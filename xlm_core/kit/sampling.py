@@ -1,8 +1,9 @@
-"""Token sampling from logits: full distribution, top-k and nucleus (top-p).
+"""Token sampling from logits: full distribution, top-k and nucleus (top-p), and seeded generators.
 
 The one sampling module shared by every family's predictor. All functions take logits of any
 leading shape ``(*batch, vocab)`` and return token ids of shape ``(*batch,)``. They never
 synchronise with the host, so a generation loop can call them every step on an accelerator.
+:class:`SeededGenerators` gives a predictor with a ``seed`` one generator per device, so its draws repeat.
 """
 
 from __future__ import annotations
@@ -11,7 +12,26 @@ import torch
 from jaxtyping import Float, Integer
 from torch import Tensor as TT
 
-__all__ = ["sample_from_logits", "sample_from_top_k", "sample_from_top_p"]
+__all__ = ["sample_from_logits", "sample_from_top_k", "sample_from_top_p", "SeededGenerators"]
+
+
+class SeededGenerators:
+    """A ``torch.Generator`` per device, seeded with ``seed`` when first asked for and advanced by every draw
+    after that (so a predictor's successive batches differ but a rerun repeats them); no seed: None (torch's
+    global generator)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+
+    def on(self, device: torch.device) -> torch.Generator | None:
+        """The generator of ``device``, or None without a seed."""
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
 
 
 def _check_temperature(temperature: float) -> None:
@@ -19,6 +39,18 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(
             f"temperature must be > 0, got {temperature}; use sample_from_top_k(1, logits) for greedy decoding"
         )
+
+
+def _scaled(logits: TT, temperature: float) -> TT:
+    """``logits / temperature`` in fp32, shifted so each row's largest value is exactly 0.
+
+    The shift keeps any positive temperature finite: as it goes to 0 the other entries go to -inf and the
+    distribution to the argmax (ties shared), instead of inf - inf = NaN (``temperature=1e-40``). A
+    temperature below fp32's smallest number rounds to 0, and 0 / 0 at the largest entries is put back to 0.
+    """
+    x = logits.float()
+    shifted = x - x.amax(dim=-1, keepdim=True)
+    return torch.where(shifted == 0, torch.zeros_like(shifted), shifted / temperature)
 
 
 def _check_logits(logits: TT) -> None:
@@ -38,7 +70,7 @@ def sample_from_logits(
     """
     _check_logits(logits)
     _check_temperature(temperature)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(_scaled(logits, temperature), dim=-1)
     race = torch.empty_like(probs).exponential_(generator=generator)
     # A zero draw would give 0/0 = NaN for zero-probability tokens; keep it strictly positive.
     race.clamp_(min=torch.finfo(race.dtype).tiny)
@@ -83,7 +115,7 @@ def sample_from_top_p(
         raise ValueError(f"top-p needs 0 < p <= 1, got {p!r}")
     _check_logits(logits)
     _check_temperature(temperature)
-    scaled = logits.float() / temperature
+    scaled = _scaled(logits, temperature)
     sorted_logits, sorted_indices = torch.sort(scaled, dim=-1, descending=True)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs

@@ -1,8 +1,14 @@
-"""Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache, the model
-kit (config checks, GPT-2 init, input checks, weight-decay groups) and the position aids (absolute
-positions, neighbour mixing)."""
+"""Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache, fused LM head
+loss, the model kit (config checks, GPT-2 init, input checks, weight-decay groups) and the position aids
+(absolute positions, neighbour mixing)."""
 
 from xlm_core.modules.kv_cache import KVCache
+from xlm_core.modules.linear_cross_entropy import (
+    HiddenStateModel,
+    hidden_state_head,
+    linear_cross_entropy,
+    scored_linear_cross_entropy,
+)
 from xlm_core.modules.model_kit import WeightDecayGroups, check_ids_and_positions, gpt2_init_, validate_model_config
 from xlm_core.modules.position_aids import (
     NEIGHBOUR_MIXING_MODES,
@@ -23,6 +29,7 @@ from xlm_core.modules.transformer import (
 
 __all__ = [
     "AbsolutePositionEmbedding",
+    "HiddenStateModel",
     "KVCache",
     "NEIGHBOUR_MIXING_MODES",
     "NeighbourMixing",
@@ -36,9 +43,12 @@ __all__ = [
     "causal_mask",
     "check_ids_and_positions",
     "gpt2_init_",
+    "hidden_state_head",
+    "linear_cross_entropy",
     "linear_weights",
     "neighbour_mixing_mode",
     "neighbour_visibility",
     "rotate_half",
+    "scored_linear_cross_entropy",
     "validate_model_config",
 ]

@@ -220,9 +220,11 @@ class RotaryTransformerFinalLayer(nn.Module):
         self.linear = nn.Linear(d_model, out_dims, bias=False)
 
     def forward(self, x: Float[TT, "batch seq_len d_model"]) -> Float[TT, "batch seq_len out_dims"]:
-        if self.norm_final is not None:
-            x = self.norm_final(x)
-        return self.linear(x)
+        return self.linear(self.normalize(x))
+
+    def normalize(self, x: Float[TT, "batch seq_len d_model"]) -> Float[TT, "batch seq_len d_model"]:
+        """The input of the projection: ``x`` after the final LayerNorm (``x`` itself without one)."""
+        return self.norm_final(x) if self.norm_final is not None else x
 
 
 def linear_weights(module: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

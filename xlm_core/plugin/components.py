@@ -58,8 +58,9 @@ class Component:
     """One class or function a family registers, and how ``xlm check`` builds a small instance of it.
 
     - ``tiny``: constructor kwargs for a small instance (the core adds the runtime ones:
-      ``num_embeddings``/``padding_idx`` for models, ``model``/``tokenizer`` for losses and predictors,
-      ``tokenizer``/``noise_schedule`` for collators), or a factory taking those same kwargs.
+      ``num_embeddings``/``padding_idx`` (and ``mask_token_id`` when the constructor takes it) for models,
+      ``model``/``tokenizer`` for losses and predictors, ``tokenizer`` for collators), or a factory taking
+      those same kwargs.
       Predictors must be configured for greedy decoding.
     - ``role`` (collators): one of ``lm``, ``seq2seq``, ``prediction``.
     - ``capabilities`` (models): any of ``causal``, ``kv_cache``, ``key_padding``.

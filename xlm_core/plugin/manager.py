@@ -25,6 +25,7 @@ import pluggy
 
 from xlm_core.plugin import hookspecs
 from xlm_core.plugin.components import FamilyComponents, validate_components
+from xlm_core.plugin.names import FamilyNames, as_family_names
 from xlm_core.plugin.version import api_version_problem, parse_api_version
 
 __all__ = [
@@ -49,7 +50,8 @@ _NOT_INSTALLED = "(not installed)"
 
 @dataclass(frozen=True)
 class FamilyInfo:
-    """What the core knows about one installed family."""
+    """What the core knows about one installed family (``names``: the keys of its batches and predictions,
+    :class:`xlm_core.plugin.names.FamilyNames`)."""
 
     name: str
     distribution: str
@@ -59,6 +61,7 @@ class FamilyInfo:
     plugin: str
     experiments: tuple[str, ...] = ()
     components: FamilyComponents = field(default_factory=FamilyComponents)
+    names: FamilyNames = field(default_factory=FamilyNames)
     api_version: str | None = None
 
     @property
@@ -273,14 +276,15 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: Any, config_dir: Any, description: Any = "", api_version: Any = None,
+        def register(name: Any, config_dir: Any, description: Any = "", api_version: Any = None, names: Any = None,
                      **components: Any) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
             ``name`` (str), ``config_dir`` (str, path or Traversable), ``description`` (str) and
             ``api_version`` (``"MAJOR.MINOR"`` of the plugin API the family targets, see
             ``xlm_core.plugin.version``) come from the plugin and are checked here (any value), so a bad
-            one is reported as that plugin's error.
+            one is reported as that plugin's error. ``names``: the keys of the family's batches and
+            predictions (``xlm_core.plugin.names.FamilyNames``; default: today's names).
             ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
             (see ``xlm_core.plugin.components``).
             """
@@ -291,10 +295,15 @@ def load_families(
                         parse_api_version(api_version)
                     except ValueError as exc:
                         raise ValueError(f"family '{fam_name}': {exc}") from None
+                try:
+                    declared = as_family_names(names, fam_name)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(str(exc) if str(exc).startswith("family") else f"family '{fam_name}': {exc}") from None
                 unknown = sorted(set(components) - _COMPONENT_ARGS)
                 if unknown:
                     raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
-                                     f"components are {', '.join(sorted(_COMPONENT_ARGS))}")
+                                     f"it takes name, config_dir, description, api_version, names and the components "
+                                     f"{', '.join(sorted(_COMPONENT_ARGS))}")
                 try:
                     registered = validate_components(**components)
                 except ValueError as exc:
@@ -312,6 +321,7 @@ def load_families(
                     plugin=source.name,
                     experiments=_experiments(path),
                     components=registered,
+                    names=declared,
                     api_version=api_version,
                 )
             )

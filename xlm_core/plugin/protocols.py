@@ -8,22 +8,19 @@ no inheritance needed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
 __all__ = [
-    "BaseCollatorInput",
-    "Seq2SeqCollatorInput",
     "Tokenizer",
     "Model",
     "LossFunction",
     "Predictor",
     "Collator",
     "NoiseSchedule",
-    "DummyNoiseSchedule",
     "ARLMModel",
     "MLMModel",
     "PREDICTION_TEXT_KEY",
@@ -31,19 +28,6 @@ __all__ = [
 
 PREDICTION_TEXT_KEY = "text"
 """Key of the generated text in every prediction row (``Predictor.to_dict``); the generate job prints it."""
-
-
-class BaseCollatorInput(TypedDict):
-    """One example for language-model training: its token ids (no padding)."""
-
-    input_ids: list[int]
-
-
-class Seq2SeqCollatorInput(TypedDict):
-    """One seq2seq example: prompt ids and target ids (``input_ids`` holds the target)."""
-
-    prompt_ids: list[int]
-    input_ids: list[int]
 
 
 @runtime_checkable
@@ -101,7 +85,11 @@ class Model(Protocol):
 
 @runtime_checkable
 class NoiseSchedule(Protocol):
-    """Noise level as a function of time, for diffusion-style families."""
+    """Noise level as a function of time, for diffusion-style families.
+
+    No component of the core or of the ARLM / MLM families takes one (MLM draws its mask rates in its
+    collators); a family whose loss and predictor share a schedule builds it from its own config.
+    """
 
     def __call__(self, t: Float[TT, " batch"]) -> tuple[Float[TT, " batch"], Float[TT, " batch"]]:
         """Return (noise rate, total noise) at time ``t``."""
@@ -112,33 +100,12 @@ class NoiseSchedule(Protocol):
         ...
 
 
-class DummyNoiseSchedule:
-    """The schedule of families that have none (ARLM): zero noise at every time.
-
-    Exists so every Predictor/Loss can take a ``noise_schedule`` argument uniformly.
-    """
-
-    def __call__(self, t: Float[TT, " batch"]) -> tuple[Float[TT, " batch"], Float[TT, " batch"]]:
-        zeros = torch.zeros_like(t, dtype=torch.float32)
-        return zeros, zeros
-
-    def sample_t(self, batch_size: int, device: torch.device | None = None) -> Float[TT, " batch"]:
-        return torch.zeros(batch_size, device=device)
-
-    def __repr__(self) -> str:
-        return "DummyNoiseSchedule()"
-
-
 @runtime_checkable
 class LossFunction(Protocol):
     """Computes a family's training loss for one batch of an "lm" dataloader."""
 
     model: Any
     tokenizer: Any
-
-    def configure(self, pl_module: Any) -> None:
-        """Called once by the harness after setup (device-dependent caches go here)."""
-        ...
 
     def __call__(
         self,
@@ -156,7 +123,6 @@ class Predictor(Protocol):
     """Generates from a batch of a "prediction" dataloader."""
 
     tokenizer: Any
-    noise_schedule: Any
     model: Any
 
     def predict(
@@ -166,7 +132,8 @@ class Predictor(Protocol):
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> dict[str, Any]:
-        """Return the generated ids (and whatever else the family reports) for ``batch``."""
+        """Return the generated ids, under the key the family declared (``FamilyNames.predicted_ids_key``,
+        default ``"ids"``), and whatever else the family reports for ``batch``."""
         ...
 
     def to_dict(

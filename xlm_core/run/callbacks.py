@@ -1,6 +1,7 @@
 """Callbacks that keep a run directory truthful: the last step is validated inside ``fit`` (so
 best.ckpt sees it), metrics.json follows every validation, the config is written once the run has
-started (one file per start, never overwritten), and Ctrl-C stops at a step boundary with a checkpoint."""
+started (one file per start, never overwritten), and Ctrl-C or SIGTERM stops at a step boundary with a
+checkpoint."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from types import FrameType
 from typing import Any, Callable
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
-from xlm_core.run.files import scalar_metrics
-from xlm_core.run.files import save_run_config, update_metrics_json
+from xlm_core.run.files import save_run_config, scalar_metrics, update_metrics_json
 
 __all__ = ["FinalValidation", "ValidationMetricsFile", "RunConfigWriter", "GracefulInterrupt", "TrainingInterrupted"]
 
@@ -67,41 +68,56 @@ class RunConfigWriter(L.Callback):
 
 
 class TrainingInterrupted(Exception):
-    """Raised at a step boundary after Ctrl-C, once the checkpoint of that step is saved."""
+    """Raised at a step boundary after Ctrl-C or SIGTERM, once the checkpoint of that step is saved."""
 
-    def __init__(self, step: int, checkpoint: Path) -> None:
+    def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"training interrupted at step {step}; checkpoint saved to {checkpoint}")
         self.step = step
         self.checkpoint = checkpoint
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class GracefulInterrupt(L.Callback):
-    """First Ctrl-C: finish the current step, save ``checkpoint`` and stop (raising
-    :class:`TrainingInterrupted`); a second Ctrl-C stops at once (Lightning's own handling)."""
+    """First Ctrl-C or SIGTERM (what ``timeout``, ``docker stop``, Kubernetes and SLURM send): finish the
+    current optimizer step, save ``checkpoint`` and stop, raising :class:`TrainingInterrupted`; a second
+    signal stops at once.
+
+    The stop is decided at optimizer-step boundaries by all ranks together (one all-reduce), so under
+    DDP every rank stops at the same step whichever rank got the signal. While training runs this takes
+    SIGTERM over from Lightning, whose own handler (2.6) lets the batch end (also in the middle of gradient
+    accumulation) and exits with status 0 without a checkpoint.
+    """
 
     def __init__(self, checkpoint: str | Path, notify: Callable[[str], None] | None = None) -> None:
         self.checkpoint = Path(checkpoint)
         self.requested = False
-        self._previous: Any = None
+        self.signum: int = signal.SIGINT
+        self._previous: dict[int, Any] = {}
         self._seen_step = -1
         self._notify = notify or (lambda message: print(message, file=sys.stderr, flush=True))
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:  # second Ctrl-C
+        if self.requested:  # a second signal
             self._restore()
             raise KeyboardInterrupt
         self.requested = True
-        self._notify("xlm: Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)")
+        self.signum = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self._notify(f"xlm: {name}: stopping after this step and saving a checkpoint ({name} again to stop at once)")
 
     def _restore(self) -> None:
-        if self._previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._seen_step = trainer.global_step
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {signum: signal.signal(signum, self._handler) for signum in _STOP_SIGNALS}
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -110,9 +126,11 @@ class GracefulInterrupt(L.Callback):
             return
         if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
-        trainer.save_checkpoint(str(self.checkpoint))
+        mine = torch.tensor(float(self.signum if self.requested else 0), device=trainer.strategy.root_device)
+        signum = int(trainer.strategy.reduce(mine, reduce_op="max").item())  # the signal some rank got
+        trainer.save_checkpoint(str(self.checkpoint), weights_only=False)  # the whole training state
         self._restore()
-        raise TrainingInterrupted(trainer.global_step, self.checkpoint)
+        raise TrainingInterrupted(trainer.global_step, self.checkpoint, signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
@@ -39,7 +38,13 @@ class BestCheckpoint(ModelCheckpoint):
         path = Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
         if not path.is_file():
             return
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        from xlm_core.run.checkpoints import CheckpointError, load_checkpoint
+
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:  # a damaged best file: its score is lost, the next validation writes a new one
+            rank_zero_warn(f"{exc}; best.ckpt starts over from the next validation")
+            return
         state = ckpt.get("callbacks", {}).get(self.state_key)
         if state and state.get("best_model_path"):
             self.load_state_dict(state)

@@ -4,8 +4,8 @@
   over the target, so a full disk or a kill during a save leaves the previous checkpoint intact
   (Lightning's own writer stages the file in the temp dir and copies it over the target, truncating
   it first, which loses the last good checkpoint when the copy fails).
-- :func:`verify_checkpoint` tells a truncated or corrupt file in one line; :func:`newest_intact`
-  falls back to the newest checkpoint that loads, with a warning.
+- :func:`verify_checkpoint` tells a truncated or corrupt file, or one holding pickled code (never run), in
+  one line; :func:`newest_intact` falls back to the newest checkpoint that loads, with a warning.
 - :func:`config_differences` compares the config a checkpoint was trained with and the one given now.
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import inspect
 import logging
+import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -36,6 +38,8 @@ __all__ = [
     "newest_intact",
     "checkpoint_config",
     "config_differences",
+    "has_finite_weights",
+    "last_finite_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,13 @@ def verify_checkpoint(path: str | Path) -> None:
         if not any(n.endswith("data.pkl") for n in names):
             raise zipfile.BadZipFile("no data.pkl record")
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:  # objects or code the safe loader refuses: never loaded any other way
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"checkpoint {path} is not a checkpoint xlm can load: it holds pickled objects or code{what}, which xlm "
+            "never runs; use another checkpoint of the run"
+        ) from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
         size = path.stat().st_size
         raise CheckpointError(
@@ -173,3 +184,32 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], se
                     continue
             diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs
+
+
+def has_finite_weights(path: str | Path) -> bool:
+    """True when every floating-point tensor of the checkpoint's ``state_dict`` is finite (no NaN / Inf)."""
+    state = load_checkpoint(path).get("state_dict") or {}
+    return all(bool(torch.isfinite(t).all()) for t in state.values()
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
+def last_finite_checkpoint(ckpt_dir: Path, before_step: int) -> tuple[Path, int] | None:
+    """The newest intact checkpoint in ``ckpt_dir`` saved before ``before_step`` with finite weights (NaN-guard
+    files excluded): its training loss was finite too, as the guard stops at the first non-finite one.
+
+    At equal steps a step-boundary checkpoint (last, keep_step_N) wins over best.ckpt.
+    """
+    found: list[tuple[int, bool, bool, Path]] = []
+    for path in sorted(Path(ckpt_dir).glob("*.ckpt")):
+        if path.name.startswith("nan_guard"):
+            continue
+        try:
+            step = checkpoint_step(path)
+            if step < before_step and has_finite_weights(path):
+                found.append((step, path.name == "last.ckpt", path.name != "best.ckpt", path))
+        except CheckpointError:
+            continue
+    if not found:
+        return None
+    step, _, _, path = max(found)
+    return path, step

@@ -13,10 +13,12 @@ Layout of ``paths.run_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +28,22 @@ from omegaconf.errors import OmegaConfBaseException
 
 from xlm_core.errors import UsageError
 from xlm_core.run.fileio import atomic_write_json, atomic_write_text, write_jsonl
+from xlm_core.run.names import check_job_name, check_run_dir
 
-__all__ = ["run_dir_of", "predictions_path", "job_output_dir", "write_jsonl", "config_yaml", "save_run_config", "read_metrics_json",
-           "update_metrics_json", "scalar_metrics"]
+__all__ = ["run_dir_of", "predictions_path", "job_output_dir", "removed_on_failure", "write_jsonl", "config_yaml",
+           "save_run_config", "read_metrics_json", "update_metrics_json", "scalar_metrics"]
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    """The run directory (``paths.run_dir``)."""
+    """The run directory (``paths.run_dir``), after checking that ``job_name`` names a directory of its own
+    (:mod:`xlm_core.run.names`)."""
     rd = OmegaConf.select(cfg, "paths.run_dir")
     if rd is None:
         raise UsageError("paths.run_dir is not set; the run directory is needed for checkpoints and outputs.")
-    return Path(str(rd))
+    if "job_name" in cfg:
+        check_job_name(cfg.get("job_name"))
+    runs_dir = OmegaConf.select(cfg, "paths.runs_dir")
+    return check_run_dir(Path(str(rd)), Path(str(runs_dir)) if runs_dir is not None else None)
 
 
 def predictions_path(root: str | os.PathLike[str], split: str, dataloader_name: str, step: int) -> Path:
@@ -62,6 +69,24 @@ def job_output_dir(run_dir: Path, job: str, label: str, create: bool = True) -> 
         except FileExistsError:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
+
+
+@contextlib.contextmanager
+def removed_on_failure(path: Path, keep: tuple[str, ...] | None = ("config.yaml",),
+                       parent: bool = True) -> Iterator[Path]:
+    """Yield ``path`` (a job's own output directory); if the job fails, remove it when it holds nothing but
+    the ``keep`` files and empty directories (``keep=None``: whatever it holds), and (``parent``) its parent
+    when that is left empty, so a failed eval, generate or export leaves no directory that looks like a result."""
+    try:
+        yield path
+    except BaseException:
+        with contextlib.suppress(OSError):
+            files = [p for p in path.rglob("*") if not p.is_dir()] if path.is_dir() else []
+            if keep is None or all(p.parent == path and p.name in keep for p in files):
+                shutil.rmtree(path)
+                if parent and not any(path.parent.iterdir()):
+                    path.parent.rmdir()
+        raise
 
 
 def config_yaml(cfg: DictConfig) -> str:

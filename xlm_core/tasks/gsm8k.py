@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xlm_core.run.fileio import write_jsonl
 from xlm_core.tasks.code_exec.answers import normalize_sandbox_value, normalize_value, numbers_match
 from xlm_core.tasks.code_exec.pool import run_programs
 from xlm_core.tasks.code_exec.sandbox import SandboxLimits, resolve_isolation
@@ -215,25 +216,20 @@ def convert_gsm8k_rows(
     return out, report
 
 
-def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI: convert a GSM8K jsonl file into verified TinyGSM-format rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="GSM8K jsonl with question/answer fields")
     parser.add_argument("--output", required=True, help="output jsonl with question/code/answer")
     parser.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
-    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "namespace", "process"])
+    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "namespace", "none"],
+                        help="auto: bwrap or namespace, else an error; none: NO isolation, only when asked for")
     parser.add_argument("--no-verify", action="store_true", help="skip executing the programs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     rows, report = convert_gsm8k_rows(read_jsonl(args.input, args.limit), verify=not args.no_verify,
                                       isolation=args.isolation)
-    write_jsonl(rows, args.output)
+    write_jsonl(args.output, rows)
     print(json.dumps({"input": report.n_input, "converted": report.n_converted, "dropped": report.dropped}))
     return 0
 

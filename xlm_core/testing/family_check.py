@@ -3,8 +3,9 @@
 Like scikit-learn's ``check_estimator``: the author writes no test file. Each registered component is
 built small (its ``tiny`` kwargs or factory plus the runtime objects), fed inputs made with a core
 tokenizer, and every check of its kind that its capabilities allow runs on it. Losses are checked
-on a batch of the family's own training collator, predictors on one of its prediction collator, and
-every experiment of the family is composed and its component targets compared with the registry.
+on a batch of the family's own training collator, predictors on one of its prediction collator, both
+read through the keys the family declared (``register(names=FamilyNames(...))``), and every experiment
+of the family is composed and its component targets compared with the registry.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any, Literal
 
 import torch
 
-from xlm_core.plugin.components import Component
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.plugin.components import Component
 from xlm_core.plugin.manager import FamilyInfo
-from xlm_core.plugin.protocols import DummyNoiseSchedule
 from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_core.testing.collator_checks import CollatorSubject, default_block_size
 from xlm_core.testing.inputs import make_lm_inputs
@@ -55,9 +56,9 @@ class _BuildError(Exception):
 
 
 def default_run_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """``model(input_ids, attention_mask, positions)`` with positions counted over the real tokens."""
-    positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-    return model(input_ids, attention_mask, positions)
+    """``model(input_ids, attention_mask, positions)`` with the core's positions
+    (:func:`xlm_core.kit.positions.positions_from_attention_mask`)."""
+    return model(input_ids, attention_mask, positions_from_attention_mask(attention_mask))
 
 
 def _run_forward_fixture(model: torch.nn.Module, component: Component, vocab_size: int, pad: int) -> Callable[..., Any]:
@@ -73,7 +74,8 @@ def _run_forward_fixture(model: torch.nn.Module, component: Component, vocab_siz
 
 
 def example_rows(tokenizer: Any, role: str) -> list[dict[str, list[int]]]:
-    """Dataset rows of different lengths (one long enough to be truncated) for a collator ``role``."""
+    """Dataset rows of different lengths (one long enough to be truncated) for a collator ``role``: the rows
+    the core's datamodules hand collators (``{input_ids}`` for ``lm``, else ``{prompt_ids, input_ids}``)."""
     gen = torch.Generator().manual_seed(_SEED)
     first, last = len(tokenizer) - 50, len(tokenizer)  # ordinary (non-special) tokens of the core tokenizer
 
@@ -102,12 +104,12 @@ def _first(components: tuple[Component, ...] | list[Component], what: str) -> Co
 
 
 class _Context:
-    """Runtime objects shared by every check: the core tokenizer and the zero noise schedule."""
+    """Runtime objects shared by every check: the core tokenizer and the family's declared names."""
 
     def __init__(self, family: FamilyInfo) -> None:
         self.family = family
+        self.names = family.names
         self.tokenizer = SimpleSpaceTokenizer.for_numbers(50)
-        self.noise_schedule = DummyNoiseSchedule()
         self.vocab_size = len(self.tokenizer)
 
     def model(self, component: Component | None = None) -> torch.nn.Module:
@@ -115,7 +117,7 @@ class _Context:
         return _build(component, **model_runtime_kwargs(component.obj, self.tokenizer))
 
     def collator(self, component: Component) -> Any:
-        return _build(component, tokenizer=self.tokenizer, noise_schedule=self.noise_schedule)
+        return _build(component, tokenizer=self.tokenizer)
 
     def batch(self, roles: tuple[str, ...]) -> dict[str, Any]:
         for role in roles:
@@ -143,18 +145,19 @@ class _Context:
         for c in comps.losses:
             def loss_subject(c: Component = c) -> LossSubject:
                 loss_fn = _build(c, model=self.model(), tokenizer=self.tokenizer)
-                return LossSubject(loss_fn, self.batch(("seq2seq", "lm")), self.vocab_size)
+                return LossSubject(loss_fn, self.batch(("seq2seq", "lm")), self.vocab_size, names=self.names)
             yield "loss", c, loss_subject, frozenset()
         for c in comps.collators:
             def collator_subject(c: Component = c) -> CollatorSubject:
                 collator = self.collator(c)
                 return CollatorSubject(collator, example_rows(self.tokenizer, c.role or "lm"),
-                                       default_block_size(collator), vocab_size=self.vocab_size, role=c.role)
+                                       default_block_size(collator), vocab_size=self.vocab_size, role=c.role,
+                                       names=self.names)
             yield "collator", c, collator_subject, frozenset()
         for c in comps.predictors:
             def predictor_subject(c: Component = c) -> PredictorSubject:
-                predictor = _build(c, model=self.model(), tokenizer=self.tokenizer, noise_schedule=self.noise_schedule)
-                return PredictorSubject(predictor, self.batch(("prediction",)), self.vocab_size)
+                predictor = _build(c, model=self.model(), tokenizer=self.tokenizer)
+                return PredictorSubject(predictor, self.batch(("prediction",)), self.vocab_size, names=self.names)
             yield "predictor", c, predictor_subject, frozenset()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.plugin.protocols import DummyNoiseSchedule
 
 
 @pytest.fixture
@@ -21,12 +20,6 @@ def simple_tokenizer() -> SimpleSpaceTokenizer:
 def vocab_size(simple_tokenizer: SimpleSpaceTokenizer) -> int:
     """Number of logits / embedding rows the suites expect: ``simple_tokenizer.full_vocab_size`` (57)."""
     return simple_tokenizer.full_vocab_size
-
-
-@pytest.fixture
-def dummy_noise_schedule() -> DummyNoiseSchedule:
-    """The zero-noise schedule of families without one (ARLM)."""
-    return DummyNoiseSchedule()
 
 
 @pytest.fixture

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from xlm_core.modules.linear_cross_entropy import HiddenStateModel
+from xlm_core.plugin.names import FamilyNames
 from xlm_core.testing.batch_utils import assert_batch_unchanged, clone_batch
 from xlm_core.testing.model_checks import eval_mode
 from xlm_core.testing.registry import NotApplicable, register
@@ -23,18 +27,25 @@ __all__ = [
 
 @dataclass
 class LossSubject:
-    """What the loss checks need: the loss, one batch it accepts, and where its targets live.
+    """What the loss checks need: the loss, one batch it accepts, and the keys of that batch.
 
-    ``vocab_size`` None: ``len(loss_fn.tokenizer)``, else the last dimension of the model's output.
+    ``names``: the family's declared keys (``register(names=FamilyNames(...))``); ``target_key`` and
+    ``ignore_index`` override its ``target_key`` / ``ignore_index`` when given. ``vocab_size`` None:
+    ``len(loss_fn.tokenizer)``, else the last dimension of the model's output.
     """
 
     loss_fn: Any
     batch: dict[str, Any]
     vocab_size: int | None = None
-    target_key: str = "target_ids"
-    ignore_index: int = -100
+    target_key: str | None = None
+    ignore_index: int | None = None
+    names: FamilyNames = field(default_factory=FamilyNames)
 
     def __post_init__(self) -> None:
+        if self.target_key is None:
+            self.target_key = self.names.target_key
+        if self.ignore_index is None:
+            self.ignore_index = self.names.ignore_index
         if self.vocab_size is None:
             tokenizer = getattr(self.loss_fn, "tokenizer", None)
             self.vocab_size = len(tokenizer) if tokenizer is not None else _output_width(self)
@@ -42,6 +53,9 @@ class LossSubject:
 
 def _output_width(s: LossSubject) -> int:
     """The last dimension of what the loss's model returns (its vocabulary size)."""
+    model = _model(s)
+    if isinstance(model, HiddenStateModel) and isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
+        return int(model.lm_head.out_features)  # a fused loss may never call the model's forward
     widths: list[int] = []
     handle = _model(s).register_forward_hook(lambda m, a, out: widths.append(out.shape[-1]) if torch.is_tensor(out) else None)
     try:
@@ -66,6 +80,16 @@ def _model(s: LossSubject) -> torch.nn.Module:
     model = getattr(s.loss_fn, "model", None)
     assert isinstance(model, torch.nn.Module), "the loss function must expose the model it trains as .model."
     return model
+
+
+def _targets(s: LossSubject) -> torch.Tensor:
+    """The batch's targets under the declared key; a batch without them fails saying how to declare the key."""
+    targets = s.batch.get(s.target_key)
+    assert isinstance(targets, torch.Tensor), (
+        f"the batch has no tensor {s.target_key!r} (keys: {sorted(s.batch)}); declare the key of the batch's targets "
+        "with register(..., names=FamilyNames(target_key=...))."
+    )
+    return targets
 
 
 @register("loss")
@@ -98,8 +122,7 @@ def check_loss_reaches_model(s: LossSubject) -> None:
 @register("loss")
 def check_loss_changes_with_targets(s: LossSubject) -> None:
     """Changing every non-ignored target changes the loss (the loss reads the targets)."""
-    assert s.target_key in s.batch, f"the batch has no {s.target_key!r}; set target_key to the batch's target field."
-    targets = s.batch[s.target_key]
+    targets = _targets(s)
     valid = targets != s.ignore_index
     assert valid.any(), f"every {s.target_key} entry is the ignore index {s.ignore_index}; use a batch with targets."
     changed = dict(s.batch)
@@ -113,25 +136,47 @@ def check_loss_changes_with_targets(s: LossSubject) -> None:
 
 @register("loss")
 def check_loss_ignores_padding(s: LossSubject) -> None:
-    """Changing the input ids at padded positions (attention_mask 0) leaves the loss unchanged."""
-    mask = s.batch.get("attention_mask")
-    if mask is None or "input_ids" not in s.batch or bool(mask.bool().all()):
-        raise NotApplicable("the batch has no padding (attention_mask == 0); give a batch with padded rows.")
-    ids = s.batch["input_ids"]
+    """Changing the token ids at padded positions (mask 0) leaves the loss unchanged."""
+    token_key, mask_key = s.names.token_key, s.names.mask_key
+    mask = s.batch.get(mask_key)
+    if mask is None or token_key not in s.batch or bool(mask.bool().all()):
+        raise NotApplicable(f"the batch has no padding ({mask_key} == 0); give a batch with padded rows.")
+    ids = s.batch[token_key]
     changed = dict(s.batch)
-    changed["input_ids"] = torch.where(mask.bool(), ids, (ids + 1) % s.vocab_size)
+    changed[token_key] = torch.where(mask.bool(), ids, (ids + 1) % s.vocab_size)
     with eval_mode(_model(s)), torch.no_grad():
         a, b = _loss(s, s.batch), _loss(s, changed)
     assert torch.isclose(a, b, rtol=0.0, atol=1e-5), (
-        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids changed."
+        f"the loss changed from {a.item():.6g} to {b.item():.6g} when only padded input ids "
+        f"(batch[{token_key!r}]) changed."
     )
+
+
+@contextlib.contextmanager
+def _perturbed_hidden_states(model: torch.nn.Module, perturb: Callable[..., Any]) -> Iterator[None]:
+    """Pass ``forward_hidden``'s output through ``perturb`` too (a fused loss reads the hidden states, not
+    the logits; ``xlm_core.modules.HiddenStateModel``). No-op for other models."""
+    if not isinstance(model, HiddenStateModel):
+        yield
+        return
+    original = model.forward_hidden
+
+    def forward_hidden(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        changed = perturb(model, args, out)
+        return out if changed is None else changed
+
+    model.forward_hidden = forward_hidden  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.forward_hidden
 
 
 @register("loss")
 def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
-    """Logits at positions whose target is the ignore index (-100) do not change the loss."""
-    targets = s.batch.get(s.target_key)
-    assert isinstance(targets, torch.Tensor), f"the batch has no tensor {s.target_key!r}."
+    """Logits (or, for a fused loss, hidden states) at positions whose target is -100 do not change the loss."""
+    targets = _targets(s)
     ignored = targets == s.ignore_index
     if not ignored.any():
         raise NotApplicable(f"no {s.target_key} entry is the ignore index {s.ignore_index}; give a batch with some.")
@@ -151,7 +196,8 @@ def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
         a = _loss(s, s.batch)
         handle = model.register_forward_hook(perturb)
         try:
-            b = _loss(s, s.batch)
+            with _perturbed_hidden_states(model, perturb):
+                b = _loss(s, s.batch)
         finally:
             handle.remove()
     if not any(aligned):

@@ -1,10 +1,11 @@
 """pytest mixin classes running the conformance checks; subclass one per component and add fixtures.
 
 Each registered check becomes one test method (``check_causal`` -> ``test_causal``), so a new check
-needs no edit here. The fixtures ``simple_tokenizer``, ``dummy_noise_schedule``, ``batch_size`` and
-``vocab_size`` come from ``pytest_plugins = ["xlm_core.testing.fixtures"]`` (override any of them);
-without a ``vocab_size`` fixture it is read from the component. Class attributes declare capabilities
-and options; a check needing an undeclared capability skips with the attribute to set.
+needs no edit here. The fixtures ``simple_tokenizer``, ``batch_size`` and ``vocab_size`` come from
+``pytest_plugins = ["xlm_core.testing.fixtures"]`` (override any of them); without a ``vocab_size``
+fixture it is read from the component. Class attributes declare capabilities and options; a check
+needing an undeclared capability skips with the attribute to set. ``names`` is the family's
+:class:`~xlm_core.plugin.names.FamilyNames` (the keys of its batches and predictions, as registered).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from xlm_core.plugin.names import FamilyNames
 from xlm_core.testing import collator_checks as cc
 from xlm_core.testing import loss_checks as lc
 from xlm_core.testing import model_checks as mc
@@ -36,6 +38,7 @@ class _Suite:
     """Common machinery: capabilities of the subclass and its subject built from fixtures."""
 
     kind: ClassVar[str]
+    names: ClassVar[FamilyNames] = FamilyNames()
 
     def capabilities(self, request: pytest.FixtureRequest) -> set[str]:
         return set()
@@ -67,7 +70,8 @@ class BaseModelTests(_Suite):
       attention_mask=None) -> logits (batch, seq_len, vocab_size)``. Checks needing controlled inputs
       pass ``input_ids`` (long) and ``attention_mask`` (bool, True = real; right or left padding), to be
       used as given; without them build inputs with ``xlm_core.testing.make_lm_inputs``. This is where a
-      family puts its forward signature (e.g. ARLM: positions = (mask.cumsum(1) - 1).clamp(min=0)).
+      family puts its forward signature (e.g. the core's positions:
+      ``xlm_core.kit.positions.positions_from_attention_mask(attention_mask)``).
       A ``run_forward(batch_size, seq_len, partial_mask)`` without the keywords runs the other checks.
     - ``vocab_size`` (optional; the fixtures plugin gives 57): the logits' last dimension.
 
@@ -105,16 +109,17 @@ class BaseLossTests(_Suite):
     - ``batch``: one training batch it accepts, with targets (and ideally some padding);
     - ``vocab_size`` (optional).
 
-    Class attributes: ``target_key`` ("target_ids"), ``ignore_index`` (-100).
+    Class attributes: ``names`` (the batch keys), ``target_key`` / ``ignore_index`` (override those of
+    ``names`` when set).
     """
 
     kind = "loss"
-    target_key: str = "target_ids"
-    ignore_index: int = -100
+    target_key: str | None = None
+    ignore_index: int | None = None
 
     def subject(self, request: pytest.FixtureRequest) -> lc.LossSubject:
         return lc.LossSubject(request.getfixturevalue("loss_fn"), request.getfixturevalue("batch"),
-                              _optional(request, "vocab_size"), self.target_key, self.ignore_index)
+                              _optional(request, "vocab_size"), self.target_key, self.ignore_index, names=self.names)
 
 
 class BaseCollatorTests(_Suite):
@@ -125,12 +130,13 @@ class BaseCollatorTests(_Suite):
     - ``block_size`` (optional): the longest row the collator may emit. Default here:
       ``collator.block_size`` plus ``collator.input_block_size`` when that is a positive int.
 
-    pad id and vocabulary size come from ``collator.tokenizer``. Class attributes: ``ignore_index``,
-    ``role`` ("prediction" for a collator whose target_ids are kept apart from the prompt).
+    pad id and vocabulary size come from ``collator.tokenizer``. Class attributes: ``names`` (the batch
+    keys), ``ignore_index`` (overrides that of ``names`` when set), ``role`` ("prediction" for a collator
+    whose targets are kept apart from the prompt).
     """
 
     kind = "collator"
-    ignore_index: int = -100
+    ignore_index: int | None = None
     role: str | None = None
 
     @pytest.fixture
@@ -139,26 +145,29 @@ class BaseCollatorTests(_Suite):
 
     def subject(self, request: pytest.FixtureRequest) -> cc.CollatorSubject:
         return cc.CollatorSubject(request.getfixturevalue("collator"), request.getfixturevalue("raw_examples"),
-                                  request.getfixturevalue("block_size"), self.ignore_index, role=self.role)
+                                  request.getfixturevalue("block_size"), self.ignore_index, role=self.role,
+                                  names=self.names)
 
 
 class BasePredictorTests(_Suite):
     """Predictor suite. Required fixtures:
 
-    - ``predictor``: configured for *greedy* decoding (e.g. ARLM: sampling_method="sample_top_k", top=1);
+    - ``predictor``: configured for *greedy* decoding (e.g. ARLM: sampling_method="sample_top_k", top_k=1);
     - ``batch``: one prediction batch it accepts;
     - ``vocab_size`` (optional; default ``len(predictor.tokenizer)``).
 
-    Class attributes: ``expected_output_keys`` (("ids",)), ``ids_key`` ("ids").
+    Class attributes: ``names`` (``names.predicted_ids_key``: where ``predict()`` puts the generated ids),
+    ``expected_output_keys`` / ``ids_key`` (override that when set).
     """
 
     kind = "predictor"
-    expected_output_keys: tuple[str, ...] = ("ids",)
-    ids_key: str = "ids"
+    expected_output_keys: tuple[str, ...] | None = None
+    ids_key: str | None = None
 
     def subject(self, request: pytest.FixtureRequest) -> pc.PredictorSubject:
         return pc.PredictorSubject(request.getfixturevalue("predictor"), request.getfixturevalue("batch"),
-                                   _optional(request, "vocab_size"), self.expected_output_keys, self.ids_key)
+                                   _optional(request, "vocab_size"), self.expected_output_keys, self.ids_key,
+                                   names=self.names)
 
 
 for _cls in (BaseModelTests, BaseLossTests, BaseCollatorTests, BasePredictorTests):

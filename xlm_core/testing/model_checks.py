@@ -12,6 +12,7 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.testing.inputs import left_padded_mask, make_lm_inputs, right_padded_mask
 from xlm_core.testing.registry import NotApplicable, register
 
@@ -299,7 +300,7 @@ def check_kv_cache_matches_full_forward(s: ModelSubject) -> None:
     ids, _ = _inputs(s, partial_mask=False)
     mask = left_padded_mask(s.batch_size, s.seq_len)
     ids = ids.masked_fill(~mask, s.pad_token_id)
-    positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    positions = positions_from_attention_mask(mask)
     prefill = max(1, s.seq_len // 2)
     with eval_mode(model), torch.no_grad():
         full = model(ids, mask, positions)

@@ -12,12 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from xlm_core.kit.renamed import moved_attributes
 from xlm_core.plugin.components import CAPABILITIES
 
-__all__ = ["Check", "NotApplicable", "CAPABILITIES", "KINDS", "Kind", "register", "registered_checks"]
+__all__ = ["Check", "NotApplicable", "CAPABILITIES", "CHECK_KINDS", "Kind", "register", "registered_checks"]
 
 Kind = Literal["model", "loss", "collator", "predictor"]
-KINDS: tuple[str, ...] = ("model", "loss", "collator", "predictor")
+CHECK_KINDS: tuple[str, ...] = ("model", "loss", "collator", "predictor")
+"""The kinds of component the conformance checks cover (not the dataloader kinds lm / prediction)."""
+__getattr__ = moved_attributes(__name__, {"KINDS": f"{__name__}.CHECK_KINDS"}, removed_in="xlm-core 0.3")
 
 
 class NotApplicable(Exception):
@@ -45,7 +48,7 @@ class Check:
         return f"Check({self.name})"
 
 
-_REGISTRY: dict[str, list[Check]] = {kind: [] for kind in KINDS}
+_REGISTRY: dict[str, list[Check]] = {kind: [] for kind in CHECK_KINDS}
 
 
 def register(kind: Kind, requires: Iterable[str] = ()) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
@@ -53,7 +56,7 @@ def register(kind: Kind, requires: Iterable[str] = ()) -> Callable[[Callable[[An
     needs = frozenset(requires)
     if kind not in _REGISTRY or not needs <= CAPABILITIES:
         raise ValueError(
-            f"register(kind={kind!r}, requires={sorted(needs)}): kinds are {KINDS}, "
+            f"register(kind={kind!r}, requires={sorted(needs)}): kinds are {CHECK_KINDS}, "
             f"capabilities {sorted(CAPABILITIES)}."
         )
 
@@ -67,5 +70,5 @@ def register(kind: Kind, requires: Iterable[str] = ()) -> Callable[[Callable[[An
 def registered_checks(kind: str) -> list[Check]:
     """The checks of ``kind`` registered so far, in definition order."""
     if kind not in _REGISTRY:
-        raise ValueError(f"Unknown check kind {kind!r}; choose one of {KINDS}.")
+        raise ValueError(f"Unknown check kind {kind!r}; choose one of {CHECK_KINDS}.")
     return list(_REGISTRY[kind])

@@ -14,16 +14,39 @@ from typing import Any
 import lightning as L
 import torch
 
+from xlm_core.errors import UsageError
 from xlm_core.run.files import scalar_metrics
 
-__all__ = ["NaNGuard", "ProgressLogger", "CurvePlotter", "plot_curves"]
+__all__ = ["NaNGuard", "TrainingDiverged", "ProgressLogger", "CurvePlotter", "plot_curves"]
+
+
+class TrainingDiverged(UsageError, FloatingPointError):
+    """The training loss became NaN/Inf; the message names the files and how to continue (exit code 2)."""
+
+
+def _free_path(path: Path) -> Path:
+    """``path``, or ``<stem>-2<suffix>``, ``-3`` ... when it exists (an earlier attempt's file is kept)."""
+    n, free = 1, path
+    while free.exists():
+        n += 1
+        free = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return free
+
+
+def _largest_weight(module: torch.nn.Module) -> float:
+    """The largest absolute parameter value (NaN when any is NaN)."""
+    values = [p.detach().abs().max().float() for p in module.parameters() if p.numel()]
+    return float(torch.stack(values).max()) if values else 0.0
 
 
 class NaNGuard(L.Callback):
-    """Stops training on a NaN/Inf loss, after saving a checkpoint of the last good weights.
+    """Stops training on a NaN/Inf loss: saves the weights that gave it (``nan_guard_step_<N>.ckpt``, for
+    inspection; an earlier attempt's file is never overwritten) and names the newest checkpoint with a finite
+    loss and finite weights, with the command that continues from it (``resume_from=``, other settings and
+    ``allow_config_mismatch=true``, which applies them).
 
-    Checked before backward, so the saved weights have not seen the bad gradient. Under DDP the
-    decision is shared by all ranks (one scalar all-reduce) so every rank stops together.
+    Checked before backward, so no weight has seen the bad gradient. Under DDP the decision is shared by all
+    ranks (one scalar all-reduce) so every rank stops together.
     """
 
     def __init__(self, dirpath: str | Path) -> None:
@@ -35,15 +58,31 @@ class NaNGuard(L.Callback):
         bad = bool(trainer.strategy.reduce_boolean_decision(bad, all=False))
         if not bad:
             return
+        from xlm_core.run.checkpoints import last_finite_checkpoint
+        from xlm_core.run.invocation import recorded_invocation
+
         step = trainer.global_step
-        path = self.dirpath / f"nan_guard_step_{step}.ckpt"
-        trainer.save_checkpoint(str(path))
+        path = trainer.strategy.broadcast(_free_path(self.dirpath / f"nan_guard_step_{step}.ckpt"), src=0)
+        trainer.save_checkpoint(str(path), weights_only=False)  # the whole training state
         self.saved_path = path
-        raise FloatingPointError(
-            f"The training loss became {loss.detach().float().item()} at step {step} (batch "
-            f"{trainer.fit_loop.epoch_loop.batch_idx}). Stopped; the last good weights are saved in {path} "
-            "(and earlier checkpoints are untouched). Lower optimizer.lr, set trainer.gradient_clip_val, use "
-            "trainer.precision=32 or bf16-mixed, or check the data, then rerun (training resumes from last.ckpt)."
+        largest = _largest_weight(pl_module)
+        good = last_finite_checkpoint(self.dirpath, step)
+        command = recorded_invocation() or "the same xlm command"
+        lr = trainer.optimizers[0].param_groups[0].get("initial_lr", trainer.optimizers[0].param_groups[0]["lr"]) \
+            if trainer.optimizers else None
+        lower = f"<lower than {lr:g}>" if isinstance(lr, float) else "<lower>"
+        if good is not None:
+            then = (f"the newest checkpoint with a finite loss and finite weights is {good[0]} (step {good[1]}); continue "
+                    f"from it with other settings: {command} resume_from={good[0]} optimizer.lr={lower} "
+                    "allow_config_mismatch=true")
+        else:
+            then = (f"no checkpoint of this run was saved before step {step}; start it over with other settings: "
+                    f"{command} optimizer.lr={lower} resume=false overwrite=true")
+        raise TrainingDiverged(
+            f"the training loss became {loss.detach().float().item()} at step {step} (batch "
+            f"{trainer.fit_loop.epoch_loop.batch_idx}), so training stopped; the weights that gave it (largest |w| "
+            f"{largest:.3g}) are in {path} for inspection, not to continue from; {then} (or set "
+            "trainer.gradient_clip_val, trainer.precision=32, or check the data)"
         )
 
 

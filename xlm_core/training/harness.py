@@ -23,9 +23,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from xlm_core.config.checks import instantiate
 from xlm_core.config.tools import import_object, to_plain_best_effort
-from xlm_core.training.reported_metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
-from xlm_core.training.optim import build_lr_scheduler, build_optimizer
+from xlm_core.errors import UsageError
 from xlm_core.run.files import predictions_path, write_jsonl
+from xlm_core.training.optim import build_lr_scheduler, build_optimizer
+from xlm_core.training.reported_metrics import MetricWrapper, build_metrics, metric_log_name, metrics_for
 from xlm_core.training.runtime import Runtime, model_runtime_kwargs
 from xlm_core.training.settings import RunSettings, run_settings
 
@@ -59,18 +60,6 @@ def _batch_size(batch: Any) -> int | None:
     return None
 
 
-def _num_tokens(batch: Any) -> torch.Tensor | None:
-    if not isinstance(batch, Mapping):
-        return None
-    mask = batch.get("attention_mask")
-    if isinstance(mask, torch.Tensor):
-        return mask.detach().sum()
-    ids = batch.get("input_ids")
-    if isinstance(ids, torch.Tensor):
-        return torch.tensor(ids.numel(), device=ids.device)
-    return None
-
-
 def _dataset_len(dataloaders: Any, idx: int) -> int | None:
     if dataloaders is None:
         return None
@@ -87,8 +76,9 @@ class XLMHarness(L.LightningModule):
     """Wires a family's model, loss, predictor and metrics into Lightning (see module docstring).
 
     ``cfg`` is the composed config (keys: model, loss, predictor, reported_metrics, optimizer,
-    lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer
-    and noise schedule the job built (:func:`xlm_core.training.runtime.build_runtime`); ``settings``
+    lr_scheduler, compile, ema, post_hoc_evaluator, paths.run_dir); ``runtime`` holds the tokenizer and
+    the family's declared names the job built (:func:`xlm_core.training.runtime.build_runtime`; the names
+    say how a training batch counts its tokens: ``tokens_seen``, the reported throughput); ``settings``
     the job's resolved precision and clipping (:func:`xlm_core.training.settings.run_settings`, the
     default).
     """
@@ -99,9 +89,9 @@ class XLMHarness(L.LightningModule):
             raise TypeError(f"XLMHarness needs a Runtime (xlm_core.training.runtime.build_runtime(cfg)); got {type(runtime).__name__}.")
         self.cfg = cfg
         self.settings = settings or run_settings(cfg)
-        tokenizer, noise_schedule = runtime.tokenizer, runtime.noise_schedule
+        tokenizer = runtime.tokenizer
         object.__setattr__(self, "tokenizer", tokenizer)
-        object.__setattr__(self, "noise_schedule", noise_schedule)
+        object.__setattr__(self, "names", runtime.names)
         target = OmegaConf.select(cfg, "model._target_")
         self.model: torch.nn.Module = instantiate(
             cfg.model, "model", **model_runtime_kwargs(_resolve_target(target), tokenizer)
@@ -112,7 +102,7 @@ class XLMHarness(L.LightningModule):
         object.__setattr__(
             self,
             "predictor",
-            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer, noise_schedule=noise_schedule)
+            instantiate(cfg.predictor, "predictor", model=self.model, tokenizer=tokenizer)
             if cfg.get("predictor") is not None
             else None,
         )
@@ -176,8 +166,6 @@ class XLMHarness(L.LightningModule):
                                  f"{[(s.name, s.kind) for s in train_specs]}.")
         for key, wrapper in build_metrics(self.cfg.get("reported_metrics"), new).items():
             self.metrics[key] = wrapper
-        if hasattr(self.loss_fn, "configure"):
-            self.loss_fn.configure(self)
 
     def configure_callbacks(self) -> list[L.Callback]:
         from xlm_core.training.callbacks import NaNGuard
@@ -212,7 +200,7 @@ class XLMHarness(L.LightningModule):
             wrapper(batch, loss_dict, self.tokenizer)
             self.log(wrapper.log_name, wrapper.metric, on_step=True, on_epoch=False, add_dataloader_idx=False,
                      batch_size=bs)
-        n_tok = _num_tokens(batch)
+        n_tok = self.names.count_tokens_in(batch)
         if n_tok is not None:
             self.tokens_seen += n_tok.to(self.tokens_seen.device)
         return loss
@@ -379,8 +367,10 @@ class XLMHarness(L.LightningModule):
             if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
         ]
         if bad:
-            raise ValueError("Checkpoint does not fit this model (different tokenizer or model config?): "
-                             + "; ".join(bad[:5]))
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise UsageError(f"the checkpoint does not fit this model ({'; '.join(bad[:3])}{more}): it was trained with "
+                             "another model or tokenizer config; use the settings it was trained with (allow_config_mismatch"
+                             "=true only loads checkpoints whose tensors have the same shapes)")
         self._loaded_step = int(checkpoint.get("global_step", 0))
         self._ema_step = self._loaded_step
         if _RNG_KEY in checkpoint:
@@ -388,7 +378,9 @@ class XLMHarness(L.LightningModule):
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load a Lightning checkpoint's weights (no trainer needed), as eval/generate do."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from xlm_core.run.checkpoints import load_checkpoint
+
+        ckpt = load_checkpoint(path)
         self.on_load_checkpoint(ckpt)
         self._pending_rng = None
         self.load_state_dict(ckpt["state_dict"])

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
+from xlm_core.config.checks import instantiate
 from xlm_core.config.tools import to_plain
+from xlm_core.errors import UsageError
 
-__all__ = ["weight_decay_param_groups", "build_optimizer", "build_lr_scheduler"]
+__all__ = ["weight_decay_param_groups", "build_optimizer", "build_lr_scheduler", "OptimizerConfigError"]
+
+
+class OptimizerConfigError(UsageError, ValueError):
+    """An optimizer or schedule option the builder does not take (one line, exit code 2 from the CLI)."""
 
 
 def weight_decay_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -64,13 +69,13 @@ def build_optimizer(
         g.pop("names")
     groups = [g for g in groups if g["params"]]
     if target not in ("torch.optim.AdamW", "torch.optim.adamw.AdamW"):
-        return hydra.utils.instantiate({"_target_": target, **ocfg}, params=groups)
+        return instantiate({"_target_": target, **ocfg}, "optimizer", params=groups)
     lr = float(ocfg.pop("lr", 1e-4))
     betas = tuple(float(b) for b in ocfg.pop("betas", (0.9, 0.999)))
     eps = float(ocfg.pop("eps", 1e-8))
     fused, foreach = ocfg.pop("fused", None), ocfg.pop("foreach", None)
     if ocfg:
-        raise ValueError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
+        raise OptimizerConfigError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
                          "fused, foreach.")
     fusable = all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for g in groups for p in g["params"])
     if fused and amp_clipping:
@@ -104,13 +109,13 @@ def build_lr_scheduler(
     total = scfg.pop("num_training_steps", None)
     total = int(total) if total not in (None, -1) else int(max_steps)
     if total <= 0 and name not in ("constant", "constant_with_warmup"):
-        raise ValueError(f"lr_scheduler {name!r} needs num_training_steps > 0 (got {total}); set trainer.max_steps "
+        raise OptimizerConfigError(f"lr_scheduler {name!r} needs num_training_steps > 0 (got {total}); set trainer.max_steps "
                          "or lr_scheduler.num_training_steps.")
     extra = scfg.pop("scheduler_specific_kwargs", None) or {}
     scfg.pop("interval", None)
     scfg.pop("monitor", None)
     if scfg:
-        raise ValueError(f"Unknown lr_scheduler option(s) {sorted(scfg)}; allowed: name, num_warmup_steps, "
+        raise OptimizerConfigError(f"Unknown lr_scheduler option(s) {sorted(scfg)}; allowed: name, num_warmup_steps, "
                          "num_training_steps, scheduler_specific_kwargs.")
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total,
                          scheduler_specific_kwargs=extra or None)

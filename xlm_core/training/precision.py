@@ -25,6 +25,7 @@ __all__ = [
     "precision_note",
     "autocast_dtype",
     "inference_autocast",
+    "inference_grad_mode",
 ]
 
 AUTO = "auto"
@@ -122,3 +123,13 @@ def inference_autocast(device_type: str) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=dtype, cache_enabled=True)
+
+
+def inference_grad_mode(device_type: str) -> contextlib.AbstractContextManager:
+    """``torch.inference_mode()``, or ``torch.no_grad()`` inside an enabled autocast region.
+
+    Autocast's weight-cast cache is bypassed in inference mode (measured: every call recasts the
+    weight), so a generation loop under autocast would cast every weight once per token; at
+    151,936 ids the head alone is a 78 MB bf16 copy per step. ``no_grad`` keeps the cache.
+    """
+    return torch.no_grad() if autocast_dtype(device_type) is not None else torch.inference_mode()

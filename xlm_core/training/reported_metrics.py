@@ -1,11 +1,27 @@
-"""The ``reported_metrics`` of a config built into torchmetrics objects named ``{split}/{kind}/{name}``,
+"""The ``reported_metrics`` of a config built into torchmetrics objects named ``{split}/{group}/{name}``,
 fed by the families' update functions.
 
-Metric states are sums, so torchmetrics syncs them across DDP ranks before ``compute``.
+The config is a mapping ``group -> name -> entry``. The group is the family's choice (``lm``,
+``prediction``, ``r2l`` ...): it is the middle part of the logged name. Each entry says which
+dataloaders feed it with ``kind`` (``lm``: the update function gets the loss's output on the batches of
+``lm`` dataloaders; ``prediction``: the predictor's output on those of ``prediction`` dataloaders); the
+kind defaults to the group's name when that is ``lm`` or ``prediction``::
+
+    reported_metrics:
+      prediction:                  # logged as {split}/prediction/exact_match; kind: prediction implied
+        exact_match: {metric: {_target_: xlm_core.kit.metrics.ExactMatch},
+                      update_fn: xlm_core.kit.metrics.exact_match_update_fn, splits: [val, test]}
+      r2l:                         # logged as {split}/r2l/exact_match
+        exact_match: {kind: prediction, metric: {...}, update_fn: ..., splits: [val]}
+
+A mistake in this mapping is a :class:`ReportedMetricsError`: one line naming the key, the bad value and
+the fix (the CLI prints it without a traceback). Metric states are sums, so torchmetrics syncs them across
+DDP ranks before ``compute``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,23 +33,36 @@ from torch import Tensor as TT
 from torchmetrics import Metric
 
 from xlm_core.config.tools import import_object
+from xlm_core.data.datamodule import DATALOADER_KINDS
+from xlm_core.errors import UsageError
+from xlm_core.kit.renamed import moved_attributes
 
 __all__ = [
     "MetricWrapper",
+    "MetricSpec",
+    "ReportedMetricsError",
     "UpdateFn",
     "build_metrics",
     "metric_log_name",
     "metrics_for",
     "logged_metric_names",
+    "parse_reported_metrics",
     "resolve_function",
-    "KINDS",
+    "DATALOADER_KINDS",
     "METRIC_SPLITS",
 ]
 
-KINDS = ("lm", "prediction")
 METRIC_SPLITS = ("train", "val", "test")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_ENTRY_KEYS = frozenset({"kind", "metric", "update_fn", "splits"})
+__getattr__ = moved_attributes(__name__, {"KINDS": "xlm_core.data.datamodule.DATALOADER_KINDS"},
+                               removed_in="xlm-core 0.3")
 
 UpdateFn = Callable[..., dict[str, Any]]
+
+
+class ReportedMetricsError(UsageError, ValueError):
+    """A ``reported_metrics`` config that cannot be built: the message names the key, the value and the fix."""
 
 
 def resolve_function(path: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -43,24 +72,25 @@ def resolve_function(path: str | Callable[..., Any]) -> Callable[..., Any]:
     try:
         fn = import_object(str(path))
     except (ImportError, ValueError) as e:
-        raise ValueError(f"update_fn {path!r}: {e}") from e
+        raise ReportedMetricsError(f"update_fn {path!r}: {e}") from e
     if not callable(fn):
-        raise ValueError(f"update_fn {path!r} is not callable.")
+        raise ReportedMetricsError(f"update_fn {path!r} is not callable.")
     return fn
 
 
-def metric_log_name(split: str, kind: str, name: str, dataloader_name: str | None = None) -> str:
-    """``{split}/{kind}/{name}``; a dataloader that is not the first of its kind in the split
-    gets ``{split}/{kind}/{dataloader_name}/{name}`` so names stay distinct."""
+def metric_log_name(split: str, group: str, name: str, dataloader_name: str | None = None) -> str:
+    """``{split}/{group}/{name}``; a dataloader that is not the first of its kind in the split
+    gets ``{split}/{group}/{dataloader_name}/{name}`` so names stay distinct."""
     if dataloader_name:
-        return f"{split}/{kind}/{dataloader_name}/{name}"
-    return f"{split}/{kind}/{name}"
+        return f"{split}/{group}/{dataloader_name}/{name}"
+    return f"{split}/{group}/{name}"
 
 
 class MetricWrapper(torch.nn.Module):
-    """One torchmetrics metric for one (split, kind, dataloader), fed by a family's update fn.
+    """One torchmetrics metric for one (split, dataloader) of its kind, fed by a family's update fn.
 
-    ``update_fn(batch, loss_dict_or_preds, tokenizer=None)`` returns the kwargs of ``metric.update``.
+    ``update_fn(batch, loss_dict_or_preds, tokenizer=None)`` returns the kwargs of ``metric.update``;
+    ``kind`` is the dataloader kind that feeds it, ``group`` the middle part of its ``log_name``.
     """
 
     def __init__(
@@ -72,6 +102,7 @@ class MetricWrapper(torch.nn.Module):
         kind: str,
         log_name: str,
         dataloader_name: str | None = None,
+        group: str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -79,6 +110,7 @@ class MetricWrapper(torch.nn.Module):
         self.update_fn = resolve_function(update_fn)
         self.split = split
         self.kind = kind
+        self.group = kind if group is None else group
         self.log_name = log_name
         self.dataloader_name = dataloader_name
 
@@ -101,35 +133,71 @@ class MetricWrapper(torch.nn.Module):
 
 
 @dataclass(frozen=True)
-class _Spec:
+class MetricSpec:
+    """One entry of ``reported_metrics``: logged as ``{split}/{group}/{name}`` on the splits it names, fed
+    by the dataloaders of ``kind``."""
+
+    group: str
     name: str
     kind: str
     metric_cfg: Any
-    update_fn: str
+    update_fn: Any
     splits: tuple[str, ...]
 
 
-def _parse_reported_metrics(reported: Mapping[str, Any] | DictConfig | None) -> list[_Spec]:
+def _fail(where: str, message: str) -> ReportedMetricsError:
+    return ReportedMetricsError(f"reported_metrics{where}: {message}")
+
+
+def _entry_spec(group: str, name: str, entry: Any) -> MetricSpec:
+    where = f".{group}.{name}"
+    if not _NAME.match(str(name)):
+        raise _fail(where, f"metric name {name!r}; use letters, digits, '_' and '-' (it is part of the logged name)")
+    if not isinstance(entry, Mapping):
+        raise _fail(where, f"got {entry!r}; give a mapping with metric ({{_target_: ...}}), update_fn (a dotted "
+                           "path) and splits")
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise _fail(where, f"unknown key(s) {unknown}; an entry has {', '.join(sorted(_ENTRY_KEYS))}")
+    kind = entry.get("kind")
+    if kind is None:
+        if group not in DATALOADER_KINDS:
+            raise _fail(where, f"group {group!r} is not a dataloader kind, so say which dataloaders feed it: "
+                               "kind: prediction (the predictor's output) or kind: lm (the loss's output)")
+        kind = group
+    if kind not in DATALOADER_KINDS:
+        raise _fail(f"{where}.kind", f"{kind!r} is not a dataloader kind; use kind: prediction (fed the predictor's "
+                                     "output) or kind: lm (fed the loss's output)")
+    missing = [k for k in ("metric", "update_fn") if entry.get(k) is None]
+    if missing:
+        raise _fail(where, f"missing {missing}; each entry needs metric ({{_target_: ...}}), update_fn (a dotted "
+                           "path) and splits")
+    splits = entry.get("splits") or METRIC_SPLITS
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    bad = [s for s in splits if s not in METRIC_SPLITS]
+    if bad:
+        raise _fail(f"{where}.splits", f"{bad} are not splits; use any of {list(METRIC_SPLITS)}")
+    return MetricSpec(str(group), str(name), str(kind), entry["metric"], entry["update_fn"], splits)
+
+
+def parse_reported_metrics(reported: Mapping[str, Any] | DictConfig | None) -> list[MetricSpec]:
+    """The entries of a ``reported_metrics`` config (see the module docstring); a mistake raises
+    :class:`ReportedMetricsError` naming the key, the value and the fix."""
     if reported is None:
         return []
     if isinstance(reported, DictConfig):
         reported = OmegaConf.to_container(reported, resolve=True)  # type: ignore[assignment]
-    specs: list[_Spec] = []
-    for kind, entries in dict(reported).items():  # type: ignore[arg-type]
-        if kind not in KINDS:
-            raise ValueError(f"reported_metrics has kind {kind!r}; expected one of {list(KINDS)}.")
-        for name, entry in (entries or {}).items():
-            if entry is None:
-                continue
-            missing = [k for k in ("metric", "update_fn") if k not in entry]
-            if missing:
-                raise ValueError(f"reported_metrics.{kind}.{name} is missing {missing}; each entry needs "
-                                 "'metric' ({_target_: ...}), 'update_fn' (dotted path) and 'splits'.")
-            splits = tuple(entry.get("splits") or METRIC_SPLITS)
-            bad = [s for s in splits if s not in METRIC_SPLITS]
-            if bad:
-                raise ValueError(f"reported_metrics.{kind}.{name}.splits has {bad}; allowed: {list(METRIC_SPLITS)}.")
-            specs.append(_Spec(name, kind, entry["metric"], entry["update_fn"], splits))
+    if not isinstance(reported, Mapping):
+        raise _fail("", f"got {reported!r}; give a mapping group -> metric name -> entry (docs/plugins.md)")
+    specs: list[MetricSpec] = []
+    for group, entries in reported.items():
+        if not _NAME.match(str(group)):
+            raise _fail(f".{group}", f"group name {group!r}; use letters, digits, '_' and '-' (it is part of the "
+                                     "logged name {split}/{group}/{name})")
+        if entries is not None and not isinstance(entries, Mapping):
+            raise _fail(f".{group}", f"got {entries!r}; give a mapping metric name -> entry")
+        specs.extend(_entry_spec(str(group), str(name), entry)
+                     for name, entry in (entries or {}).items() if entry is not None)
     return specs
 
 
@@ -140,9 +208,9 @@ def build_metrics(
     """Build one ``MetricWrapper`` per (split, dataloader, metric) from ``reported_metrics``.
 
     ``dataloaders`` maps a split to its ``(dataloader_name, kind)`` pairs in dataloader order.
-    Keys are ``"{split}|{dataloader_idx}|{name}"`` with '.' and '/' avoided (ModuleDict keys).
+    Keys are ``"{split}|{dataloader_idx}|{group}|{name}"`` (ModuleDict keys may not hold '.').
     """
-    specs = _parse_reported_metrics(reported)
+    specs = parse_reported_metrics(reported)
     out = torch.nn.ModuleDict()
     for split, dls in dataloaders.items():
         seen_kinds: set[str] = set()
@@ -152,18 +220,23 @@ def build_metrics(
             for spec in specs:
                 if spec.kind != kind or split not in spec.splits:
                     continue
-                metric = hydra.utils.instantiate(spec.metric_cfg)
+                where = f"reported_metrics.{spec.group}.{spec.name}.metric"
+                try:
+                    metric = hydra.utils.instantiate(spec.metric_cfg)
+                except Exception as exc:  # hydra wraps whatever the metric's import or constructor raised
+                    raise ReportedMetricsError(f"{where}: {str(exc).splitlines()[0]}") from exc
                 if not isinstance(metric, Metric):
-                    raise TypeError(f"reported_metrics.{kind}.{spec.name}.metric built {type(metric).__name__}, "
-                                    "not a torchmetrics.Metric.")
-                out[f"{split}|{idx}|{spec.name}"] = MetricWrapper(
+                    raise ReportedMetricsError(f"{where} built {type(metric).__name__}, not a torchmetrics.Metric; "
+                                               "give a torchmetrics.Metric's _target_")
+                out[f"{split}|{idx}|{spec.group}|{spec.name}"] = MetricWrapper(
                     name=spec.name,
                     metric=metric,
                     update_fn=spec.update_fn,
                     split=split,
                     kind=kind,
-                    log_name=metric_log_name(split, kind, spec.name, qualifier),
+                    log_name=metric_log_name(split, spec.group, spec.name, qualifier),
                     dataloader_name=dl_name,
+                    group=spec.group,
                 )
     return out
 
@@ -182,18 +255,19 @@ def logged_metric_names(
     dataloaders: Sequence[tuple[str, str]],
 ) -> set[str]:
     """The metric names the harness logs for ``split``: ``{split}/lm/loss`` for every "lm" dataloader
-    (the loss metric every family gets) plus the ``reported_metrics`` of each dataloader's kind.
+    (the loss metric every family gets) plus ``{split}/{group}/{name}`` of each ``reported_metrics`` entry
+    fed by a dataloader's kind.
 
     Post-hoc evaluator metrics (``{split}/prediction/<name>``) are not known before they run.
     """
     names: set[str] = set()
-    specs = _parse_reported_metrics(reported)
+    specs = parse_reported_metrics(reported)
     seen_kinds: set[str] = set()
     for dl_name, kind in dataloaders:
         qualifier = dl_name if kind in seen_kinds else None
         seen_kinds.add(kind)
         if kind == "lm":
             names.add(metric_log_name(split, "lm", "loss", qualifier))
-        names.update(metric_log_name(split, kind, spec.name, qualifier)
+        names.update(metric_log_name(split, spec.group, spec.name, qualifier)
                      for spec in specs if spec.kind == kind and split in spec.splits)
     return names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -13,20 +13,21 @@ from omegaconf import DictConfig
 
 from xlm_core.config.checks import instantiate
 from xlm_core.errors import UsageError
-from xlm_core.plugin.protocols import DummyNoiseSchedule, NoiseSchedule, Tokenizer
+from xlm_core.plugin.names import FamilyNames
+from xlm_core.plugin.protocols import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Runtime", "build_runtime", "build_tokenizer", "build_noise_schedule", "set_torch_threads",
-           "model_runtime_kwargs"]
+__all__ = ["Runtime", "build_runtime", "build_tokenizer", "family_names", "set_torch_threads", "model_runtime_kwargs"]
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """The tokenizer and noise schedule of a run, shared by datamodule, model, loss and predictor."""
+    """What a run builds once and shares: the tokenizer (datamodule, model, loss, predictor) and the names
+    the run's family declared for its batches (``register(names=...)``; the harness counts tokens with them)."""
 
     tokenizer: Tokenizer
-    noise_schedule: NoiseSchedule
+    names: FamilyNames = field(default_factory=FamilyNames)
 
 
 def build_tokenizer(cfg: DictConfig) -> Tokenizer:
@@ -36,10 +37,14 @@ def build_tokenizer(cfg: DictConfig) -> Tokenizer:
     return instantiate(cfg.tokenizer, "tokenizer")
 
 
-def build_noise_schedule(cfg: DictConfig) -> NoiseSchedule:
-    """Instantiate ``cfg.noise_schedule`` (the zero schedule when the config has none)."""
-    ns_cfg: Any = cfg.get("noise_schedule")
-    return instantiate(ns_cfg, "noise_schedule") if ns_cfg is not None else DummyNoiseSchedule()
+def family_names(cfg: DictConfig) -> FamilyNames:
+    """The names ``cfg.family`` declared when it registered; today's defaults for a config without an
+    installed family (a config built in Python, a test)."""
+    from xlm_core.plugin.manager import get_registry
+
+    name = cfg.get("family")
+    family = get_registry().families.get(str(name)) if name else None
+    return family.names if family is not None else FamilyNames()
 
 
 def set_torch_threads(value: int | str | None) -> int | None:
@@ -62,19 +67,25 @@ def set_torch_threads(value: int | str | None) -> int | None:
 
 
 def build_runtime(cfg: DictConfig) -> Runtime:
-    """Tokenizer and noise schedule of ``cfg``, built once per job (after applying ``torch_num_threads``)."""
+    """Tokenizer and family names of ``cfg``, built once per job (after applying ``torch_num_threads``)."""
     set_torch_threads(cfg.get("torch_num_threads"))
-    return Runtime(tokenizer=build_tokenizer(cfg), noise_schedule=build_noise_schedule(cfg))
+    return Runtime(tokenizer=build_tokenizer(cfg), names=family_names(cfg))
 
 
 def model_runtime_kwargs(model: Any, tokenizer: Tokenizer) -> dict[str, Any]:
-    """What the tokenizer tells a model's constructor: ``num_embeddings`` and ``padding_idx`` always, and
-    ``mask_idx`` when the constructor takes it (families with a mask token)."""
+    """What the tokenizer tells a model's constructor: ``num_embeddings`` and ``padding_idx`` always, and the
+    tokenizer's ``mask_token_id`` when the constructor takes one (families with a mask token): as
+    ``mask_token_id``, or as ``mask_idx`` for a constructor that still names it so."""
     kwargs: dict[str, Any] = {"num_embeddings": len(tokenizer), "padding_idx": tokenizer.pad_token_id}
     try:
         params = inspect.signature(model).parameters
     except (TypeError, ValueError):
         return kwargs
-    if "mask_idx" in params and getattr(tokenizer, "mask_token_id", None) is not None:
-        kwargs["mask_idx"] = tokenizer.mask_token_id
+    mask_token_id = getattr(tokenizer, "mask_token_id", None)
+    if mask_token_id is None:
+        return kwargs
+    if "mask_token_id" in params:
+        kwargs["mask_token_id"] = mask_token_id
+    elif "mask_idx" in params:
+        kwargs["mask_idx"] = mask_token_id
     return kwargs

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from xlm_arlm.datamodule_arlm import (
+from xlm_arlm.collators_arlm import (
     ARLMEmptyDataset,
     ARLMSeq2SeqCollator,
     ARLMSeq2SeqPredCollator,
@@ -412,7 +412,7 @@ def test_collator_needs_special_tokens_it_uses() -> None:
 def test_collator_configs_instantiate(tok: SimpleSpaceTokenizer, name: str, cls: type) -> None:
     root = OmegaConf.create({"block_size": 4, "input_block_size": 4})
     root.collator = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
-    collator = hydra.utils.instantiate(root.collator, tokenizer=tok, noise_schedule=None)
+    collator = hydra.utils.instantiate(root.collator, tokenizer=tok)
     assert type(collator) is cls and collator.block_size == 4
     if cls is ARLMSeq2SeqCollator:
         batch = collator([{"prompt_ids": [10, 11], "input_ids": [20, 21]}])

@@ -47,7 +47,7 @@ def fast_compile(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def greedy(model, compile_decode, max_steps: int = 24, **kw) -> dict:
     predictor = ARLMPredictor(max_steps=max_steps, max_length=None, tokenizer=TOK, sampling_method="sample_top_k",
-                              top=1, model=model, compile_decode=compile_decode)
+                              top_k=1, model=model, compile_decode=compile_decode)
     return predictor.predict(left_padded(PROMPTS), **kw)
 
 
@@ -135,7 +135,7 @@ def test_compiled_greedy_ids_equal_eager_ids(fast_compile, make_arlm_model, seed
 
 def test_compiled_decoder_is_reused_across_calls_and_follows_weight_updates(fast_compile, make_arlm_model) -> None:
     model = make_arlm_model(4).eval()
-    predictor = ARLMPredictor(max_steps=12, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1,
+    predictor = ARLMPredictor(max_steps=12, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
                               model=model, compile_decode=True)
     first = predictor.predict(left_padded(PROMPTS))["ids"]
     decoder = predictor._decoder
@@ -151,7 +151,7 @@ def test_compiled_decoder_is_reused_across_calls_and_follows_weight_updates(fast
 def test_auto_compiles_once_the_eager_steps_reach_the_break_even(fast_compile, make_arlm_model, monkeypatch) -> None:
     monkeypatch.setitem(predictor_module.COMPILE_BREAK_EVEN_STEPS, ("cpu", "fp32"), 30)
     model = make_arlm_model(5).eval()
-    predictor = ARLMPredictor(max_steps=20, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1,
+    predictor = ARLMPredictor(max_steps=20, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
                               model=model)
     assert predictor.compile_decode == "auto"
     first = predictor.predict(left_padded(PROMPTS))  # 20 eager steps < 30

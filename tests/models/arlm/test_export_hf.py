@@ -62,7 +62,7 @@ def test_hf_greedy_generate_produces_our_predictors_tokens(make_arlm_model, tmp_
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     prompts = {"input_ids": torch.tensor([[0, 0, 0, 9, 12, 30], [8, 55, 21, 17, 40, 11], [0, 0, 0, 0, 0, 44]]),
                "attention_mask": torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6, [0, 0, 0, 0, 0, 1]], dtype=torch.bool)}
-    ours = ARLMPredictor(max_steps=20, max_length=None, tokenizer=tok, sampling_method="sample_top_k", top=1,
+    ours = ARLMPredictor(max_steps=20, max_length=None, tokenizer=tok, sampling_method="sample_top_k", top_k=1,
                          model=model).predict(prompts)["ids"]
     theirs = hf.generate(input_ids=prompts["input_ids"], attention_mask=prompts["attention_mask"].long(),
                          do_sample=False, max_new_tokens=20)
@@ -134,7 +134,7 @@ def test_bpe_export_loads_and_generates_without_xlm(make_arlm_model, tmp_path: P
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     prompt = [bpe.bos_token_id, *bpe.encode("def", add_special_tokens=False)]
-    ours = ARLMPredictor(max_steps=12, max_length=None, tokenizer=bpe, sampling_method="sample_top_k", top=1,
+    ours = ARLMPredictor(max_steps=12, max_length=None, tokenizer=bpe, sampling_method="sample_top_k", top_k=1,
                          model=model).predict({"input_ids": torch.tensor([prompt])})["ids"]
     assert _greedy_rows(torch.tensor([result["ids"]]), len(prompt), bpe.eos_token_id) == \
         _greedy_rows(ours, len(prompt), bpe.eos_token_id)

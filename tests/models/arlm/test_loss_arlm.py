@@ -55,10 +55,9 @@ def _seq2seq_batch() -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "target_ids": target_ids}
 
 
-def test_conforms_to_protocol_and_configure_is_noop(tiny_arlm_model) -> None:
+def test_conforms_to_protocol(tiny_arlm_model) -> None:
     loss_fn = ARLMLoss(tiny_arlm_model, tokenizer=None)
     assert isinstance(loss_fn, LossFunction)
-    assert loss_fn.configure(pl_module=object()) is None
 
 
 def test_positions_and_causal_mask_helpers() -> None:
@@ -98,7 +97,7 @@ def test_matches_torch_cross_entropy_mean(tiny_arlm_model) -> None:
     batch = _seq2seq_batch()
     mask = batch["attention_mask"]
     logits = tiny_arlm_model(batch["input_ids"], causal_attention_mask(mask), positions_from_attention_mask(mask))
-    spec = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["target_ids"], ignore_index=-100)
+    spec = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["target_ids"].flatten(), ignore_index=-100)
     torch.testing.assert_close(ARLMLoss(tiny_arlm_model, None)(batch)["loss"], spec, rtol=0, atol=1e-6)
 
 
@@ -192,3 +191,78 @@ def test_bad_batches_are_clear_errors(tiny_arlm_model, arlm_batch) -> None:
         loss_fn(dict(arlm_batch, target_ids=arlm_batch["target_ids"][:, :-1]))
     with pytest.raises(ValueError, match="no model"):
         ARLMLoss(None, None)(arlm_batch)
+
+
+def _loss_and_grads(model, batch, fused: bool, bf16: bool = False, **kw) -> tuple[dict, dict]:
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = ARLMLoss(model, None, fused=fused, **kw)(batch)
+    out["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("batch_kind", ["right_padded", "seq2seq", "all_ignored"])
+def test_fused_head_equals_the_plain_logits_path(make_arlm_model, arlm_batch, batch_kind: str, bf16: bool) -> None:
+    """The fused head + cross-entropy gives the plain path's loss, batch_loss, nlls and every parameter's
+    gradient (fp32: to rounding; bf16 autocast: the plain path rounds its gradients to bf16)."""
+    model = make_arlm_model()
+    batch = _seq2seq_batch() if batch_kind == "seq2seq" else dict(arlm_batch)
+    if batch_kind == "all_ignored":
+        batch["target_ids"] = torch.full_like(arlm_batch["target_ids"], -100)
+    fused, fused_grads = _loss_and_grads(model, batch, True, bf16, chunk_size=4)
+    plain, plain_grads = _loss_and_grads(model, batch, False, bf16)
+    for key in ("loss", "batch_loss", "nlls"):
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-6, atol=1e-6)
+    assert fused_grads.keys() == plain_grads.keys() == {n for n, _ in model.named_parameters()}
+    for name, g in plain_grads.items():
+        if not bf16:
+            torch.testing.assert_close(fused_grads[name], g, rtol=1e-4, atol=1e-7, msg=name)
+        else:  # relative difference of the whole gradient, a few bf16 roundings (bf16 eps = 2**-8)
+            assert float((fused_grads[name] - g).norm()) <= 2e-2 * float(g.norm()), name
+
+
+def test_fused_head_never_calls_the_models_forward(tiny_arlm_model, arlm_batch) -> None:
+    """Only the hidden states are computed (no (B, L, V) logits); a model without the contract keeps the plain path."""
+    calls: list[str] = []
+    handle = tiny_arlm_model.register_forward_hook(lambda m, a, out: calls.append("forward"))
+    try:
+        ARLMLoss(tiny_arlm_model, None)(arlm_batch)
+        assert calls == []
+        ARLMLoss(tiny_arlm_model, None, fused=False)(arlm_batch)
+        assert calls == ["forward"]
+    finally:
+        handle.remove()
+    assert torch.equal(
+        tiny_arlm_model.lm_head(tiny_arlm_model.forward_hidden(arlm_batch["input_ids"])),
+        tiny_arlm_model(arlm_batch["input_ids"]),
+    )
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Drop Dynamo's caches after the test (checked functions share one wrapper code object, whose compiled
+    entries count towards one recompile limit for the whole session)."""
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_model_trains_through_its_compiled_hidden_states(make_arlm_model, arlm_batch, fresh_dynamo) -> None:
+    """``compile=true`` hands the loss ``torch.compile(model)``: the hidden states run compiled and the
+    loss and gradients equal the eager ones."""
+    from xlm_core.testing.typecheck import unchecked
+
+    eager_model, compiled_model = make_arlm_model(), make_arlm_model()
+    eager, eager_grads = _loss_and_grads(eager_model, arlm_batch, True)
+    compiled = torch.compile(compiled_model, backend="aot_eager")
+    with unchecked():
+        out, grads = _loss_and_grads(compiled, arlm_batch, True)
+        from xlm_core.modules import hidden_state_head
+
+        forward_hidden, _ = hidden_state_head(compiled)
+    assert forward_hidden != compiled_model.forward_hidden
+    torch.testing.assert_close(out["loss"], eager["loss"], rtol=1e-6, atol=1e-6)
+    for name, g in eager_grads.items():
+        torch.testing.assert_close(grads[f"_orig_mod.{name}"] if f"_orig_mod.{name}" in grads else grads[name], g,
+                                   rtol=1e-4, atol=1e-6, msg=name)

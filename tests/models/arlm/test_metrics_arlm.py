@@ -1,4 +1,5 @@
-"""ARLM metric update functions on worked examples, fed into the real torchmetrics metrics."""
+"""The metric update functions ARLM reports (the core's and its own) on ARLM batches, fed into the real
+torchmetrics metrics."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import pytest
 import torch
 from torchmetrics import MeanMetric
 
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
-from xlm_arlm.metrics_arlm import (
+from xlm_arlm.collators_arlm import ARLMSeq2SeqPredCollator
+from xlm_arlm.metrics_arlm import sequence_length_metric_update_fn, valid_tokens_metric_update_fn
+from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+from xlm_core.kit.metrics import (
+    ExactMatch,
+    TokenAccuracy,
     mean_metric_update_fn,
     perplexity_metric_update_fn,
-    seq2seq_exact_match_update_fn,
-    seq2seq_token_accuracy_update_fn,
-    sequence_length_metric_update_fn,
     token_nll_metric_update_fn,
-    valid_tokens_metric_update_fn,
 )
-from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
-from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
+from xlm_core.kit.metrics import exact_match_update_fn as seq2seq_exact_match_update_fn
+from xlm_core.kit.metrics import token_accuracy_update_fn as seq2seq_token_accuracy_update_fn
 
 PAD, EOS, BOS, X = 0, 3, 4, -100
 
@@ -53,8 +54,7 @@ def test_exact_match_and_token_accuracy_short_generation(pred_batch: dict, tok: 
     # 3 generated tokens for a 4-wide target: row 0 right, row 1 wrong EOS place, row 2 right then PAD
     preds = _preds(pred_batch, [[20, 21, EOS], [22, 9, EOS], [25, EOS, PAD]])
     em = seq2seq_exact_match_update_fn(pred_batch, preds, tok)
-    assert set(em) == {"pred", "target", "pred_length", "target_length"}
-    assert em["pred_length"] is None and em["target_length"] is None
+    assert set(em) == {"pred", "target"}
     assert em["pred"].tolist() == [[20, 21, EOS, X], [22, 9, X, X], [25, EOS, X, X]]
     assert em["target"].tolist() == [[20, 21, EOS, X], [22, EOS, X, X], [25, EOS, X, X]]
     acc = seq2seq_token_accuracy_update_fn(pred_batch, preds, tok)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlm_arlm.datamodule_arlm import DefaultARLMCollator
+from xlm_arlm.collators_arlm import DefaultARLMCollator
 from xlm_arlm.loss_arlm import ARLMLoss, document_causal_mask
 from xlm_core.data.packing import pack_token_lists
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer

@@ -155,7 +155,7 @@ def test_decode_step_equals_the_cached_forward(model) -> None:
 
 
 def _greedy(model, **kw) -> dict:
-    predictor = ARLMPredictor(max_steps=16, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1,
+    predictor = ARLMPredictor(max_steps=16, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
                               model=model, **kw)
     ids, mask = _left_padded(PROMPTS)
     return predictor.predict({"input_ids": ids, "attention_mask": mask})

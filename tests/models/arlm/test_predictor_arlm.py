@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqPredCollator
+from xlm_arlm.collators_arlm import ARLMSeq2SeqPredCollator
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
@@ -120,7 +120,7 @@ def expected_after_eos(ids: torch.Tensor, prompt_len: int, eos: int, pad: int) -
 
 
 def greedy(model, max_steps: int = 20, max_length: int | None = 64, tokenizer=TOK, **kw) -> ARLMPredictor:
-    return ARLMPredictor(max_steps, max_length, tokenizer, sampling_method="sample_top_k", top=1, model=model, **kw)
+    return ARLMPredictor(max_steps, max_length, tokenizer, sampling_method="sample_top_k", top_k=1, model=model, **kw)
 
 
 # ---------------------------------------------------------------- conformance suite
@@ -257,13 +257,23 @@ def test_top_k_and_top_p_sampling_stay_in_support() -> None:
     model = FixedLogits(probs.log())
     batch = left_padded([[word(1)]] * 64)
     for method, kw, support in [
-        ("sample_top_k", {"top": 2}, {word(3), word(9)}),
-        ("sample_top_p", {"p": 0.6}, {word(3), word(9)}),  # 0.5 < 0.6: the crossing token is kept
-        ("sample_top_p", {"p": 0.85}, {word(3), word(9), word(20)}),
+        ("sample_top_k", {"top_k": 2}, {word(3), word(9)}),
+        ("sample_top_p", {"top_p": 0.6}, {word(3), word(9)}),  # 0.5 < 0.6: the crossing token is kept
+        ("sample_top_p", {"top_p": 0.85}, {word(3), word(9), word(20)}),
     ]:
         pred = ARLMPredictor(8, None, TOK, sampling_method=method, model=model, seed=0, **kw)
         gen = pred.predict(batch)["ids"][:, 1:]
         assert set(gen.flatten().tolist()) == support, (method, kw)
+
+
+def test_the_old_option_names_top_and_p_still_work_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"ARLMPredictor\(top=\.\.\.\) is deprecated .* write top_k=2"):
+        pred = ARLMPredictor(8, None, TOK, sampling_method="sample_top_k", top=2)
+    assert pred.top_k == 2 and pred.top_p == 0.9
+    with pytest.warns(DeprecationWarning, match=r"write top_p=0.5 \(in a config: predictor.top_p\)"):
+        assert ARLMPredictor(8, None, TOK, sampling_method="sample_top_p", p=0.5).top_p == 0.5
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="sample_top_k needs an integer top_k >= 1"):
+        ARLMPredictor(8, None, TOK, sampling_method="sample_top_k", top=0)  # an old name is checked like the new
 
 
 def test_fixed_seed_reproduces_samples(make_arlm_model) -> None:
@@ -335,8 +345,9 @@ def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
 
 
 def test_predictions_feed_the_seq2seq_metrics() -> None:
-    from xlm_arlm.metrics_arlm import seq2seq_exact_match_update_fn, seq2seq_token_accuracy_update_fn
     from xlm_core.kit.metrics import ExactMatch, TokenAccuracy
+    from xlm_core.kit.metrics import exact_match_update_fn as seq2seq_exact_match_update_fn
+    from xlm_core.kit.metrics import token_accuracy_update_fn as seq2seq_token_accuracy_update_fn
 
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)
     batch = collate([
@@ -392,10 +403,10 @@ def test_model_mode_restored_and_cache_cleared_on_error(make_arlm_model) -> None
 def test_invalid_arguments() -> None:
     with unchecked(), pytest.raises(ValueError, match="sampling_method"):
         ARLMPredictor(4, 8, TOK, sampling_method="beam")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="top >= 1"):
-        ARLMPredictor(4, 8, TOK, sampling_method="sample_top_k", top=0)
-    with pytest.raises(ValueError, match="0 < p <= 1"):
-        ARLMPredictor(4, 8, TOK, sampling_method="sample_top_p", p=1.5)
+    with pytest.raises(ValueError, match="top_k >= 1"):
+        ARLMPredictor(4, 8, TOK, sampling_method="sample_top_k", top_k=0)
+    with pytest.raises(ValueError, match="0 < top_p <= 1"):
+        ARLMPredictor(4, 8, TOK, sampling_method="sample_top_p", top_p=1.5)
     with pytest.raises(ValueError, match="temperature"):
         ARLMPredictor(4, 8, TOK, temperature=0.0)
     with pytest.raises(ValueError, match="model is None"):
@@ -435,15 +446,15 @@ def test_model_type_configs_build(name: str, prediction_metrics: set[str], top: 
     model = make_arlm_model(0).eval()
     loss = hydra.utils.instantiate(cfg.loss, model=model, tokenizer=TOK)
     assert isinstance(loss, ARLMLoss)
-    pred = hydra.utils.instantiate(cfg.predictor, model=model, tokenizer=TOK, noise_schedule=None)
-    assert isinstance(pred, ARLMPredictor) and pred.max_steps == 12 and pred.top == top
+    pred = hydra.utils.instantiate(cfg.predictor, model=model, tokenizer=TOK)
+    assert isinstance(pred, ARLMPredictor) and pred.max_steps == 12 and pred.top_k == top
     out = pred.predict(left_padded(PROMPTS))
     assert out["ids"].shape[1] <= 5 + 12
     metrics = build_metrics(cfg.reported_metrics, {"val": [("lm", "lm"), ("prediction", "prediction")]})
-    names = {key.split("|")[2] for key in metrics.keys() if key.startswith("val|1|")}
+    names = {w.name for key, w in metrics.items() if key.startswith("val|1|")}
     assert names == prediction_metrics
     lm_metrics = {"accumulated_loss", "perplexity"} if name == "arlm" else {"accumulated_loss"}
-    assert {key.split("|")[2] for key in metrics.keys() if key.startswith("val|0|")} == lm_metrics
+    assert {w.name for key, w in metrics.items() if key.startswith("val|0|")} == lm_metrics
     if name == "arlm_tinygsm_seq2seq":
         from xlm_core.tasks.code_exec.evaluator import Gsm8kCodeEval
 

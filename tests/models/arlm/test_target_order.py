@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator
+from xlm_arlm.collators_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator
 from xlm_arlm.metrics_arlm import seq2seq_exact_match_update_fn
 from xlm_arlm.predictor_arlm import ARLMPredictor
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
@@ -73,7 +73,7 @@ def test_predictor_turns_reversed_answers_back_so_exact_match_sees_the_forward_a
     batch = ARLMSeq2SeqPredCollator(TOK, target_order="reverse", **KW)(ROWS)
     # Row 0 generates the reversed answer then EOS; row 1 a wrong token and no EOS within 4 steps.
     model = Scripted([[22, 21, 20, EOS], [31, 30, 40, 41]], prompt_len=3)
-    kw = dict(max_steps=4, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top=1, model=model,
+    kw = dict(max_steps=4, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model,
               use_kv_cache=False)
     out = ARLMPredictor(target_order="reverse", **kw).predict(batch)
     assert out["ids"][:, 3:].tolist() == [[20, 21, 22, EOS], [41, 40, 30, 31]]  # row 1: no EOS, all turned back

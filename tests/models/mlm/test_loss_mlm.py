@@ -10,7 +10,7 @@ from torch import nn
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BaseLossTests
-from xlm_mlm.datamodule_mlm import MLMSeq2SeqTrainCollator
+from xlm_mlm.collators_mlm import MLMSeq2SeqTrainCollator
 from xlm_mlm.loss_mlm import MLMLoss, positions_from_attention_mask
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)
@@ -123,3 +123,41 @@ def test_needs_a_mask_token_and_consistent_shapes() -> None:
         MLMLoss(TableModel(6), TOK)(batch)
     with pytest.raises(KeyError, match="target_ids"):
         MLMLoss(TableModel(6), TOK)({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+
+
+def _loss_and_grads(model, batch, fused: bool, bf16: bool = False, **kw) -> tuple[dict, dict]:
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = MLMLoss(model, TOK, fused=fused, **kw)(batch)
+    out["loss"].backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("visible", [False, True], ids=["masked-only", "visible-too"])
+def test_fused_head_equals_the_plain_logits_path(make_mlm_model, visible: bool, bf16: bool) -> None:
+    """Only the scored positions reach the fused head; loss, batch_loss, nlls and every gradient equal the
+    plain path's (the mask token stays excluded from the softmax)."""
+    model = make_mlm_model(absolute_positions=True, neighbour_mixing=True)
+    batch = _batch()
+    fused, fused_grads = _loss_and_grads(model, batch, True, bf16, loss_on_visible_tokens=visible, chunk_size=2)
+    plain, plain_grads = _loss_and_grads(model, batch, False, bf16, loss_on_visible_tokens=visible)
+    for key in ("loss", "batch_loss", "nlls"):
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-6, atol=1e-6)
+    assert fused_grads.keys() == plain_grads.keys()
+    for name, g in plain_grads.items():
+        if not bf16:
+            torch.testing.assert_close(fused_grads[name], g, rtol=1e-4, atol=1e-7, msg=name)
+        else:  # the plain path rounds its gradients to bf16 (eps 2**-8), the fused one accumulates in fp32
+            assert float((fused_grads[name] - g).norm()) <= 2e-2 * float(g.norm()), name
+    assert float(fused_grads["final_layer.linear.weight"][MASK].abs().max()) == 0.0
+
+
+def test_fused_head_with_nothing_scored_gives_zero_connected_loss(make_mlm_model) -> None:
+    model = make_mlm_model()
+    batch = _batch()
+    batch["input_ids"] = batch["input_ids"].masked_fill(batch["input_ids"] == MASK, 9)
+    out, grads = _loss_and_grads(model, batch, True)
+    assert out["loss"].item() == 0.0 and out["nlls"].shape == (0,)
+    assert grads.keys() == {n for n, _ in model.named_parameters()}
+    assert all(float(g.abs().max()) == 0.0 for g in grads.values())

@@ -11,7 +11,7 @@ from torch import nn
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing import BasePredictorTests
 from xlm_core.testing.typecheck import unchecked
-from xlm_mlm.datamodule_mlm import MLMSeq2SeqPredCollator
+from xlm_mlm.collators_mlm import MLMSeq2SeqPredCollator
 from xlm_mlm.predictor_mlm import MLMPredictor, confidence_scores
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)

@@ -13,7 +13,7 @@ from xlm_core.tasks.code_exec.answers import (
 )
 from xlm_core.tasks.code_exec.extraction import STOP_STRINGS, extract_program
 from xlm_core.tasks.code_exec.pool import run_programs
-from xlm_core.tasks.code_exec.sandbox import ISOLATION_CHOICES, SandboxLimits, resolve_isolation
+from xlm_core.tasks.code_exec.sandbox import SandboxLimits, check_isolation_choice, resolve_isolation
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ class Gsm8kCodeEval:
         entry_point: str = "simple_math_problem",
         stop_strings: tuple[str, ...] | list[str] | None = None,
     ) -> None:
-        if isolation not in ISOLATION_CHOICES:
-            raise ValueError(f"isolation={isolation!r} is not one of {ISOLATION_CHOICES}")
+        check_isolation_choice(isolation)
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1 or None, got {num_workers!r}")
         self.limits = SandboxLimits(timeout_s=timeout_s, memory_mb=memory_mb, max_output_bytes=max_output_bytes)
@@ -53,6 +52,8 @@ class Gsm8kCodeEval:
         self.allow_code_execution = bool(allow_code_execution)
         self.entry_point = entry_point
         self.stop_strings = tuple(stop_strings) if stop_strings is not None else STOP_STRINGS
+        if self.allow_code_execution:  # fail before training, not at its first validation
+            resolve_isolation(isolation)
 
     def eval(
         self, predictions: list[dict[str, Any]], tokenizer: Any = None, **kwargs: Any

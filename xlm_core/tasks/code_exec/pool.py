@@ -20,7 +20,7 @@ def default_num_workers() -> int:
 def run_programs(
     sources: Sequence[str],
     limits: SandboxLimits = SandboxLimits(),
-    isolation: IsolationMode = "process",
+    isolation: IsolationMode = "bwrap",
     num_workers: int | None = None,
     entry: str = "simple_math_problem",
 ) -> list[ExecResult]:

@@ -5,8 +5,9 @@ Isolation modes (probed once per process, see docs/code_execution.md):
     plus /dev, /proc and a fresh /tmp; no network, own PID/IPC/UTS namespaces.
   - ``namespace``: util-linux ``unshare`` (mount, network, PID, IPC, UTS; plus user namespace when
     not root); the child builds the same root on a tmpfs itself and pivots into it.
-  - ``process``: a plain child process (resource limits + guard only); it sees every file the
-    user can. Loudly warned about.
+  - ``none``: NO isolation, a plain child process (resource limits + guard only); it sees every file
+    the user can and reaches the network. Only when asked for by name (``isolation="none"``): ``auto``
+    never falls back to it, it fails with one line that says how to get a strong mode or opt in.
 In every mode the child gets its own session/process group, rlimits (CPU, address space, no new
 processes, file size, open files, no core), runs unprivileged, and a wall-clock timeout kills the
 whole process group.
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from xlm_core.errors import UsageError
 from xlm_core.tasks.code_exec.view import (
     CHILD_IN_SANDBOX,
     CHILD_SCRIPT,
@@ -41,8 +43,9 @@ from xlm_core.tasks.code_exec.view import (
 
 logger = logging.getLogger(__name__)
 
-IsolationMode = Literal["bwrap", "namespace", "process"]
-ISOLATION_CHOICES = ("auto", "bwrap", "namespace", "process")
+IsolationMode = Literal["bwrap", "namespace", "none"]
+ISOLATION_CHOICES = ("auto", "bwrap", "namespace", "none")
+STRONG_MODES: tuple[IsolationMode, ...] = ("bwrap", "namespace")
 # Root-run sandboxes drop to a fresh, otherwise unused uid per program, so one program cannot signal
 # another (kill(-1) as a shared "nobody" would reach every concurrent sandbox).
 _SANDBOX_UID_BASE = 1_500_000_000
@@ -100,7 +103,7 @@ class _Launch:
     drop_uid: bool
     drop_caps: bool
     chown_workdir: bool = False
-    workdir_is_home: bool = False  # process mode: the host work dir is the program's home and cwd
+    workdir_is_home: bool = False  # mode none: the host work dir is the program's home and cwd
     view: tuple[tuple[str, str, str], ...] = ()
 
 
@@ -129,11 +132,11 @@ def _launch_spec(mode: IsolationMode) -> _Launch:
         rows = tuple((e.kind, e.path, e.target) for e in view.entries)
         return _Launch(argv, CHILD_SCRIPT, sandbox_env(view), setup_mounts=True, drop_uid=root,
                        drop_caps=not root, view=rows)
-    if mode == "process":
+    if mode == "none":
         return _Launch((), CHILD_SCRIPT, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                        setup_mounts=False, drop_uid=root, drop_caps=False, chown_workdir=root,
                        workdir_is_home=True)
-    raise ValueError(f"unknown isolation mode {mode!r}; choose one of {ISOLATION_CHOICES}")
+    raise ValueError(_unknown_mode(mode))
 
 
 def _kill_group(pgid: int) -> None:
@@ -146,7 +149,7 @@ def _kill_group(pgid: int) -> None:
 def run_program(
     source: str,
     limits: SandboxLimits = SandboxLimits(),
-    isolation: IsolationMode = "process",
+    isolation: IsolationMode = "bwrap",
     entry: str = "simple_math_problem",
 ) -> ExecResult:
     """Execute ``source`` in a fresh sandboxed process and return what ``entry()`` returned."""
@@ -300,35 +303,54 @@ def probe_isolation(mode: IsolationMode) -> str | None:
     return None
 
 
+class SandboxUnavailable(UsageError, RuntimeError):
+    """No isolating sandbox works here (or the one asked for does not); the message says how to get one."""
+
+
+def _unknown_mode(requested: object) -> str:
+    if requested == "process":
+        return ("isolation='process' runs generated code with no isolation at all (it reads every file the user can "
+                "and reaches the network); it is spelled isolation='none' now, so that a config says so")
+    return f"isolation={requested!r} is not one of {', '.join(ISOLATION_CHOICES)}"
+
+
+def check_isolation_choice(requested: str) -> None:
+    """Raise :class:`SandboxUnavailable` (one line) unless ``requested`` is one of ``ISOLATION_CHOICES``."""
+    if requested not in ISOLATION_CHOICES:
+        raise SandboxUnavailable(_unknown_mode(requested))
+
+
 @functools.lru_cache(maxsize=None)
 def resolve_isolation(requested: str = "auto") -> IsolationMode:
-    """Pick the strongest working mode for ``auto`` (bwrap > namespace > process, loud on the last);
-    an explicitly requested mode must work or this raises."""
-    if requested not in ISOLATION_CHOICES:
-        raise ValueError(f"isolation={requested!r} is not one of {ISOLATION_CHOICES}")
+    """The mode to run programs in: for ``auto`` the strongest that works (bwrap, then namespace); a mode
+    named explicitly must work. ``auto`` never falls back to no isolation: without a strong mode it raises
+    :class:`SandboxUnavailable` saying how to install one or how to opt in to ``isolation="none"``."""
+    check_isolation_choice(requested)
     if requested != "auto":
         reason = probe_isolation(requested)  # type: ignore[arg-type]
         if reason is not None:
-            raise RuntimeError(f"isolation={requested!r} is not available here: {reason}; "
-                               "use isolation='auto' to fall back")
-        if requested == "process":
-            _warn_process_mode()
+            raise SandboxUnavailable(f"isolation={requested!r} is not available here: {reason}; use isolation=auto to "
+                                     "take whichever strong mode works")
+        if requested == "none":
+            _warn_no_isolation()
         return requested  # type: ignore[return-value]
     reasons = {}
-    for mode in ("bwrap", "namespace"):
+    for mode in STRONG_MODES:
         reasons[mode] = probe_isolation(mode)
         if reasons[mode] is None:
             logger.info("code execution sandbox: using isolation=%s", mode)
-            return mode  # type: ignore[return-value]
-    if probe_isolation("process") is not None:
-        raise RuntimeError(f"no sandbox works on this machine: {reasons}, process: {probe_isolation('process')}")
-    _warn_process_mode(reasons)
-    return "process"
+            return mode
+    found = "; ".join(f"{mode}: {why}" for mode, why in reasons.items())
+    raise SandboxUnavailable(
+        f"no isolating sandbox works on this machine to run generated code ({found}); install bubblewrap "
+        "(apt-get install bubblewrap) or allow unprivileged user namespaces for util-linux unshare, or opt in to running "
+        "it WITHOUT isolation (it can read your files and reach the network) with isolation=none, e.g. "
+        "post_hoc_evaluator.isolation=none"
+    )
 
 
-def _warn_process_mode(reasons: dict | None = None) -> None:
+def _warn_no_isolation() -> None:
     logger.warning(
-        "CODE EXECUTION SANDBOX IS WEAK: isolation=process has no filesystem, network or PID "
-        "isolation (a program can read every file this user can, and its text can reach "
-        "pred_value/exec_error), only rlimits, a separate session and a Python-level guard (see "
-        "docs/code_execution.md). Stronger modes unavailable: %s", reasons or "not requested")
+        "CODE EXECUTION WITHOUT ISOLATION: isolation=none has no filesystem, network or PID isolation (a program "
+        "can read every file this user can, and its text can reach pred_value/exec_error), only rlimits, a "
+        "separate session and a Python-level guard (see docs/code_execution.md).")

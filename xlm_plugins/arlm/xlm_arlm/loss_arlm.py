@@ -10,18 +10,12 @@ from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
 from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
-from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.data.packing import same_document_mask
+from xlm_core.kit.batch_checks import training_tensors
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
 
-__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask", "positions_from_attention_mask"]
-
-
-def positions_from_attention_mask(
-    attention_mask: Bool[TT, " batch seq_len"] | Integer[TT, " batch seq_len"],
-) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1) * mask`` (bool or 0/1 mask): real tokens count 0, 1, 2 ... after left padding; padding 0."""
-    mask = attention_mask.long()
-    return (mask.cumsum(dim=1) - 1) * mask
+__all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask"]
 
 
 def causal_attention_mask(
@@ -60,16 +54,28 @@ class ARLMLoss:
     Packed batches may carry ``positions`` (used as the RoPE positions instead of the ones derived
     from ``attention_mask``) and ``document_ids`` (a (B, L, L) mask keeps each query inside its
     own document, see ``document_causal_mask``).
+
+    With ``fused=True`` (default) and a model that exposes ``forward_hidden`` and ``lm_head``
+    (``xlm_core.modules.HiddenStateModel``), the head and the cross-entropy run fused over blocks of
+    the scored tokens (``xlm_core.modules.linear_cross_entropy``): the (B, L, V) logits are never
+    formed, and the loss equals the plain path's up to floating-point summation order.
+    ``chunk_size`` sets the tokens per block (default: ~128 MiB of fp32 logits). Other models, or
+    ``fused=False``, take the plain path (the model's logits, then cross-entropy).
     """
 
-    def __init__(self, model: Any = None, tokenizer: Any = None, use_3d_mask: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        use_3d_mask: bool = False,
+        fused: bool = True,
+        chunk_size: int | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.use_3d_mask = use_3d_mask
-
-    def configure(self, pl_module: Any) -> None:
-        """Nothing to cache for ARLM."""
-        return None
+        self.fused = fused
+        self.chunk_size = chunk_size
 
     def __call__(
         self,
@@ -101,14 +107,22 @@ class ARLMLoss:
             mask = document_causal_mask(document_ids, attention_mask)  # (B, L, L)
         else:
             mask = self._model_mask(attention_mask, valid)
-        logits = self.model(input_ids, mask, positions)  # (B, L, V)
-
-        nll = F.cross_entropy(
-            logits.transpose(1, 2), target_ids, ignore_index=IGNORE_INDEX, reduction="none"
-        )  # (B, L), 0 at ignored positions
+        head = hidden_state_head(self.model) if self.fused else None
+        if head is not None:
+            forward_hidden, lm_head = head
+            hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
+            loss_sum, nll = scored_linear_cross_entropy(
+                hidden, lm_head, target_ids, valid, chunk_size=self.chunk_size
+            )  # nll (B, L), 0 at ignored positions
+        else:
+            logits = self.model(input_ids, mask, positions)  # (B, L, V)
+            nll = F.cross_entropy(
+                logits.flatten(0, 1), target_ids.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+            ).view_as(target_ids)  # (B, L), 0 at ignored positions (contiguous rows: fast log-softmax)
+            loss_sum = nll.sum()
         n_valid_row = valid.sum(dim=1)  # (B,)
         # sum / count equals cross_entropy(reduction="mean"); clamp makes an all-ignored batch give 0.
-        loss = nll.sum() / n_valid_row.sum().clamp(min=1)
+        loss = loss_sum / n_valid_row.sum().clamp(min=1)
         batch_loss = nll.detach().sum(dim=1) / n_valid_row.clamp(min=1)
         nlls = nll.detach()[valid]
         return {"loss": loss, "batch_loss": batch_loss, "nlls": nlls}

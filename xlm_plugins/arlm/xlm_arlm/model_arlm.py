@@ -90,6 +90,11 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         )
         gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
 
+    @property
+    def lm_head(self) -> nn.Linear:
+        """The output projection onto the vocabulary (the fused loss head reads its weight)."""
+        return self.final_layer.linear
+
     def forward(
         self,
         x_t: Integer[TT, " batch seq_len"],
@@ -107,6 +112,22 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         token_type_ids: accepted for interface symmetry, unused.
         logits_to_keep: project only the last N positions to the vocabulary (generation needs one;
             with a large vocabulary the full projection of a prompt dominates its cost).
+        """
+        x = self.forward_hidden(x_t, attention_mask, positions)  # (B, L, D)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]  # (B, N, D)
+        return self.lm_head(x)  # (B, L | N, V)
+
+    def forward_hidden(
+        self,
+        x_t: Integer[TT, " batch seq_len"],
+        attention_mask: Bool[TT, " batch seq_len key_len"] | Bool[TT, " batch key_len"] | None = None,
+        positions: Integer[TT, " batch seq_len"] | None = None,
+    ) -> Float[TT, " batch seq_len d_model"]:
+        """The final-normed hidden states that ``forward`` projects onto the vocabulary (same arguments).
+
+        ``forward(...) == lm_head(forward_hidden(...))``; the loss feeds them to the fused
+        head + cross-entropy (``xlm_core.modules.linear_cross_entropy``) instead of the logits.
         """
         if x_t.ndim != 2:
             raise ValueError(f"x_t must have shape (batch, seq_len), got {tuple(x_t.shape)}.")
@@ -135,9 +156,7 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
             x = self.neighbour_mixing(x, attention_mask)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
-        if logits_to_keep > 0:
-            x = x[:, -logits_to_keep:]  # (B, N, D)
-        return self.final_layer(x)  # (B, L | N, V)
+        return self.final_layer.normalize(x)  # (B, L, D)
 
     def decode_step(
         self,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
+from xlm_core.kit.metrics import UPDATE_FUNCTIONS
 from xlm_core.plugin.components import Component
 from xlm_core.plugin.hookspecs import hookimpl
 from xlm_core.plugin.protocols import ARLMModel
 
 from xlm_arlm import metrics_arlm
+from xlm_arlm.collators_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator, DefaultARLMCollator
 from xlm_arlm.export_hf import export_hf
-from xlm_arlm.datamodule_arlm import ARLMSeq2SeqCollator, ARLMSeq2SeqPredCollator, DefaultARLMCollator
 from xlm_arlm.loss_arlm import ARLMLoss
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
 from xlm_arlm.predictor_arlm import ARLMPredictor
@@ -38,7 +39,7 @@ def register_families(register: Any) -> None:
             Component(ARLMSeq2SeqPredCollator, role="prediction", tiny=_TINY_SEQ2SEQ),
         ],
         predictors=[Component(ARLMPredictor, tiny=dict(max_steps=6, max_length=None, sampling_method="sample_top_k",
-                                                       top=1))],
-        metrics=[getattr(metrics_arlm, name) for name in metrics_arlm.__all__ if name.endswith("_update_fn")],
+                                                       top_k=1))],
+        metrics=[*UPDATE_FUNCTIONS, metrics_arlm.sequence_length_metric_update_fn, metrics_arlm.valid_tokens_metric_update_fn],
         exporters={"hf": export_hf},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,10 +19,13 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_arlm.collators_arlm import prepare_prefix_ids_arlm
+from xlm_arlm.types_arlm import ARLMPredictionDict
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.modules.decode_step import StaticDecoder, cache_slots, decode_backend
-from xlm_core.training.precision import autocast_dtype, inference_autocast
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMPredictionDict
+from xlm_core.training.precision import autocast_dtype, inference_autocast, inference_grad_mode
 
 __all__ = ["ARLMPredictor", "SAMPLING_METHODS", "COMPILE_BREAK_EVEN_STEPS"]
 
@@ -42,11 +46,10 @@ class ARLMPredictor:
         max_length: cap on prompt (with its left padding) + generated length; ``None`` for no cap.
         tokenizer: supplies ``eos_token_id`` (stops a row) and ``pad_token_id`` (fills finished rows;
             EOS is used when the tokenizer has no pad token) and decodes the output.
-        noise_schedule: unused; accepted for symmetry with the other families.
-        sampling_method: "sample" (full distribution), "sample_top_k" (``top`` most likely;
-            ``top=1`` is greedy) or "sample_top_p" (nucleus with mass ``p``).
-        top: the k of sample_top_k.
-        p: the probability mass of sample_top_p.
+        sampling_method: "sample" (full distribution), "sample_top_k" (``top_k`` most likely;
+            ``top_k=1`` is greedy) or "sample_top_p" (nucleus with mass ``top_p``).
+        top_k: the k of sample_top_k.
+        top_p: the probability mass of sample_top_p.
         model: the ARLM model (may be assigned later as ``predictor.model``); any callable
             ``model(ids, attention_mask, positions) -> logits`` works, with ``set_kv_cache`` /
             ``clear_kv_cache`` and ``logits_to_keep`` used when it has them.
@@ -64,6 +67,8 @@ class ARLMPredictor:
         target_order: the order the model was trained to write answers in (the seq2seq collators'
             ``target_order``). With "reverse" the generated tokens before EOS are turned back, so
             ``ids``, ``text`` and the metrics see the answer forward, as the reference is.
+        top: the name ``top_k`` had before xlm-arlm 0.2; still accepted, with a DeprecationWarning, until 0.3.
+        p: the name ``top_p`` had before xlm-arlm 0.2; likewise.
     """
 
     def __init__(
@@ -71,10 +76,9 @@ class ARLMPredictor:
         max_steps: int,
         max_length: int | None,
         tokenizer: Any,
-        noise_schedule: Any = None,
         sampling_method: Literal["sample", "sample_top_k", "sample_top_p"] = "sample",
-        top: int = 1000,
-        p: float = 0.9,
+        top_k: int = 1000,
+        top_p: float = 0.9,
         model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
@@ -82,7 +86,11 @@ class ARLMPredictor:
         stop_check_interval: int = 8,
         compile_decode: bool | Literal["auto"] = "auto",
         target_order: Literal["forward", "reverse"] = "forward",
+        *,
+        top: int | None = None,
+        p: float | None = None,
     ) -> None:
+        top_k, top_p = _renamed_sampling_options(top_k, top_p, top, p)
         if tokenizer is None:
             raise ValueError("ARLMPredictor needs a tokenizer (for EOS/PAD ids and decoding).")
         if not isinstance(max_steps, int) or max_steps < 0:
@@ -93,12 +101,12 @@ class ARLMPredictor:
             raise ValueError(
                 f"Unknown sampling_method {sampling_method!r}; use one of {', '.join(SAMPLING_METHODS)}."
             )
-        if sampling_method == "sample_top_k" and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-            raise ValueError(f"sample_top_k needs an integer top >= 1, got {top!r}.")
-        if sampling_method == "sample_top_p" and not 0.0 < p <= 1.0:
-            raise ValueError(f"sample_top_p needs 0 < p <= 1, got {p!r}.")
+        if sampling_method == "sample_top_k" and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"sample_top_k needs an integer top_k >= 1, got {top_k!r}.")
+        if sampling_method == "sample_top_p" and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"sample_top_p needs 0 < top_p <= 1, got {top_p!r}.")
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top=1 for greedy.")
+            raise ValueError(f"temperature must be > 0, got {temperature!r}; use sample_top_k with top_k=1 for greedy.")
         if not isinstance(stop_check_interval, int) or stop_check_interval < 1:
             raise ValueError(f"stop_check_interval must be an int >= 1, got {stop_check_interval!r}.")
         if compile_decode not in (True, False, "auto"):
@@ -111,10 +119,9 @@ class ARLMPredictor:
         self.max_steps = max_steps
         self.max_length = max_length
         self.tokenizer = tokenizer
-        self.noise_schedule = noise_schedule
         self.sampling_method = sampling_method
-        self.top = top
-        self.p = p
+        self.top_k = top_k
+        self.top_p = top_p
         self.model = model
         self.temperature = float(temperature)
         self.seed = seed
@@ -124,7 +131,7 @@ class ARLMPredictor:
         self.target_order = target_order
         self.eos_token_id: int | None = eos
         self.pad_token_id: int = pad if pad is not None else eos
-        self._generators: dict[str, torch.Generator] = {}
+        self._generators = SeededGenerators(seed)
         self._decoder: StaticDecoder | None = None
         self._eager_steps: dict[tuple[str, str], int] = {}  # decoding steps run eagerly so far
 
@@ -134,19 +141,10 @@ class ARLMPredictor:
     ) -> Integer[TT, " batch"]:
         """Draw the next token of each row with the configured method and temperature."""
         if self.sampling_method == "sample_top_k":
-            return sample_from_top_k(self.top, logits, self.temperature, generator)
+            return sample_from_top_k(self.top_k, logits, self.temperature, generator)
         if self.sampling_method == "sample_top_p":
-            return sample_from_top_p(self.p, logits, self.temperature, generator)
+            return sample_from_top_p(self.top_p, logits, self.temperature, generator)
         return sample_from_logits(logits, self.temperature, generator)
-
-    def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        """The seeded generator of ``device`` (created on first use, then advanced), or None."""
-        if self.seed is None:
-            return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
 
     # ------------------------------------------------------------------ generation
     def _require_model(self) -> Any:
@@ -214,7 +212,7 @@ class ARLMPredictor:
         ids[:, :prompt_len] = prompt_ids
         feed_mask = torch.ones((batch_size, total), dtype=torch.bool, device=device)
         feed_mask[:, :prompt_len] = prompt_mask
-        prompt_positions = (prompt_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+        prompt_positions = positions_from_attention_mask(prompt_mask)
         num_real = prompt_mask.long().sum(dim=1)
         if num_new == 0:
             return ids, feed_mask
@@ -307,14 +305,14 @@ class ARLMPredictor:
         prompt_len = input_ids.shape[1]
         num_new = self._num_new_tokens(prompt_len, max_new_tokens)
         if generator is None:
-            generator = self._generator_for(input_ids.device)
+            generator = self._generators.on(input_ids.device)
 
         was_training = bool(getattr(model, "training", False))
         if hasattr(model, "eval"):
             model.eval()
         start = time.perf_counter()
         try:
-            with torch.inference_mode(), inference_autocast(input_ids.device.type):
+            with inference_grad_mode(input_ids.device.type), inference_autocast(input_ids.device.type):
                 ids, out_mask = self._generate(model, input_ids.long(), attention_mask, num_new, generator)
             if ids.device.type == "cuda":
                 torch.cuda.synchronize(ids.device)
@@ -326,7 +324,7 @@ class ARLMPredictor:
         ids, out_mask = ids.clone(), out_mask.clone()
         if self.target_order == "reverse":
             ids = self._answer_forward(ids, prompt_len)
-        positions = (out_mask.long().cumsum(dim=1) - 1).clamp_min(0) * out_mask
+        positions = positions_from_attention_mask(out_mask)
         ids_list = ids.tolist()
         batch_size = len(ids_list)
         return {
@@ -367,9 +365,6 @@ class ARLMPredictor:
         return torch.cat([ids[:, :start], generated.gather(1, source)], dim=1)
 
     # ------------------------------------------------------------------ reporting
-    def _decode_row(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def to_dict(
         self,
         batch: dict[str, Any],
@@ -378,34 +373,10 @@ class ARLMPredictor:
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON-serialisable row per example: generated text, full row with special tokens,
-        ids, the prompt text, the target text (when the batch has ``target_ids``), time taken, and
-        the row's ``metadata`` fields (e.g. the gold ``answer`` that post-hoc evaluators score)."""
-        ids = preds["ids"].tolist()
-        start = int(preds["output_start_idx"])
-        prompt_ids = batch["input_ids"].tolist()
-        prompt_mask = batch.get("attention_mask")
-        prompt_mask = prompt_mask.tolist() if prompt_mask is not None else [[1] * len(r) for r in prompt_ids]
-        targets = batch.get("target_ids")
-        target_rows = targets.tolist() if targets is not None else None
-        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
-        rows: list[dict[str, Any]] = []
-        for i, row_ids in enumerate(ids):
-            row: dict[str, Any] = {
-                "text": preds["text"][i],
-                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
-                "ids": row_ids,
-                "output_start_idx": start,
-                "prompt": self._decode_row([t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m]),
-                "time_taken": float(preds["time_taken"][i]),
-            }
-            if target_rows is not None:
-                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
-                row["target"] = self._decode_row(keep)
-            for key, values in metadata.items():
-                row.setdefault(key, values[i])
-            rows.append(row)
-        return rows
+        """One JSON-serialisable row per example (``xlm_core.kit.prediction.prediction_rows``): generated text,
+        full row with special tokens, ids, the prompt text, the target text (when the batch has ``target_ids``),
+        time taken, and the row's ``metadata`` fields (e.g. the gold ``answer`` that post-hoc evaluators score)."""
+        return prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)
 
     # ------------------------------------------------------------------ convenience
     def generate(
@@ -441,14 +412,9 @@ class ARLMPredictor:
         chunk = batch_size or max(len(encoded), 1)
         outputs: list[str] = []
         for begin in range(0, len(encoded), chunk):
-            rows = encoded[begin : begin + chunk]
-            width = max(len(r) for r in rows)
-            input_ids = torch.tensor(
-                [[self.pad_token_id] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device
-            )
-            attention_mask = torch.tensor(
-                [[False] * (width - len(r)) + [True] * len(r) for r in rows], dtype=torch.bool, device=device
-            )
+            padded = prepare_prefix_ids_arlm(encoded[begin : begin + chunk], self.pad_token_id, truncate="max")
+            input_ids = torch.tensor(padded["input_ids"], dtype=torch.long, device=device)
+            attention_mask = torch.tensor(padded["attention_mask"], dtype=torch.bool, device=device)
             preds = self.predict(
                 {"input_ids": input_ids, "attention_mask": attention_mask},
                 max_new_tokens=max_new_tokens,
@@ -456,6 +422,15 @@ class ARLMPredictor:
             )
             outputs.extend(preds["text"])
         return outputs
+
+
+def _renamed_sampling_options(top_k: int, top_p: float, top: int | None, p: float | None) -> tuple[int, float]:
+    """``top_k``/``top_p``, taking the pre-0.2 names ``top``/``p`` (with a DeprecationWarning) when given."""
+    for old, new, value in (("top", "top_k", top), ("p", "top_p", p)):
+        if value is not None:
+            warnings.warn(f"ARLMPredictor({old}=...) is deprecated and goes away in xlm-arlm 0.3; write {new}={value!r} "
+                          f"(in a config: predictor.{new})", DeprecationWarning, stacklevel=3)
+    return (top_k if top is None else top), (top_p if p is None else p)
 
 
 def _break_even_key(device: torch.device) -> tuple[str, str]:

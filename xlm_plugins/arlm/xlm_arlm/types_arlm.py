@@ -14,9 +14,10 @@ Conventions shared by every ARLM batch:
 # annotations (with string annotations ``metadata`` would count as a required key).
 from typing import Any, NotRequired, TypedDict
 
-from jaxtyping import Bool, Float, Integer
+from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.plugin.protocols import ARLMModel
 
 __all__ = [
@@ -29,31 +30,20 @@ __all__ = [
     "ARLMModel",
 ]
 
-IGNORE_INDEX = -100
-"""Label value ignored by the loss and the metrics."""
 
-
-class ARLMBatch(TypedDict):
+class ARLMBatch(TrainingBatch):
     """Language-model batch: ``target_ids[:, i]`` is the token at ``i + 1`` (or -100).
 
     Packed rows may add ``positions`` (RoPE positions restarting in each document) and
     ``document_ids`` (attention stays within a document; -1 on padding).
     """
 
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
     positions: NotRequired[Integer[TT, " batch seq_len"]]
     document_ids: NotRequired[Integer[TT, " batch seq_len"]]
 
 
-class ARLMSeq2SeqBatch(TypedDict):
+class ARLMSeq2SeqBatch(Seq2SeqTrainingBatch):
     """Teacher-forced seq2seq batch: prompt + target in one row; only target positions scored."""
-
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
-    token_type_ids: Integer[TT, " batch seq_len"]
 
 
 class ARLMSeq2SeqPredictionBatch(TypedDict):
@@ -71,21 +61,10 @@ class ARLMSeq2SeqPredictionBatch(TypedDict):
     metadata: NotRequired[dict[str, list[Any]]]
 
 
-class ARLMLossDict(TypedDict):
-    """Output of ``ARLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
-
-    loss: Float[TT, ""]
-    batch_loss: Float[TT, " batch"]
-    nlls: Float[TT, " num_valid_tokens"]
+ARLMLossDict = LossDict
+"""Output of ``ARLMLoss``: the core's :class:`xlm_core.kit.types.LossDict` (loss, batch_loss, nlls)."""
 
 
-class ARLMPredictionDict(TypedDict):
-    """Output of ``ARLMPredictor.predict``; generated tokens are ``ids[:, output_start_idx:]``."""
-
-    text: list[str]
-    text_with_spl_tokens: list[str]
-    ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    positions: Integer[TT, " batch seq_len"]
-    time_taken: list[float]
-    output_start_idx: int
+ARLMPredictionDict = PredictionDict
+"""Output of ``ARLMPredictor.predict``: the core's :class:`xlm_core.kit.types.PredictionDict`; generated tokens are
+``ids[:, output_start_idx:]``."""

@@ -5,28 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn.functional as F
-from jaxtyping import Bool, Integer
-from torch import Tensor as TT
 
 from xlm_core.kit.batch_checks import training_tensors
+from xlm_core.kit.collate import mask_token_id_of
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
-__all__ = ["MLMLoss", "positions_from_attention_mask", "mask_token_id_of"]
-
-
-def positions_from_attention_mask(attention_mask: Bool[TT, " batch seq_len"]) -> Integer[TT, " batch seq_len"]:
-    """``(cumsum - 1).clamp(min=0)``: real tokens count 0, 1, 2 ... after any left padding."""
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-def mask_token_id_of(tokenizer: Any, who: str) -> int:
-    """The tokenizer's mask id, or a readable error naming the component that needs it."""
-    mask_id = getattr(tokenizer, "mask_token_id", None)
-    if mask_id is None:
-        raise ValueError(
-            f"{who} needs a tokenizer with a mask token; add one (e.g. special_tokens: {{mask_token: '<|mask|>'}})."
-        )
-    return int(mask_id)
+__all__ = ["MLMLoss"]
 
 
 class MLMLoss:
@@ -37,6 +23,12 @@ class MLMLoss:
     detached and feed metrics. ``loss_on_visible_tokens`` also scores unmasked positions with a
     target. A batch with no scored position gives ``loss = 0`` that is still connected to every
     parameter (zero gradients, never NaN).
+
+    With ``fused=True`` (default) and a model that exposes ``forward_hidden`` and ``lm_head``
+    (``xlm_core.modules.HiddenStateModel``), only the scored positions go through the head, fused
+    with the cross-entropy over blocks of tokens (``xlm_core.modules.linear_cross_entropy``; the
+    model's ``mask_idx`` is the excluded class, as in its logits); the loss equals the plain path's
+    up to floating-point summation order. Other models, or ``fused=False``, take the plain path.
     """
 
     def __init__(
@@ -45,19 +37,19 @@ class MLMLoss:
         tokenizer: Any = None,
         loss_on_visible_tokens: bool = False,
         mask_token_id: int | None = None,
+        fused: bool = True,
+        chunk_size: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.loss_on_visible_tokens = loss_on_visible_tokens
+        self.fused = fused
+        self.chunk_size = chunk_size
         if mask_token_id is None:
             if tokenizer is None:
                 raise ValueError("MLMLoss needs tokenizer= (for its mask token) or an explicit mask_token_id=.")
             mask_token_id = mask_token_id_of(tokenizer, "MLMLoss")
         self.mask_token_id = int(mask_token_id)
-
-    def configure(self, pl_module: Any) -> None:
-        """Nothing to cache."""
-        return None
 
     def __call__(
         self,
@@ -81,16 +73,26 @@ class MLMLoss:
         input_ids, attention_mask, target_ids = training_tensors(batch, "MLMLoss")
 
         positions = positions_from_attention_mask(attention_mask)  # (B, L)
-        logits = self.model(input_ids, attention_mask, positions)  # (B, L, V)
         scored = (target_ids != IGNORE_INDEX) & attention_mask  # (B, L)
         if not self.loss_on_visible_tokens:
             scored = scored & (input_ids == self.mask_token_id)
-        targets = target_ids.masked_fill(~scored, IGNORE_INDEX)
-        nll = F.cross_entropy(
-            logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        )  # (B, L), 0 where not scored
+        head = hidden_state_head(self.model) if self.fused else None
+        if head is not None:
+            forward_hidden, lm_head = head
+            hidden = forward_hidden(input_ids, attention_mask, positions)  # (B, L, D)
+            loss_sum, nll = scored_linear_cross_entropy(
+                hidden, lm_head, target_ids, scored, excluded_class=getattr(self.model, "mask_idx", None),
+                chunk_size=self.chunk_size,
+            )  # nll (B, L), 0 where not scored
+        else:
+            logits = self.model(input_ids, attention_mask, positions)  # (B, L, V)
+            targets = target_ids.masked_fill(~scored, IGNORE_INDEX)
+            nll = F.cross_entropy(
+                logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+            ).view_as(targets)  # (B, L), 0 where not scored
+            loss_sum = nll.sum()
         n_row = scored.sum(dim=1)  # (B,)
-        # An empty batch gives 0 / 1 = 0 that still depends on the logits (gradient path, no NaN).
-        loss = nll.sum() / n_row.sum().clamp(min=1)
+        # An empty batch gives 0 / 1 = 0 that still depends on the model (gradient path, no NaN).
+        loss = loss_sum / n_row.sum().clamp(min=1)
         batch_loss = nll.detach().sum(dim=1) / n_row.clamp(min=1)
         return {"loss": loss, "batch_loss": batch_loss, "nlls": nll.detach()[scored]}

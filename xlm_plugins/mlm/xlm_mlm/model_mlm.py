@@ -86,6 +86,11 @@ class RotaryTransformerMLMModel(WeightDecayGroups, nn.Module):
         )
         gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
 
+    @property
+    def lm_head(self) -> nn.Linear:
+        """The output projection onto the vocabulary (the fused loss head reads its weight)."""
+        return self.final_layer.linear
+
     def forward(
         self,
         x_t: Integer[TT, " *batch seq_len"],
@@ -99,6 +104,24 @@ class RotaryTransformerMLMModel(WeightDecayGroups, nn.Module):
             neighbour mixing: query i mixes in i - 1 / i + 1 only where the mask lets it attend to them).
         positions: RoPE (and absolute-embedding) positions; default 0..L-1.
         token_type_ids: accepted for interface symmetry, unused.
+        """
+        logits = self.lm_head(self.forward_hidden(x_t, attention_mask, positions))  # (B, L, V)
+        if self.mask_idx is not None:
+            lowest = torch.finfo(logits.dtype).min
+            logits = logits.index_fill(-1, torch.tensor([self.mask_idx], device=logits.device), lowest)
+        return logits
+
+    def forward_hidden(
+        self,
+        x_t: Integer[TT, " *batch seq_len"],
+        attention_mask: Bool[TT, " *batch seq_len"] | Bool[TT, " *batch seq_len seq_len"] | None = None,
+        positions: Integer[TT, " *batch seq_len"] | None = None,
+    ) -> Float[TT, " *batch seq_len d_model"]:
+        """The final-normed hidden states that ``forward`` projects onto the vocabulary (same arguments).
+
+        ``forward(...)`` is ``lm_head(forward_hidden(...))`` with the mask token's logit (``mask_idx``)
+        set to the lowest finite value; the loss passes that class as ``excluded_class`` to the fused
+        head + cross-entropy (``xlm_core.modules.linear_cross_entropy``).
         """
         if x_t.ndim != 2:
             raise ValueError(f"x_t must have shape (batch, seq_len), got {tuple(x_t.shape)}.")
@@ -121,11 +144,7 @@ class RotaryTransformerMLMModel(WeightDecayGroups, nn.Module):
             x = self.neighbour_mixing(x, mixing_mask)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=False)  # (B, L, D)
-        logits = self.final_layer(x)  # (B, L, V)
-        if self.mask_idx is not None:
-            lowest = torch.finfo(logits.dtype).min
-            logits = logits.index_fill(-1, torch.tensor([self.mask_idx], device=logits.device), lowest)
-        return logits
+        return self.final_layer.normalize(x)  # (B, L, D)
 
     def _check_inputs(self, x_t: Integer[TT, "B L"], positions: Integer[TT, "B L"]) -> None:
         """Fail with a readable message on out-of-range ids or positions."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
+from xlm_core.kit.metrics import UPDATE_FUNCTIONS
 from xlm_core.plugin.components import Component
 from xlm_core.plugin.hookspecs import hookimpl
 from xlm_core.plugin.protocols import MLMModel
 
-from xlm_mlm import metrics_mlm
-from xlm_mlm.datamodule_mlm import DefaultMLMCollator, MLMSeq2SeqPredCollator, MLMSeq2SeqTrainCollator
+from xlm_mlm.collators_mlm import DefaultMLMCollator, MLMSeq2SeqPredCollator, MLMSeq2SeqTrainCollator
 from xlm_mlm.loss_mlm import MLMLoss
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 from xlm_mlm.predictor_mlm import MLMPredictor
@@ -39,5 +39,5 @@ def register_families(register: Any) -> None:
             Component(MLMSeq2SeqPredCollator, role="prediction", tiny=dict(block_size=6, input_block_size=6)),
         ],
         predictors=[Component(MLMPredictor, tiny=dict(max_steps=6, confidence="top_prob", temperature=0.0))],
-        metrics=[getattr(metrics_mlm, name) for name in metrics_mlm.__all__ if name.endswith("_update_fn")],
+        metrics=list(UPDATE_FUNCTIONS),
     )

@@ -18,10 +18,12 @@ import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-from xlm_core.kit.sampling import sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.collate import mask_token_id_of
+from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.prediction import prediction_rows
+from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 
-from .loss_mlm import mask_token_id_of, positions_from_attention_mask
-from .types_mlm import IGNORE_INDEX, MLMPredictionDict
+from .types_mlm import MLMPredictionDict
 
 __all__ = ["MLMPredictor", "CONFIDENCES", "UNMASKING_ORDERS", "confidence_scores"]
 
@@ -51,7 +53,6 @@ class MLMPredictor:
         tokenizer: supplies the mask, EOS and PAD ids and decodes the output.
         model: the MLM (may be assigned later as ``predictor.model``); any callable with the
             ``MLMModel`` signature.
-        noise_schedule: unused; accepted for symmetry with the other families.
         confidence: how the "confidence" order ranks positions (see module docstring).
         threshold: reveal every position whose confidence reaches it (needs a ``confidence`` and
             ``unmasking_order="confidence"``).
@@ -69,7 +70,6 @@ class MLMPredictor:
         max_steps: int,
         tokenizer: Any,
         model: Callable[..., Any] | None = None,
-        noise_schedule: Any = None,
         confidence: Confidence = "top_prob",
         threshold: float | None = None,
         temperature: float = 0.0,
@@ -102,7 +102,6 @@ class MLMPredictor:
         self.max_steps = max_steps
         self.tokenizer = tokenizer
         self.model = model
-        self.noise_schedule = noise_schedule
         self.confidence = confidence
         self.threshold = threshold
         self.temperature = float(temperature)
@@ -112,17 +111,9 @@ class MLMPredictor:
         self.mask_token_id = mask_token_id_of(tokenizer, "MLMPredictor")
         self.eos_token_id: int | None = tokenizer.eos_token_id
         self.pad_token_id: int | None = tokenizer.pad_token_id
-        self._generators: dict[str, torch.Generator] = {}
+        self._generators = SeededGenerators(seed)
 
     # ------------------------------------------------------------------ one step
-    def _generator_for(self, device: torch.device) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
-
     def sample_tokens(
         self, logits: Float[TT, "batch seq_len vocab"], generator: torch.Generator | None
     ) -> Integer[TT, "batch seq_len"]:
@@ -191,7 +182,7 @@ class MLMPredictor:
         attention_mask = batch.get("attention_mask")
         attention_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         positions = positions_from_attention_mask(attention_mask)
-        generator = self._generator_for(input_ids.device)
+        generator = self._generators.on(input_ids.device)
         started = time.perf_counter()
 
         ids = input_ids.clone()
@@ -241,36 +232,13 @@ class MLMPredictor:
         dataloader_idx: int | None = None,
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON row per example with the keys ARLM rows have: text, text_with_spl_tokens, ids,
-        output_start_idx, prompt, time_taken, target (when the batch has ``target_ids``), plus each
-        row's ``metadata`` fields."""
-        ids = preds["ids"].tolist()
-        start = int(preds["output_start_idx"])
-        prompt_ids = batch["input_ids"][:, :start].tolist()
-        mask = batch.get("attention_mask")
-        prompt_mask = mask[:, :start].tolist() if mask is not None else [[True] * start for _ in prompt_ids]
-        targets = batch.get("target_ids")
-        target_rows = targets.tolist() if targets is not None else None
-        metadata: dict[str, list[Any]] = dict(batch.get("metadata") or {})
-        rows: list[dict[str, Any]] = []
-        for i, row_ids in enumerate(ids):
-            row: dict[str, Any] = {
-                "text": preds["text"][i],
-                "text_with_spl_tokens": preds["text_with_spl_tokens"][i],
-                "ids": row_ids,
-                "output_start_idx": start,
-                "prompt": self.tokenizer.decode(
-                    [t for t, m in zip(prompt_ids[i], prompt_mask[i]) if m], skip_special_tokens=True
-                ),
-                "time_taken": float(preds["time_taken"][i]),
-                "unmasking_order": self.unmasking_order,
-            }
+        """One JSON row per example with the keys ARLM rows have (``xlm_core.kit.prediction.prediction_rows``):
+        text, text_with_spl_tokens, ids, output_start_idx, prompt, time_taken, target (when the batch has
+        ``target_ids``), plus each row's ``metadata`` fields; and this predictor's ``unmasking_order`` and, per
+        answer-slot position, the step that revealed it (``reveal_steps``)."""
+        rows = prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)
+        for i, row in enumerate(rows):
+            row["unmasking_order"] = self.unmasking_order
             if "reveal_steps" in preds:
                 row["reveal_steps"] = preds["reveal_steps"][i]
-            if target_rows is not None:
-                keep = [t for t in target_rows[i] if t != IGNORE_INDEX and t != self.pad_token_id]
-                row["target"] = self.tokenizer.decode(keep, skip_special_tokens=True)
-            for key, values in metadata.items():
-                row.setdefault(key, values[i])
-            rows.append(row)
         return rows

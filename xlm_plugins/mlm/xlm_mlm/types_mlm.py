@@ -13,9 +13,10 @@ Conventions shared by every MLM batch:
 # annotations (with string annotations Python 3.11 counts every key as required).
 from typing import Any, NotRequired, TypedDict
 
-from jaxtyping import Bool, Float, Integer
+from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
 from xlm_core.plugin.protocols import MLMModel
 
 __all__ = [
@@ -28,25 +29,13 @@ __all__ = [
     "MLMModel",
 ]
 
-IGNORE_INDEX = -100
-"""Label value ignored by the loss and the metrics."""
 
-
-class MLMBatch(TypedDict):
+class MLMBatch(TrainingBatch):
     """Pre-training batch: noised ids, key-padding mask and the clean ids (-100 on padding)."""
 
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
 
-
-class MLMSeq2SeqBatch(TypedDict):
+class MLMSeq2SeqBatch(Seq2SeqTrainingBatch):
     """Training batch: visible prompt, then an answer slot of ``block_size`` positions, some masked."""
-
-    input_ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    target_ids: Integer[TT, " batch seq_len"]
-    token_type_ids: Integer[TT, " batch seq_len"]
 
 
 class MLMSeq2SeqPredictionBatch(TypedDict):
@@ -64,23 +53,13 @@ class MLMSeq2SeqPredictionBatch(TypedDict):
     metadata: NotRequired[dict[str, list[Any]]]
 
 
-class MLMLossDict(TypedDict):
-    """Output of ``MLMLoss``: mean loss, per-example mean loss, and one NLL per scored token."""
-
-    loss: Float[TT, ""]
-    batch_loss: Float[TT, " batch"]
-    nlls: Float[TT, " num_scored_tokens"]
+MLMLossDict = LossDict
+"""Output of ``MLMLoss``: the core's :class:`xlm_core.kit.types.LossDict` (loss, batch_loss, nlls)."""
 
 
-class MLMPredictionDict(TypedDict):
-    """Output of ``MLMPredictor.predict``; the filled answer slot is ``ids[:, output_start_idx:]``."""
+class MLMPredictionDict(PredictionDict):
+    """Output of ``MLMPredictor.predict``: the core's ``PredictionDict`` (the filled answer slot is
+    ``ids[:, output_start_idx:]``) and the model calls each row took."""
 
-    text: list[str]
-    text_with_spl_tokens: list[str]
-    ids: Integer[TT, " batch seq_len"]
-    attention_mask: Bool[TT, " batch seq_len"]
-    positions: Integer[TT, " batch seq_len"]
-    time_taken: list[float]
     steps_taken: list[int]
-    output_start_idx: int
     reveal_steps: NotRequired[list[list[int]]]  # per row, per answer-slot position: the step that revealed it
