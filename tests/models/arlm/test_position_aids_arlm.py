@@ -179,3 +179,18 @@ def test_compiled_decoding_equals_eager_decoding(_compile_fast, model) -> None:
     compiled, eager = _greedy(model, compile_decode=True), _greedy(model, compile_decode=False)
     assert torch.equal(compiled["ids"], eager["ids"])
     assert model.neighbour_mixing.cache is None and model.kv_cache_length == 0
+
+
+@pytest.mark.parametrize("use_3d_mask", [False, True])
+def test_loss_is_the_same_through_the_fused_head_and_either_mask(model, use_3d_mask: bool) -> None:
+    """The options sit in forward_hidden, so the fused head + cross-entropy sees them as the logits path does;
+    the (B, L, L) reference mask gives the same neighbours as the key-padding mask."""
+    from xlm_arlm.collators_arlm import ARLMSeq2SeqCollator
+    from xlm_arlm.loss_arlm import ARLMLoss
+
+    rows = [{"prompt_ids": [10, 11, 12], "input_ids": [20, 21]}, {"prompt_ids": [13], "input_ids": [22, 23, 24]}]
+    batch = ARLMSeq2SeqCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)(rows)
+    plain = ARLMLoss(model, TOK, fused=False)(batch)
+    other = ARLMLoss(model, TOK, fused=True, use_3d_mask=use_3d_mask)(batch)
+    torch.testing.assert_close(other["loss"], plain["loss"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(other["nlls"], plain["nlls"], rtol=0, atol=1e-5)
