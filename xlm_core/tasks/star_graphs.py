@@ -187,8 +187,8 @@ class StarPathMetrics:
     of ``s a a b ...``) is right. ``exact_match_given_first_step``: the share of those that are right as
     a whole (0 when none is). A next-token model that learned to follow edges but guesses the arm at the
     source (the Clever-Hans plateau, docs/tasks.md) has first_step_accuracy near 1/degree and
-    exact_match_given_first_step near 1. Each row gets ``first_step_correct``. Wired as
-    ``post_hoc_evaluator`` by ``configs/datamodule/star.yaml``; logged as ``{split}/prediction/<name>``.
+    exact_match_given_first_step near 1. Each row gets ``first_step_correct``. Set as the
+    ``post_hoc_evaluator`` (the CPU presets ``star_easy_*_cpu`` do); logged as ``{split}/prediction/<name>``.
     """
 
     def eval(
