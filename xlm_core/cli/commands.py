@@ -189,8 +189,15 @@ def report_command(args: list[str], registry: FamilyRegistry) -> int:
     """``xlm report PATH... [options]``: one table of many runs' metrics, grouped by the settings that differ."""
     from pathlib import Path
 
-    from xlm_core.run.report import (DEFAULT_AGGREGATE, DEFAULT_IGNORE, build_report, find_run_dirs, format_markdown,
-                                     load_records, write_report)
+    from xlm_core.run.report import (
+        DEFAULT_AGGREGATE,
+        DEFAULT_IGNORE,
+        build_report,
+        find_run_dirs,
+        format_markdown,
+        load_records,
+        write_report,
+    )
 
     parser = _Parser(prog="xlm report", description="Aggregate the metrics.json of many runs (run directories, "
                      "folders of runs, Hydra multirun sweep folders, glob patterns) into a table grouped by the config "

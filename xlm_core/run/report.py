@@ -91,7 +91,7 @@ class Stats:
     values: list[float]
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Stats":
+    def of(cls, values: Sequence[float]) -> Stats:
         vals = [float(v) for v in values]
         std = statistics.stdev(vals) if len(vals) > 1 else math.nan
         return cls(statistics.fmean(vals), std, min(vals), max(vals), len(vals), vals)
