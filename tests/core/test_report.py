@@ -142,6 +142,7 @@ def test_cli_writes_into_the_sweep_and_a_second_report_ignores_the_first(sweep: 
                                                                     "report.png"]
     assert main(["report", str(sweep / "[0-3]"), "--metrics", "val/em"]) == 0  # a glob, and report/ is no run
     assert "Runs left out or incomplete (1)" in capsys.readouterr().out
+    assert json.loads((sweep / "report" / "report.json").read_text())["command"].endswith("[0-3] --metrics val/em")
 
 
 def test_cli_without_runs_is_a_one_line_usage_error(tmp_path: Path, capsys) -> None:

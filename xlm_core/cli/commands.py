@@ -219,7 +219,8 @@ def report_command(args: list[str], registry: FamilyRegistry) -> int:
     parser.add_argument("--by", default=None, metavar="METRIC", help="the metric --select ranks by (default: the first)")
     parser.add_argument("--mode", default="max", choices=("max", "min"), help="--select: higher (max) or lower is better")
     parser.add_argument("--out", default=None,
-                        help="output directory (default: <first path>/report for a directory, else ./report)")
+                        help="output directory (default: <first path>/report for a directory, else report/ beside the "
+                             "first run found)")
     opts = parser.parse_args(args)
     runs, problems = find_run_dirs(opts.paths)
     if not runs:
@@ -235,7 +236,7 @@ def report_command(args: list[str], registry: FamilyRegistry) -> int:
         raise UsageError(str(exc)) from None
     report.command = " ".join(["xlm", "report", *args])
     first = Path(opts.paths[0])
-    out = Path(opts.out) if opts.out else (first / "report" if first.is_dir() else Path("report"))
+    out = Path(opts.out) if opts.out else (first if first.is_dir() else runs[0].parent) / "report"
     written = write_report(report, out)
     print(format_markdown(report))
     print(f"{len(records)} record(s) from {len(runs)} run(s); written: " + ", ".join(str(p) for p in written.values()))
