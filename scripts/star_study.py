@@ -2,28 +2,29 @@
 """The star-graph study (docs/families.md, "The star-graph study"): which of answer order, architecture
 options and family decides path-star at CPU size, measured over seeds with matched budgets.
 
-Every step is an ``xlm`` command, printed before it runs (``--dry-run`` prints them only):
+Every step is an ``xlm`` command, printed before it runs (``--dry-run`` prints them only). Each training
+has its own folder ``OUT/<family>/<overrides>`` (``hydra.sweep.subdir=${hydra.job.override_dirname}``).
+The rows (``ROWS``): ARLM target_order forward | reverse, each plain and with both architecture options
+(learned absolute positions + causal neighbour mixing); MLM plain, absolute positions, (bidirectional)
+neighbour mixing, both.
 
-1. ``train``: two Hydra multiruns, one per family, each job in its own folder
-   ``OUT/<family>/<overrides>`` (``hydra.sweep.subdir=${hydra.job.override_dirname}``):
-   ARLM: target_order forward|reverse x absolute positions off|on x causal neighbour mixing off|on;
-   MLM: absolute positions off|on x (bidirectional) neighbour mixing off|on;
-   each over the seeds and the learning rates.
+1. ``sweep``: every row at every learning rate, with the first seed only.
 2. ``select``: ``xlm report OUT/<family> --select optimizer.lr --by val/prediction/exact_match``: each
-   row's learning rate, chosen on the validation split (1,000 graphs); written to OUT/selection.json.
-3. ``test``: each row at its chosen learning rate evaluated once on the test split (5,000 graphs), every
-   seed (``job_type=eval eval.split=test``, the same sweep folders, so each lands in its training run).
-4. ``orders``: the MLM row with the best validation exact match, evaluated on the test split with every
+   row's learning rate, chosen on the validation split (1,000 graphs) of the first seed's runs; written
+   to OUT/selection.json.
+3. ``seeds``: every row at its chosen rate with the other seeds (the first seed's run is reused).
+4. ``test``: each row at its chosen rate evaluated once on the test split (5,000 graphs), every seed
+   (``job_type=eval eval.split=test``, in the same folders, so each lands in its training run).
+5. ``orders``: the MLM row with the best validation exact match, evaluated on the test split with every
    unmasking order (``predictor.unmasking_order``; evaluation only).
-5. ``report``: ``xlm report`` over the chosen runs of both families into OUT/report (Markdown, CSV, JSON,
+6. ``report``: ``xlm report`` over the chosen runs of both families into OUT/report (Markdown, CSV, JSON,
    plot: mean, std, min-max and n per row).
 
-The train stage can run several multiruns at once (``--parallel N``, one thread each): the (seed,
-learning rate) pairs are spread over N processes, each sweeping its pairs' option grid. Rerunning a
-stage is safe: finished runs resume at their last step and stop, evaluations add a new eval/ folder.
+``--parallel N`` runs N trainings at once (one thread each). Rerunning a stage is safe: finished runs
+resume at their last step and stop, evaluations add a new eval/ folder.
 
     python scripts/star_study.py outputs/star_study                      # all stages, 5 seeds, 3 rates
-    python scripts/star_study.py outputs/star_study --stage train --parallel 8
+    python scripts/star_study.py outputs/star_study --parallel 2         # two trainings at a time
     python scripts/star_study.py outputs/star_study --dry-run            # print the commands
     python scripts/star_study.py /tmp/toy --seeds 1,2 --lrs 1e-3,2e-3 --toy   # seconds-long runs (the slow test)
 """
@@ -40,12 +41,15 @@ from pathlib import Path
 from typing import Any
 
 EXPERIMENTS = {"arlm": "star_easy_arlm_cpu", "mlm": "star_easy_mlm_cpu"}
-# The option grid each family sweeps (besides seed and optimizer.lr). Values as Hydra reads them.
-GRIDS: dict[str, dict[str, list[str]]] = {
-    "arlm": {"target_order": ["forward", "reverse"], "model.absolute_positions": ["false", "true"],
-             "model.neighbour_mixing": ["false", "causal"]},
-    "mlm": {"model.absolute_positions": ["false", "true"], "model.neighbour_mixing": ["false", "true"]},
+# The rows of each family (besides seed and optimizer.lr): the overrides that make each one, as Hydra reads them.
+_ARLM_OPTIONS = {"plain": ["model.absolute_positions=false", "model.neighbour_mixing=false"],
+                 "options": ["model.absolute_positions=true", "model.neighbour_mixing=causal"]}
+ROWS: dict[str, list[list[str]]] = {
+    "arlm": [[f"target_order={order}", *opts] for order in ("forward", "reverse") for opts in _ARLM_OPTIONS.values()],
+    "mlm": [[f"model.absolute_positions={a}", f"model.neighbour_mixing={m}"]
+            for a, m in (("false", "false"), ("true", "false"), ("false", "true"), ("true", "true"))],
 }
+ROW_KEYS = {family: {o.split("=", 1)[0] for row in rows for o in row} for family, rows in ROWS.items()}
 UNMASKING_ORDERS = ["confidence", "left_to_right", "right_to_left", "random"]
 SELECT_METRIC = "val/prediction/exact_match"
 REPORT_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
@@ -73,20 +77,25 @@ def run(cmd: list[str], dry: bool) -> None:
         subprocess.run(cmd, check=True)
 
 
-def train(args: argparse.Namespace) -> None:
-    for family in args.families:  # fill the data cache once, before parallel jobs would race to build it
-        run([args.xlm, f"experiment={EXPERIMENTS[family]}", "job_type=prepare_data", *args.extra], args.dry_run)
-    commands = []
-    for family in args.families:
-        grid = [f"{key}={','.join(values)}" for key, values in GRIDS[family].items()]
-        # One multirun per family, or with --parallel one per (seed, learning rate) pair.
-        pairs = [(args.seeds, args.lrs)] if args.parallel <= 1 else [([s], [lr]) for s in args.seeds for lr in args.lrs]
-        for seeds, lrs in pairs:
-            commands.append([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", f"seed={','.join(seeds)}",
-                             f"optimizer.lr={','.join(lrs)}", *grid, *sweep_args(args, family), *args.extra])
+def _train_all(args: argparse.Namespace, jobs: list[tuple[str, list[str], str, str]]) -> None:
+    """Train (family, row overrides, seed, learning rate) jobs, ``args.parallel`` at a time."""
+    commands = [[args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", f"seed={seed}", f"optimizer.lr={lr}", *row,
+                 *sweep_args(args, family), *args.extra] for family, row, seed, lr in jobs]
     with ThreadPoolExecutor(max(args.parallel, 1)) as pool:
         for future in [pool.submit(run, cmd, args.dry_run) for cmd in commands]:
             future.result()
+
+
+def sweep(args: argparse.Namespace) -> None:
+    for family in args.families:  # fill the data cache once, before parallel jobs would race to build it
+        run([args.xlm, f"experiment={EXPERIMENTS[family]}", "job_type=prepare_data", *args.extra], args.dry_run)
+    _train_all(args, [(family, row, args.seeds[0], lr) for family in args.families for row in ROWS[family]
+                      for lr in args.lrs])
+
+
+def seeds(args: argparse.Namespace) -> None:
+    _train_all(args, [(family, row["overrides"], seed, row["lr"])
+                      for family, rows in load_selection(args).items() for row in rows for seed in args.seeds[1:]])
 
 
 def report(args: argparse.Namespace, paths: list[str], out: Path, *extra: str) -> dict[str, Any] | None:
@@ -118,20 +127,30 @@ def select(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     """Each row's learning rate, chosen on validation exact match (ties: the first rate listed)."""
     chosen: dict[str, list[dict[str, Any]]] = {}
     for family in args.families:
-        data = report(args, [str(args.out / family)], args.out / family / "report", "--metrics", SELECT_METRIC,
-                      "--select", "optimizer.lr", "--by", SELECT_METRIC)
+        first_seed = sorted(str(p) for p in (args.out / family).glob(f"*seed={args.seeds[0]}*") if p.is_dir())
+        data = report(args, first_seed or [str(args.out / family)], args.out / family / "report", "--metrics",
+                      SELECT_METRIC, "--select", "optimizer.lr", "--by", SELECT_METRIC)
         if data is None:
             chosen[family] = [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}]
             continue
         rows = []
         for row in data["selection"]["rows"]:
-            overrides = [f"{k}={as_override(v, GRIDS[family].get(k, []))}" for k, v in row["settings"].items()
-                         if k in GRIDS[family]]
+            overrides = _row_of(family, row["settings"])
             rows.append({"overrides": overrides, "lr": as_override(row["optimizer.lr"], args.lrs), "val": row["mean"]})
         chosen[family] = rows
     if not args.dry_run:
         (args.out / "selection.json").write_text(json.dumps(chosen, indent=2) + "\n")
     return chosen
+
+
+def _row_of(family: str, settings: dict[str, Any]) -> list[str]:
+    """The row of ``ROWS`` a report row's settings describe (the report shows keys that vary together once)."""
+    shown = {k: normal(v) for k, v in settings.items() if k in ROW_KEYS[family]}
+    matches = [row for row in ROWS[family]
+               if all(normal(o.split("=", 1)[1]) == shown[k] for o in row if (k := o.split("=", 1)[0]) in shown)]
+    if len(matches) != 1:
+        raise SystemExit(f"{family}: the report row {settings} matches {len(matches)} study rows; expected one")
+    return matches[0]
 
 
 def load_selection(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
@@ -176,7 +195,7 @@ def final_report(args: argparse.Namespace) -> None:
     paths = []
     for family, rows in load_selection(args).items():
         folders = sorted(p for p in (args.out / family).iterdir() if p.is_dir()) if not args.dry_run else []
-        for row in rows:
+        for row in rows if not args.dry_run else []:
             wanted = {"optimizer.lr": normal(row["lr"]), **{k: normal(v) for k, v in
                                                              (o.split("=", 1) for o in row["overrides"])}}
             for folder in folders:
@@ -189,7 +208,7 @@ def final_report(args: argparse.Namespace) -> None:
     report(args, paths, args.out / "report", "--metrics", ",".join(REPORT_METRICS))
 
 
-STAGES = {"train": train, "select": select, "test": test, "orders": orders, "report": final_report}
+STAGES = {"sweep": sweep, "select": select, "seeds": seeds, "test": test, "orders": orders, "report": final_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the study's folder (one sweep folder per family inside)")
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
     parser.add_argument("--families", default="arlm,mlm", type=lambda s: s.split(","))
-    parser.add_argument("--seeds", default="1,2,3,4,5", type=lambda s: s.split(","))
+    parser.add_argument("--seeds", default="1,2,3,4,5", type=lambda s: s.split(","),
+                        help="the first one sweeps the learning rates, the others train at the chosen rate")
     parser.add_argument("--lrs", default="5e-4,1e-3,2e-3", type=lambda s: s.split(","),
                         help="learning rates (written as they should appear in folder names)")
-    parser.add_argument("--parallel", type=int, default=1, help="train: this many multiruns at once (one thread each)")
+    parser.add_argument("--parallel", type=int, default=1, help="this many trainings at once (one thread each)")
     parser.add_argument("--toy", action="store_true", help="seconds-long runs of the same commands (tests)")
     parser.add_argument("--xlm", default=str(Path(sys.executable).with_name("xlm")), help="the xlm program")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
