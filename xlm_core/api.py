@@ -15,6 +15,7 @@ from xlm_core.data.padding import TruncationCounter, pad_list, pad_truncate_list
 from xlm_core.data.packing import same_document_mask
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.errors import UsageError
+from xlm_core.kit.answer_slot import AnswerSlotCollator, answer_slot_start, answer_text
 from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.kit.collate import (
     TruncationCounting,
@@ -25,6 +26,13 @@ from xlm_core.kit.collate import (
     tokenizer_vocab_size,
     validate_examples,
 )
+from xlm_core.kit.documents import (
+    attention_and_positions,
+    check_document_options,
+    document_attention_mask,
+    document_fields,
+)
+from xlm_core.kit.masking import content_generator, mask_with_probability
 from xlm_core.kit.metrics import (
     UPDATE_FUNCTIONS,
     ExactMatch,
@@ -37,13 +45,31 @@ from xlm_core.kit.metrics import (
     token_accuracy_update_fn,
     token_nll_metric_update_fn,
 )
+from xlm_core.kit.noise import CosineSchedule, LogLinearSchedule, NoiseScheduleBase, sample_times
 from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.prediction import prediction_rows
 from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
 from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
-from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
+from xlm_core.kit.types import (
+    IGNORE_INDEX,
+    LossDict,
+    PackedTrainingBatch,
+    PredictionDict,
+    Seq2SeqTrainingBatch,
+    TrainingBatch,
+)
+from xlm_core.kit.unmasking import (
+    CONFIDENCES,
+    UNMASKING_ORDERS,
+    check_sampling_options,
+    confidence_scores,
+    order_scores,
+    reveal_top,
+    sample_tokens,
+)
 from xlm_core.modules import (
     AbsolutePositionEmbedding,
+    BidirectionalRotaryTransformer,
     HiddenStateModel,
     KVCache,
     NeighbourMixing,
@@ -114,6 +140,7 @@ __all__ = [
     "AbsolutePositionEmbedding",
     "NeighbourMixing",
     "neighbour_mixing_mode",
+    "BidirectionalRotaryTransformer",
     # the fused LM head + cross-entropy and the hidden-state contract that enables it
     "HiddenStateModel",
     "hidden_state_head",
@@ -157,6 +184,29 @@ __all__ = [
     "UPDATE_FUNCTIONS",
     "prediction_rows",
     "SeededGenerators",
+    # the family kit for masked families: answer slots, masking noise, packed documents, unmasking
+    "PackedTrainingBatch",
+    "AnswerSlotCollator",
+    "answer_slot_start",
+    "answer_text",
+    "content_generator",
+    "mask_with_probability",
+    "check_document_options",
+    "document_fields",
+    "document_attention_mask",
+    "attention_and_positions",
+    "CONFIDENCES",
+    "UNMASKING_ORDERS",
+    "check_sampling_options",
+    "confidence_scores",
+    "order_scores",
+    "reveal_top",
+    "sample_tokens",
+    # noise schedules of masked diffusion (the NoiseSchedule protocol)
+    "NoiseScheduleBase",
+    "LogLinearSchedule",
+    "CosineSchedule",
+    "sample_times",
     "moved_attributes",
     "warn_renamed_module",
 ]

@@ -1,12 +1,12 @@
 """Types every family's components pass around: the ignored-target value and the loss's output."""
 
 # No ``from __future__ import annotations`` here: TypedDict reads its fields from evaluated annotations.
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
-__all__ = ["IGNORE_INDEX", "TrainingBatch", "Seq2SeqTrainingBatch", "LossDict", "PredictionDict"]
+__all__ = ["IGNORE_INDEX", "TrainingBatch", "PackedTrainingBatch", "Seq2SeqTrainingBatch", "LossDict", "PredictionDict"]
 
 IGNORE_INDEX = -100
 """Target value that the losses and the metrics skip (prompt, padding, the positions nothing is scored at)."""
@@ -19,6 +19,14 @@ class TrainingBatch(TypedDict):
     input_ids: Integer[TT, " batch seq_len"]
     attention_mask: Bool[TT, " batch seq_len"]
     target_ids: Integer[TT, " batch seq_len"]
+
+
+class PackedTrainingBatch(TrainingBatch):
+    """A training batch of text rows that may hold several documents (``xlm_core.kit.documents``): ``positions``
+    restart at 0 in each document, ``document_ids`` (-1 on padding) keep attention inside a document."""
+
+    positions: NotRequired[Integer[TT, " batch seq_len"]]
+    document_ids: NotRequired[Integer[TT, " batch seq_len"]]
 
 
 class Seq2SeqTrainingBatch(TrainingBatch):

@@ -1,7 +1,8 @@
 """Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache, fused LM head
 loss, the model kit (config checks, GPT-2 init, input checks, weight-decay groups) and the position aids
-(absolute positions, neighbour mixing)."""
+(absolute positions, neighbour mixing), and the bidirectional rotary Transformer of the masked families."""
 
+from xlm_core.modules.bidirectional import BidirectionalRotaryTransformer
 from xlm_core.modules.kv_cache import KVCache
 from xlm_core.modules.linear_cross_entropy import (
     HiddenStateModel,
@@ -29,6 +30,7 @@ from xlm_core.modules.transformer import (
 
 __all__ = [
     "AbsolutePositionEmbedding",
+    "BidirectionalRotaryTransformer",
     "HiddenStateModel",
     "KVCache",
     "NEIGHBOUR_MIXING_MODES",

@@ -85,18 +85,42 @@ class Model(Protocol):
 
 @runtime_checkable
 class NoiseSchedule(Protocol):
-    """Noise level as a function of time, for diffusion-style families.
+    """A masked-diffusion noise schedule: how much of a sequence is masked at time ``t in [0, 1]``.
 
-    No component of the core or of the ARLM / MLM families takes one (MLM draws its mask rates in its
-    collators); a family whose loss and predictor share a schedule builds it from its own config.
+    ``alpha(t)`` is the probability that a token is still clean at time ``t`` (1 at ``t = 0``, 0 at ``t = 1``,
+    decreasing). A masked-diffusion loss weights the masked cross-entropy at time ``t`` by ``weight(t)``
+    (``-alpha'(t) / (1 - alpha(t))``) and draws training times from ``[eps, 1]``; a sampler going from time
+    ``t`` to an earlier ``s`` reveals each masked token with ``reveal_probability(t, s)``. The core's
+    schedules are ``xlm_core.kit.noise.LogLinearSchedule`` and ``CosineSchedule`` (with ``sample_times``
+    for the training times). No component of the core takes one: a family that needs a schedule takes it
+    in its own loss, collator and predictor configs (docs/plugins.md, "A noise schedule").
     """
 
-    def __call__(self, t: Float[TT, " batch"]) -> tuple[Float[TT, " batch"], Float[TT, " batch"]]:
-        """Return (noise rate, total noise) at time ``t``."""
+    eps: float
+    """The smallest training time: weights grow like ``1/t`` near 0, so times are drawn from ``[eps, 1]``."""
+
+    def alpha(self, t: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """Probability that a token is still clean at time ``t``."""
         ...
 
-    def sample_t(self, batch_size: int, device: torch.device | None = None) -> Float[TT, " batch"]:
-        """Draw training times in [0, 1]."""
+    def alpha_prime(self, t: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """``d alpha / d t`` (negative)."""
+        ...
+
+    def mask_probability(self, t: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """``1 - alpha(t)``, computed without cancellation near ``t = 0``."""
+        ...
+
+    def weight(self, t: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """The NELBO weight ``-alpha'(t) / (1 - alpha(t))``, finite for every ``t`` (``t`` clamped to ``eps``)."""
+        ...
+
+    def t_of_alpha(self, alpha: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """The time at which the clean probability is ``alpha`` (the inverse of :meth:`alpha`)."""
+        ...
+
+    def reveal_probability(self, t: Float[TT, " *batch"], s: Float[TT, " *batch"]) -> Float[TT, " *batch"]:
+        """Probability that a token masked at time ``t`` is clean at the earlier time ``s <= t``."""
         ...
 
 

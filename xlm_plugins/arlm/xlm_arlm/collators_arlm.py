@@ -19,7 +19,6 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
-from xlm_core.data.packing import document_ids_from_lengths, positions_from_lengths
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
 from xlm_core.kit.collate import (
     TruncationCounting,
@@ -28,6 +27,7 @@ from xlm_core.kit.collate import (
     tokenizer_vocab_size,
     validate_examples,
 )
+from xlm_core.kit.documents import check_document_options, document_fields
 from xlm_core.plugin.protocols import Tokenizer
 
 from .types_arlm import (
@@ -239,11 +239,7 @@ class DefaultARLMCollator(TruncationCounting):
         _check_truncate(truncate)
         if block_size is None or block_size < 2:
             raise ValueError(f"block_size={block_size} must be an int >= 2.")
-        if (document_positions or document_attention) and (add_bos or add_eos):
-            raise ValueError(
-                "document_positions/document_attention work on packed rows, which already hold BOS/EOS; "
-                "set add_bos=false and add_eos=false."
-            )
+        check_document_options(document_positions, document_attention, add_bos, add_eos)
         self.document_positions = bool(document_positions)
         self.document_attention = bool(document_attention)
         self.tokenizer = tokenizer
@@ -281,34 +277,9 @@ class DefaultARLMCollator(TruncationCounting):
             "attention_mask": torch.tensor(masks, dtype=torch.bool),
             "target_ids": torch.tensor(targets, dtype=torch.long),
         }
-        if self.document_positions or self.document_attention:
-            lengths = [_document_lengths(ex, i, len(seq)) for i, (ex, seq) in enumerate(zip(examples, seqs))]
-            if self.document_positions:
-                batch["positions"] = torch.tensor(
-                    [pad_list(positions_from_lengths(n)[:width], width, 0) for n in lengths], dtype=torch.long
-                )
-            if self.document_attention:
-                batch["document_ids"] = torch.tensor(
-                    [pad_list(document_ids_from_lengths(n)[:width], width, -1) for n in lengths], dtype=torch.long
-                )
+        batch.update(document_fields(examples, [len(s) for s in seqs], width,  # type: ignore[typeddict-item]
+                                     self.document_positions, self.document_attention))
         return batch
-
-
-def _document_lengths(example: Mapping[str, Any], index: int, seq_len: int) -> list[int]:
-    """The example's ``document_lengths``, checked to cover its tokens (before truncation)."""
-    lengths = example.get("document_lengths")
-    if lengths is None:
-        raise KeyError(
-            f"Example {index} has no 'document_lengths'; document_positions/document_attention need rows "
-            "packed by xlm_core.data.packing.tokenize_and_pack (or set both to false)."
-        )
-    lengths = [int(n) for n in lengths]
-    if sum(lengths) < seq_len or min(lengths, default=1) < 1:
-        raise ValueError(
-            f"Example {index}: document_lengths {lengths} do not cover its {seq_len} tokens; rebuild the "
-            "dataset cache (rewrite_manual_cache=true) so input_ids and document_lengths come from one packing."
-        )
-    return lengths
 
 
 class ARLMSeq2SeqCollator(TruncationCounting):

@@ -15,20 +15,22 @@ Layout decisions (see also types_mlm.py):
 
 from __future__ import annotations
 
-import zlib
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
+from xlm_core.kit.answer_slot import AddBos, AnswerSlotCollator
 from xlm_core.kit.collate import (
     TruncationCounting,
     mask_token_id_of,
     required_token_id,
-    row_metadata,
     tokenizer_vocab_size,
     validate_examples,
 )
+from xlm_core.kit.documents import check_document_options, document_fields
+from xlm_core.kit.masking import content_generator, mask_with_probability
 from xlm_core.plugin.protocols import Tokenizer
 
 from .types_mlm import IGNORE_INDEX, MLMBatch, MLMSeq2SeqBatch, MLMSeq2SeqPredictionBatch
@@ -39,8 +41,6 @@ __all__ = [
     "MLMSeq2SeqPredCollator",
     "MaskingNoise",
 ]
-
-AddBos = Literal["input", "output"] | None
 
 # region: noise
 
@@ -74,21 +74,25 @@ class MaskingNoise:
 
     def sample_mask(self, maskable: torch.Tensor, content: torch.Tensor | None = None) -> torch.Tensor:
         """Bool (B, L): True where a maskable position is masked (``content``: the clean rows)."""
-        B, L = maskable.shape
         generator = self.generator
         if self.fixed_masks:
-            data = (content if content is not None else maskable).contiguous().numpy().tobytes()
-            generator = torch.Generator().manual_seed(zlib.crc32(data, self.seed & 0xFFFFFFFF))
+            generator = content_generator(content if content is not None else maskable, self.seed)
         span = self.mask_rate_max - self.mask_rate_min
-        t = self.mask_rate_min + span * torch.rand(B, 1, generator=generator)  # (B, 1)
-        return maskable & (torch.rand(B, L, generator=generator) < t)
+        t = self.mask_rate_min + span * torch.rand(maskable.shape[0], generator=generator)  # (B,)
+        return mask_with_probability(maskable, t, generator)
 
 
 # region: collators
 
 
 class DefaultMLMCollator(TruncationCounting):
-    """Pre-training on plain sequences: ``[BOS?] ids [EOS?]`` right-padded, any real position maskable."""
+    """Pre-training on plain sequences: ``[BOS?] ids [EOS?]`` right-padded, any real position maskable.
+
+    Packed rows (``xlm_core.data.packing.tokenize_and_pack``) carry ``document_lengths``; with
+    ``document_positions`` the batch gets ``positions`` restarting at 0 in each document, with
+    ``document_attention`` it gets ``document_ids`` (the loss then keeps attention inside a document;
+    ``xlm_core.kit.documents``). Padding gets position 0 and document id -1.
+    """
 
     def __init__(
         self,
@@ -101,7 +105,10 @@ class DefaultMLMCollator(TruncationCounting):
         mask_rate_max: float = 1.0,
         seed: int | None = None,
         fixed_masks: bool = False,
+        document_positions: bool = False,
+        document_attention: bool = False,
     ) -> None:
+        check_document_options(document_positions, document_attention, add_bos, add_eos)
         if truncate not in ("block", "max"):
             raise ValueError(f"truncate={truncate!r} is not supported; use 'block' or 'max'.")
         if not isinstance(block_size, int) or block_size < 1:
@@ -110,6 +117,7 @@ class DefaultMLMCollator(TruncationCounting):
         self.block_size = block_size
         self.truncate = truncate
         self.add_bos, self.add_eos = add_bos, add_eos
+        self.document_positions, self.document_attention = bool(document_positions), bool(document_attention)
         self.pad_token_id = required_token_id(tokenizer, "pad_token_id", "collators pad batches")
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
         self.bos_token_id = required_token_id(tokenizer, "bos_token_id", "add_bos=True") if add_bos else None
@@ -132,15 +140,19 @@ class DefaultMLMCollator(TruncationCounting):
         clean = torch.tensor([pad_list(s, width, self.pad_token_id) for s in seqs], dtype=torch.long)
         real = torch.tensor([[True] * len(s) + [False] * (width - len(s)) for s in seqs], dtype=torch.bool)
         masked = self.noise.sample_mask(real, clean)
-        return {
+        batch: MLMBatch = {
             "input_ids": clean.masked_fill(masked, self.mask_token_id),
             "attention_mask": real,
             "target_ids": clean.masked_fill(~real, IGNORE_INDEX),
         }
+        batch.update(document_fields(examples, [len(s) for s in seqs], width,  # type: ignore[typeddict-item]
+                                     self.document_positions, self.document_attention))
+        return batch
 
 
-class MLMSeq2SeqTrainCollator(TruncationCounting):
-    """Training rows ``prompt_side answer_slot`` with only the answer slot noised and scored."""
+class MLMSeq2SeqTrainCollator(AnswerSlotCollator):
+    """Training rows ``prompt_side answer_slot`` (``xlm_core.kit.answer_slot``) with only the answer slot noised
+    and scored."""
 
     def __init__(
         self,
@@ -154,74 +166,13 @@ class MLMSeq2SeqTrainCollator(TruncationCounting):
         seed: int | None = None,
         fixed_masks: bool = False,
     ) -> None:
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size={block_size!r} (the answer slot) must be an int >= 1.")
-        if input_block_size is not None and (not isinstance(input_block_size, int) or input_block_size < 0):
-            raise ValueError(f"input_block_size={input_block_size!r} must be an int >= 0 or null.")
-        if add_bos not in (None, "input", "output"):
-            raise ValueError(f"add_bos={add_bos!r} is not supported; use null, 'input' or 'output'.")
-        self.tokenizer = tokenizer
-        self.block_size = block_size
-        self.input_block_size = input_block_size or None
-        self.add_bos, self.add_eos = add_bos, add_eos
-        self.pad_token_id = required_token_id(tokenizer, "pad_token_id", "collators pad batches")
+        super().__init__(tokenizer, block_size, input_block_size, add_bos, add_eos)
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
-        bos = required_token_id(tokenizer, "bos_token_id", f"add_bos={add_bos!r}") if add_bos else None
-        self.eos_token_id = required_token_id(tokenizer, "eos_token_id", "add_eos=True") if add_eos else None
-        self._head = [bos] if add_bos == "input" else []
-        self._tail = [bos] if add_bos == "output" else []
-        if self.input_block_size is not None and self.input_block_size < len(self._head) + len(self._tail):
-            raise ValueError(f"input_block_size={self.input_block_size} cannot hold the BOS token; raise it.")
         self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed, fixed_masks)
-        self._vocab_size = tokenizer_vocab_size(tokenizer)
-        self.truncation = TruncationCounter(type(self).__name__)
-
-    def _hint(self) -> str:
-        prompt = f"input_block_size={self.input_block_size} (prompt) / " if self.input_block_size else ""
-        return f"{prompt}block_size={self.block_size} (answer slot)"
-
-    def _prompt_sides(self, rows: list[dict[str, list[int]]]) -> tuple[list[list[int]], list[bool]]:
-        """``[BOS?] prompt [BOS?]`` per row, the prompt cut from the left to fit ``input_block_size``."""
-        sides, cuts = [], []
-        for ex in rows:
-            prompt, cut = ex["prompt_ids"], False
-            if self.input_block_size is not None:
-                prompt, cut = truncate_list(prompt, self.input_block_size - len(self._head) - len(self._tail), "left")
-            sides.append(self._head + prompt + self._tail)
-            cuts.append(cut)
-        return sides, cuts
-
-    def _slot(self, answer: list[int]) -> tuple[list[int], list[int], bool]:
-        """The answer slot (answer, EOS, PAD fill) and the reference (answer + EOS, unpadded)."""
-        reference = answer + ([self.eos_token_id] if self.add_eos else [])  # type: ignore[list-item]
-        reference, cut = truncate_list(reference, self.block_size, side="right")
-        return pad_list(reference, self.block_size, self.pad_token_id), reference, cut
-
-    def _layout(
-        self, examples: Sequence[Mapping[str, Any]]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[list[int]], int]:
-        """Clean rows (B, P + S), their key-padding mask, each row's reference and the prompt width P."""
-        rows = validate_examples(examples, ["prompt_ids", "input_ids"], self._vocab_size)
-        sides, cuts = self._prompt_sides(rows)
-        width = self.input_block_size if self.input_block_size is not None else max(len(s) for s in sides)
-        ids, real, refs, n_cut = [], [], [], 0
-        for side, cut_prompt, ex in zip(sides, cuts, rows):
-            slot, reference, cut_answer = self._slot(ex["input_ids"])
-            ids.append(pad_list(side, width, self.pad_token_id, side="left") + slot)
-            real.append([False] * (width - len(side)) + [True] * (len(side) + self.block_size))
-            refs.append(reference)
-            n_cut += cut_prompt or cut_answer
-        self.truncation.update(n_cut, len(rows), self._hint())
-        return torch.tensor(ids, dtype=torch.long), torch.tensor(real, dtype=torch.bool), refs, width
-
-    def _token_types(self, batch_size: int, width: int) -> torch.Tensor:
-        types = torch.zeros(batch_size, width + self.block_size, dtype=torch.long)
-        types[:, width:] = 1
-        return types
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MLMSeq2SeqBatch:
-        clean, real, _, width = self._layout(examples)
-        types = self._token_types(clean.shape[0], width)
+        clean, real, _, width = self.layout(examples)
+        types = self.token_types(clean.shape[0], width)
         masked = self.noise.sample_mask(types.bool(), clean)
         return {
             "input_ids": clean.masked_fill(masked, self.mask_token_id),
@@ -239,16 +190,4 @@ class MLMSeq2SeqPredCollator(MLMSeq2SeqTrainCollator):
     """
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MLMSeq2SeqPredictionBatch:  # type: ignore[override]
-        clean, real, refs, width = self._layout(examples)
-        types = self._token_types(clean.shape[0], width)
-        targets = [pad_list(r, self.block_size, IGNORE_INDEX) for r in refs]
-        batch: MLMSeq2SeqPredictionBatch = {
-            "input_ids": clean.masked_fill(types == 1, self.mask_token_id),
-            "attention_mask": real,
-            "target_ids": torch.tensor(targets, dtype=torch.long).reshape(len(refs), self.block_size),
-            "token_type_ids": types,
-        }
-        metadata = row_metadata(examples)
-        if metadata:
-            batch["metadata"] = metadata
-        return batch
+        return self.prediction_batch(examples, self.mask_token_id)  # type: ignore[return-value]

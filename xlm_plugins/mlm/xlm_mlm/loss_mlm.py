@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.kit.collate import mask_token_id_of
-from xlm_core.kit.positions import positions_from_attention_mask
+from xlm_core.kit.documents import attention_and_positions
+from xlm_core.kit.positions import positions_from_attention_mask  # noqa: F401  (re-exported, tests import it)
 from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
@@ -29,6 +30,8 @@ class MLMLoss:
     with the cross-entropy over blocks of tokens (``xlm_core.modules.linear_cross_entropy``; the
     model's ``mask_idx`` is the excluded class, as in its logits); the loss equals the plain path's
     up to floating-point summation order. Other models, or ``fused=False``, take the plain path.
+    Packed text rows with ``positions`` / ``document_ids`` (``DefaultMLMCollator``'s document options) are
+    scored with attention inside each document (``xlm_core.kit.documents.attention_and_positions``).
     """
 
     def __init__(
@@ -72,20 +75,20 @@ class MLMLoss:
             raise ValueError("MLMLoss has no model: construct it as MLMLoss(model=..., tokenizer=...).")
         input_ids, attention_mask, target_ids = training_tensors(batch, "MLMLoss")
 
-        positions = positions_from_attention_mask(attention_mask)  # (B, L)
+        mask, positions = attention_and_positions(batch, attention_mask)  # packed rows: within documents
         scored = (target_ids != IGNORE_INDEX) & attention_mask  # (B, L)
         if not self.loss_on_visible_tokens:
             scored = scored & (input_ids == self.mask_token_id)
         head = hidden_state_head(self.model) if self.fused else None
         if head is not None:
             forward_hidden, lm_head = head
-            hidden = forward_hidden(input_ids, attention_mask, positions)  # (B, L, D)
+            hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
             loss_sum, nll = scored_linear_cross_entropy(
                 hidden, lm_head, target_ids, scored, excluded_class=getattr(self.model, "mask_idx", None),
                 chunk_size=self.chunk_size,
             )  # nll (B, L), 0 where not scored
         else:
-            logits = self.model(input_ids, attention_mask, positions)  # (B, L, V)
+            logits = self.model(input_ids, mask, positions)  # (B, L, V)
             targets = target_ids.masked_fill(~scored, IGNORE_INDEX)
             nll = F.cross_entropy(
                 logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"

@@ -9,7 +9,6 @@ from xlm_core.kit.metrics import UPDATE_FUNCTIONS
 from xlm_core.plugin.components import Component
 from xlm_core.plugin.hookspecs import hookimpl
 from xlm_core.plugin.protocols import MLMModel
-
 from xlm_mlm.collators_mlm import DefaultMLMCollator, MLMSeq2SeqPredCollator, MLMSeq2SeqTrainCollator
 from xlm_mlm.loss_mlm import MLMLoss
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel

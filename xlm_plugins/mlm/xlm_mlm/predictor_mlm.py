@@ -12,37 +12,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
 
+from xlm_core.kit.answer_slot import answer_slot_start, answer_text
 from xlm_core.kit.collate import mask_token_id_of
 from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.prediction import prediction_rows
-from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.sampling import SeededGenerators
+from xlm_core.kit.unmasking import (
+    CONFIDENCES,
+    UNMASKING_ORDERS,
+    Confidence,
+    UnmaskingOrder,
+    check_sampling_options,
+    confidence_scores,
+    order_scores,
+    reveal_top,
+    sample_tokens,
+)
 
 from .types_mlm import MLMPredictionDict
 
 __all__ = ["MLMPredictor", "CONFIDENCES", "UNMASKING_ORDERS", "confidence_scores"]
-
-Confidence = Literal["top_prob", "prob_diff", "entropy"] | None
-CONFIDENCES = (None, "top_prob", "prob_diff", "entropy")
-UnmaskingOrder = Literal["confidence", "left_to_right", "right_to_left", "random"]
-UNMASKING_ORDERS = ("confidence", "left_to_right", "right_to_left", "random")
-
-
-def confidence_scores(probs: Float[TT, "batch seq_len vocab"], confidence: str) -> Float[TT, "batch seq_len"]:
-    """Higher = more confident: top probability, top-1 minus top-2 probability, or minus the entropy."""
-    if confidence == "top_prob":
-        return probs.max(dim=-1).values
-    if confidence == "prob_diff":
-        top2 = probs.topk(min(2, probs.shape[-1]), dim=-1).values
-        return top2[..., 0] - (top2[..., 1] if top2.shape[-1] > 1 else 0.0)
-    if confidence == "entropy":
-        return (probs * probs.clamp_min(1e-30).log()).sum(dim=-1)
-    raise ValueError(f"Unknown confidence {confidence!r}; use one of {CONFIDENCES}.")
 
 
 class MLMPredictor:
@@ -91,14 +86,7 @@ class MLMPredictor:
         if threshold is not None and unmasking_order != "confidence":
             raise ValueError(f"threshold reveals positions by confidence, but unmasking_order={unmasking_order}; "
                              "set threshold=null or unmasking_order=confidence.")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}.")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be an int >= 1 or null, got {top_k!r}.")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1] or be null, got {top_p!r}.")
-        if top_k is not None and top_p is not None:
-            raise ValueError("Set at most one of top_k and top_p.")
+        check_sampling_options(temperature, top_k, top_p)
         self.max_steps = max_steps
         self.tokenizer = tokenizer
         self.model = model
@@ -117,14 +105,8 @@ class MLMPredictor:
     def sample_tokens(
         self, logits: Float[TT, "batch seq_len vocab"], generator: torch.Generator | None
     ) -> Integer[TT, "batch seq_len"]:
-        """Greedy (temperature 0) or sampled token for every position."""
-        if self.temperature == 0:
-            return logits.argmax(dim=-1)
-        if self.top_k is not None:
-            return sample_from_top_k(self.top_k, logits, self.temperature, generator)
-        if self.top_p is not None:
-            return sample_from_top_p(self.top_p, logits, self.temperature, generator)
-        return sample_from_logits(logits, self.temperature, generator)
+        """Greedy (temperature 0) or sampled token for every position (``xlm_core.kit.unmasking.sample_tokens``)."""
+        return sample_tokens(logits, self.temperature, self.top_k, self.top_p, generator)
 
     def choose_positions(
         self,
@@ -134,37 +116,19 @@ class MLMPredictor:
         generator: torch.Generator | None,
     ) -> Bool[TT, "batch seq_len"]:
         """The masked positions to reveal now (at least one per row that has any), ranked by ``unmasking_order``."""
-        order = self.unmasking_order
-        if order == "random" or (order == "confidence" and self.confidence is None):
-            scores = torch.rand(masked.shape, generator=generator, device=masked.device)
-        elif order == "confidence":
-            scores = confidence_scores(probs, self.confidence)
-        else:  # a fixed order: the leftmost (rightmost) masked position scores highest
-            columns = torch.arange(masked.shape[-1], device=masked.device, dtype=probs.dtype).expand(masked.shape)
-            scores = -columns if order == "left_to_right" else columns
-        scores = scores.masked_fill(~masked, float("-inf"))
-        order = scores.argsort(dim=-1, descending=True, stable=True)  # most confident first
-        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+        scores = order_scores(self.unmasking_order, probs, masked, self.confidence, generator)
         n_masked = masked.sum(dim=-1, keepdim=True)  # (B, 1)
         if self.threshold is not None and steps_left > 1:
-            count = (scores >= self.threshold).sum(dim=-1, keepdim=True).clamp(min=1)
+            count = (scores.masked_fill(~masked, float("-inf")) >= self.threshold).sum(dim=-1, keepdim=True).clamp(min=1)
         else:
             count = torch.div(n_masked + steps_left - 1, steps_left, rounding_mode="floor")  # ceil
-        return masked & (rank < count)
+        return reveal_top(scores, masked, count)
 
     # ------------------------------------------------------------------ prediction
     def _require_model(self) -> Any:
         if self.model is None:
             raise ValueError("MLMPredictor.model is None; pass model= or set predictor.model before predicting.")
         return self.model
-
-    @staticmethod
-    def _slot_start(batch: dict[str, Any], masked: TT) -> int:
-        types = batch.get("token_type_ids")
-        if isinstance(types, torch.Tensor) and types.shape == masked.shape and bool(types.any()):
-            return int(types.any(dim=0).nonzero()[0])
-        cols = masked.any(dim=0).nonzero()
-        return int(cols[0]) if cols.numel() else masked.shape[1]
 
     @torch.no_grad()
     def predict(
@@ -187,7 +151,7 @@ class MLMPredictor:
 
         ids = input_ids.clone()
         masked = (ids == self.mask_token_id) & attention_mask  # (B, L)
-        start = self._slot_start(batch, masked)
+        start = answer_slot_start(batch, masked)
         steps_taken = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
         revealed_at = torch.full_like(ids, -1)  # the step that revealed each position (-1: never masked)
         for step in range(self.max_steps):
@@ -219,9 +183,7 @@ class MLMPredictor:
 
     def _answer_text(self, slot: list[int]) -> str:
         """The answer slot decoded up to (not including) the first EOS or PAD."""
-        stops = {t for t in (self.eos_token_id, self.pad_token_id) if t is not None}
-        end = next((i for i, t in enumerate(slot) if t in stops), len(slot))
-        return self.tokenizer.decode(slot[:end], skip_special_tokens=True)
+        return answer_text(self.tokenizer, slot, (self.eos_token_id, self.pad_token_id))
 
     # ------------------------------------------------------------------ reporting
     def to_dict(

@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
-from xlm_core.kit.types import IGNORE_INDEX, LossDict, PredictionDict, Seq2SeqTrainingBatch, TrainingBatch
+from xlm_core.kit.types import IGNORE_INDEX, LossDict, PackedTrainingBatch, PredictionDict, Seq2SeqTrainingBatch
 from xlm_core.plugin.protocols import MLMModel
 
 __all__ = [
@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 
-class MLMBatch(TrainingBatch):
-    """Pre-training batch: noised ids, key-padding mask and the clean ids (-100 on padding)."""
+class MLMBatch(PackedTrainingBatch):
+    """Pre-training batch: noised ids, key-padding mask and the clean ids (-100 on padding); packed rows may add
+    per-document ``positions`` and ``document_ids``."""
 
 
 class MLMSeq2SeqBatch(Seq2SeqTrainingBatch):
