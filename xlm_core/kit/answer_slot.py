@@ -9,7 +9,7 @@ ends. ``token_type_ids`` is 0 on the prompt side and 1 in the slot. For generati
 and the reference (answer + EOS, right-padded with -100) is kept apart as ``target_ids``.
 
 :class:`AnswerSlotCollator` lays rows out; a family's training collator adds its noise, its prediction
-collator calls :meth:`AnswerSlotCollator.prediction_batch`. :func:`answer_slot_start` and :func:`answer_text`
+collator calls :meth:`AnswerSlotCollator.prediction_batch` (:class:`SlotPredictionCollator`). :func:`answer_slot_start` and :func:`answer_text`
 read the slot back in a predictor.
 """
 
@@ -25,6 +25,7 @@ from torch import Tensor as TT
 from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
 from xlm_core.kit.collate import (
     TruncationCounting,
+    mask_token_id_of,
     required_token_id,
     row_metadata,
     tokenizer_vocab_size,
@@ -33,7 +34,7 @@ from xlm_core.kit.collate import (
 from xlm_core.kit.types import IGNORE_INDEX
 from xlm_core.plugin.protocols import Tokenizer
 
-__all__ = ["AddBos", "SlotRows", "AnswerSlotCollator", "answer_slot_start", "answer_text"]
+__all__ = ["AddBos", "SlotRows", "AnswerSlotCollator", "SlotPredictionCollator", "answer_slot_start", "answer_text"]
 
 AddBos = Literal["input", "output"] | None
 
@@ -153,3 +154,23 @@ def answer_text(tokenizer: Tokenizer, slot: Sequence[int], stop_ids: Sequence[in
     stops = {t for t in stop_ids if t is not None}
     end = next((i for i, t in enumerate(slot) if t in stops), len(slot))
     return tokenizer.decode(list(slot[:end]), skip_special_tokens=True)
+
+
+class SlotPredictionCollator(AnswerSlotCollator):
+    """Generation batches of a masked family: the prompt side then ``block_size`` mask tokens, the reference
+    apart as ``target_ids`` (:meth:`AnswerSlotCollator.prediction_batch`). Prompts of the generate job arrive
+    as ``{prompt_ids, input_ids: []}``: the slot is then all mask tokens and every target -100."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        block_size: int,
+        input_block_size: int | None = None,
+        add_bos: AddBos = "output",
+        add_eos: bool = True,
+    ) -> None:
+        super().__init__(tokenizer, block_size, input_block_size, add_bos, add_eos)
+        self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return self.prediction_batch(examples, self.mask_token_id)

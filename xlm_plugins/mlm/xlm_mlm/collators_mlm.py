@@ -20,17 +20,10 @@ from typing import Any, Literal
 
 import torch
 
-from xlm_core.data.padding import TruncationCounter, pad_list, truncate_list
 from xlm_core.kit.answer_slot import AddBos, AnswerSlotCollator
-from xlm_core.kit.collate import (
-    TruncationCounting,
-    mask_token_id_of,
-    required_token_id,
-    tokenizer_vocab_size,
-    validate_examples,
-)
-from xlm_core.kit.documents import check_document_options, document_fields
+from xlm_core.kit.collate import mask_token_id_of
 from xlm_core.kit.masking import content_generator, mask_with_probability
+from xlm_core.kit.text_rows import TextRowCollator
 from xlm_core.plugin.protocols import Tokenizer
 
 from .types_mlm import IGNORE_INDEX, MLMBatch, MLMSeq2SeqBatch, MLMSeq2SeqPredictionBatch
@@ -85,8 +78,9 @@ class MaskingNoise:
 # region: collators
 
 
-class DefaultMLMCollator(TruncationCounting):
-    """Pre-training on plain sequences: ``[BOS?] ids [EOS?]`` right-padded, any real position maskable.
+class DefaultMLMCollator(TextRowCollator):
+    """Pre-training on plain sequences: ``[BOS?] ids [EOS?]`` right-padded, any real position maskable
+    (``xlm_core.kit.text_rows``).
 
     Packed rows (``xlm_core.data.packing.tokenize_and_pack``) carry ``document_lengths``; with
     ``document_positions`` the batch gets ``positions`` restarting at 0 in each document, with
@@ -108,46 +102,19 @@ class DefaultMLMCollator(TruncationCounting):
         document_positions: bool = False,
         document_attention: bool = False,
     ) -> None:
-        check_document_options(document_positions, document_attention, add_bos, add_eos)
-        if truncate not in ("block", "max"):
-            raise ValueError(f"truncate={truncate!r} is not supported; use 'block' or 'max'.")
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size={block_size!r} must be an int >= 1.")
-        self.tokenizer = tokenizer
-        self.block_size = block_size
-        self.truncate = truncate
-        self.add_bos, self.add_eos = add_bos, add_eos
-        self.document_positions, self.document_attention = bool(document_positions), bool(document_attention)
-        self.pad_token_id = required_token_id(tokenizer, "pad_token_id", "collators pad batches")
+        super().__init__(tokenizer, block_size, truncate, add_bos, add_eos, document_positions, document_attention)
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
-        self.bos_token_id = required_token_id(tokenizer, "bos_token_id", "add_bos=True") if add_bos else None
-        self.eos_token_id = required_token_id(tokenizer, "eos_token_id", "add_eos=True") if add_eos else None
         self.noise = MaskingNoise(mask_rate_min, mask_rate_max, seed, fixed_masks)
-        self._vocab_size = tokenizer_vocab_size(tokenizer)
-        self.truncation = TruncationCounter(type(self).__name__)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MLMBatch:
-        rows = validate_examples(examples, ["input_ids"], self._vocab_size)
-        seqs, n_cut = [], 0
-        for ex in rows:
-            seq = ([self.bos_token_id] if self.add_bos else []) + ex["input_ids"]
-            seq += [self.eos_token_id] if self.add_eos else []
-            seq, cut = truncate_list(seq, self.block_size, side="right")
-            n_cut += cut
-            seqs.append(seq)
-        self.truncation.update(n_cut, len(rows), f"block_size={self.block_size}")
-        width = self.block_size if self.truncate == "block" else max(len(s) for s in seqs)
-        clean = torch.tensor([pad_list(s, width, self.pad_token_id) for s in seqs], dtype=torch.long)
-        real = torch.tensor([[True] * len(s) + [False] * (width - len(s)) for s in seqs], dtype=torch.bool)
+        clean, real, fields = self.layout(examples)
         masked = self.noise.sample_mask(real, clean)
-        batch: MLMBatch = {
+        return {  # type: ignore[return-value]
             "input_ids": clean.masked_fill(masked, self.mask_token_id),
             "attention_mask": real,
             "target_ids": clean.masked_fill(~real, IGNORE_INDEX),
+            **fields,
         }
-        batch.update(document_fields(examples, [len(s) for s in seqs], width,  # type: ignore[typeddict-item]
-                                     self.document_positions, self.document_attention))
-        return batch
 
 
 class MLMSeq2SeqTrainCollator(AnswerSlotCollator):

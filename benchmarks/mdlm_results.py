@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""The MDLM family's measured results (docs/mdlm.md, docs/families.md), end to end, one stage at a time.
+
+Every training and evaluation is an ``xlm`` command, printed before it runs and run one at a time with one
+torch thread; each stage writes its numbers to a JSON file under ``--results`` (default ``docs/mdlm``), with
+the commands, the CPU seconds they took and the commit they ran at.
+
+Stages (``--stage``, default all in order):
+
+- ``star``: ``star_easy_mdlm_cpu`` trained with each seed (``--seeds``) and evaluated once on the test split
+  (5,000 graphs): exact match per seed, mean, std, n (``star_easy_mdlm_cpu.json``).
+- ``text``: on the Python standard library corpus, ``pystdlib_arlm_cpu`` and ``pystdlib_mdlm_cpu`` trained
+  for the same number of steps (``--text-steps``; the ARLM preset's 6-minute ``trainer.max_time`` cap is lifted
+  so both see the same tokens), then each evaluated on the same held-out files: the ARLM's perplexity, the
+  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``).
+- ``samples``: unconditional samples of both trained models (``--num-samples`` of ``--sample-length`` tokens
+  after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
+  trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
+  (``pystdlib_samples.json``).
+- ``cost``: the MDLM sampler's cost at each step count, cached and plain, with the same seed: network calls,
+  seconds, tokens per second, and whether the two returned the same tokens (``pystdlib_sampler_cost.json``).
+
+    python benchmarks/mdlm_results.py --out /tmp/mdlm_results                 # everything (hours on one core)
+    python benchmarks/mdlm_results.py --out /tmp/mdlm_results --stage star --seeds 1,2,3
+    python benchmarks/mdlm_results.py --out /tmp/mdlm_results --stage text --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+XLM = [sys.executable, "-m", "xlm_core.cli"]
+ONE_THREAD = ["torch_num_threads=1"]
+
+
+def commit() -> str:
+    """The repository's commit (with ``+dirty`` when the tree has changes)."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+class Runner:
+    """Runs ``xlm`` commands one at a time, printing each and adding up their CPU and wall seconds."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.log: list[dict[str, Any]] = []
+
+    def __call__(self, args: list[str], cwd: Path) -> dict[str, Any]:
+        print("$ " + shlex.join(["xlm", *args]), flush=True)
+        if self.dry_run:
+            return {"command": shlex.join(["xlm", *args]), "cpu_s": 0.0, "wall_s": 0.0}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.time()
+        subprocess.run([*XLM, *args], cwd=cwd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        entry = {"command": shlex.join(["xlm", *args]), "wall_s": round(time.time() - started, 1),
+                 "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
+        self.log.append(entry)
+        return entry
+
+
+def newest_eval(run_dir: Path, split: str) -> dict[str, Any]:
+    """metrics.json of the newest evaluation of ``split`` in ``run_dir``."""
+    found = sorted((run_dir / "eval").glob(f"*-{split}-step*/metrics.json"))
+    if not found:
+        raise FileNotFoundError(f"no {split} evaluation in {run_dir / 'eval'}")
+    return json.loads(found[-1].read_text())
+
+
+def summary(values: list[float]) -> dict[str, float | int]:
+    """mean, sample std, min, max and n."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def write(results: Path, name: str, data: dict[str, Any]) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / name).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    print(f"wrote {results / name}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- star
+STAR = "star_easy_mdlm_cpu"
+STAR_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
+                "test/prediction/exact_match_given_first_step", "test/lm/nelbo"]
+
+
+def stage_star(args: argparse.Namespace, run: Runner) -> None:
+    rows, commands, at = [], [], commit()
+    for seed in args.seeds:
+        name = f"{STAR}_seed{seed}"
+        base = [f"experiment={STAR}", "family=mdlm", f"seed={seed}", f"job_name={name}",
+                f"paths.root_dir={args.out}", *ONE_THREAD]
+        train = run(base, args.out)
+        test = run([*base, "job_type=eval", "eval.split=test"], args.out)
+        commands += [train, test]
+        if args.dry_run:
+            continue
+        metrics = newest_eval(args.out / "outputs" / name, "test")
+        val = json.loads((args.out / "outputs" / name / "metrics.json").read_text())
+        rows.append({"seed": seed, **{k: metrics[k] for k in STAR_METRICS if k in metrics},
+                     "val/prediction/exact_match": val.get("val/prediction/exact_match"),
+                     "train_cpu_s": train["cpu_s"], "train_wall_s": train["wall_s"]})
+    if args.dry_run:
+        return
+    write(args.results, "star_easy_mdlm_cpu.json", {
+        "experiment": STAR, "commit": at,
+        "options": {"model.absolute_positions": True, "model.neighbour_mixing": "bidirectional",
+                    "predictor.unmasking": "confidence", "predictor.temperature": 0.0, "noise_schedule": "loglinear"},
+        "test_graphs": 5000,
+        "exact_match": summary([r["test/prediction/exact_match"] for r in rows]),
+        "token_accuracy": summary([r["test/prediction/token_accuracy"] for r in rows]),
+        "runs": rows, "commands": commands,
+    })
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="where the runs go (paths.root_dir)")
+    parser.add_argument("--results", type=Path, default=REPO / "docs" / "mdlm", help="where the JSON results go")
+    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "all"], default="all")
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = parser.parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    run = Runner(args.dry_run)
+    stages = {"star": stage_star}
+    for name, stage in stages.items():
+        if args.stage in (name, "all"):
+            stage(args, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
