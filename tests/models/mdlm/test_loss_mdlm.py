@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.kit.noise import CosineSchedule, LogLinearSchedule
 from xlm_core.testing import BaseLossTests
 from xlm_mdlm.collators_mdlm import MDLMSeq2SeqCollator, MDLMTextCollator
-from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_mdlm.loss_mdlm import MDLMLoss
 
 TOK = SimpleSpaceTokenizer.for_numbers(50)  # [PAD]=0 [MASK]=2 [EOS]=3 [BOS]=4, word "k" = id k + 7
