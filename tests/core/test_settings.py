@@ -67,3 +67,16 @@ def test_no_job_imports_the_cli() -> None:
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {m for m in imported if m == "xlm_core.cli" or m.startswith("xlm_core.cli.")}, path
+
+
+def test_unused_path_never_names_an_existing_file(tmp_path) -> None:
+    from xlm_core.run.fileio import unused_path
+
+    f = tmp_path / "best.val_lm_loss-min.ckpt"
+    assert unused_path(f) == f
+    f.write_text("x")
+    (tmp_path / "best.val_lm_loss-min-2.ckpt").write_text("x")
+    assert unused_path(f) == tmp_path / "best.val_lm_loss-min-3.ckpt"
+    d = tmp_path / "run.replaced-20261203-120000"
+    d.mkdir()
+    assert unused_path(d, keep_suffix=False) == tmp_path / "run.replaced-20261203-120000-2"

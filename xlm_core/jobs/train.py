@@ -34,6 +34,7 @@ from xlm_core.jobs.common import (
 from xlm_core.run.callbacks import TrainingInterrupted
 from xlm_core.run.checkpoint_callbacks import ResumeDataOrder
 from xlm_core.run.checkpoints import checkpoint_config, checkpoint_step, newest_intact, verify_checkpoint
+from xlm_core.run.fileio import unused_path
 from xlm_core.run.files import run_dir_of, scalar_metrics, update_metrics_json
 from xlm_core.run.lock import RunLock
 from xlm_core.run.resume import (
@@ -55,11 +56,8 @@ __all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "
 
 def move_aside(run_dir: Path) -> Path:
     """Rename ``run_dir`` to ``<name>.replaced-<time>`` beside it (nothing is deleted); return the new path."""
-    aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = aside.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    aside = unused_path(run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"),
+                        keep_suffix=False)
     run_dir.rename(aside)
     return aside
 

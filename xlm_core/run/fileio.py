@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_json", "write_jsonl", "json_default"]
+__all__ = ["atomic_writer", "atomic_write_text", "atomic_write_json", "write_jsonl", "json_default", "unused_path"]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -84,3 +84,16 @@ def write_jsonl(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]],
         for row in rows:
             f.write(json.dumps(row, default=default, ensure_ascii=False) + "\n")
     return Path(path)
+
+
+def unused_path(path: Path, keep_suffix: bool = True) -> Path:
+    """``path``, or the first of ``<stem>-2<suffix>``, ``-3`` ... that does not exist, so nothing earlier is replaced.
+
+    ``keep_suffix=False`` appends the number to the whole name (directories, names with dots in them).
+    """
+    stem, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, "")
+    n, free = 1, path
+    while free.exists():
+        n += 1
+        free = path.with_name(f"{stem}-{n}{suffix}")
+    return free

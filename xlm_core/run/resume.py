@@ -22,6 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from xlm_core.config.tools import flatten, to_plain_best_effort
 from xlm_core.errors import UsageError
+from xlm_core.run.fileio import unused_path
 from xlm_core.training.settings import RunSettings
 
 __all__ = ["check_monitor_unchanged", "data_order_notes", "warmup_note", "ApplyOptimizerSettings",
@@ -59,10 +60,7 @@ def check_monitor_unchanged(cfg: DictConfig, stored: Mapping[str, Any], settings
             f"{new[0]}; resume with monitor={old[0]} monitor_mode={old[1]}, use a new job_name=..., or add "
             f"allow_config_mismatch=true to keep the old file as {aside.name} and track the new metric"
         )
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = aside.with_name(f"best.{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(old[0]))}-{old[1]}-{n}.ckpt")
+    aside = unused_path(aside)
     best.rename(aside)
     return aside
 

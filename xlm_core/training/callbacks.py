@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from xlm_core.errors import UsageError
+from xlm_core.run.fileio import unused_path
 from xlm_core.run.files import scalar_metrics
 
 __all__ = ["NaNGuard", "TrainingDiverged", "ProgressLogger", "CurvePlotter", "plot_curves"]
@@ -22,15 +23,6 @@ __all__ = ["NaNGuard", "TrainingDiverged", "ProgressLogger", "CurvePlotter", "pl
 
 class TrainingDiverged(UsageError, FloatingPointError):
     """The training loss became NaN/Inf; the message names the files and how to continue (exit code 2)."""
-
-
-def _free_path(path: Path) -> Path:
-    """``path``, or ``<stem>-2<suffix>``, ``-3`` ... when it exists (an earlier attempt's file is kept)."""
-    n, free = 1, path
-    while free.exists():
-        n += 1
-        free = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return free
 
 
 def _largest_weight(module: torch.nn.Module) -> float:
@@ -62,7 +54,7 @@ class NaNGuard(L.Callback):
         from xlm_core.run.invocation import recorded_invocation
 
         step = trainer.global_step
-        path = trainer.strategy.broadcast(_free_path(self.dirpath / f"nan_guard_step_{step}.ckpt"), src=0)
+        path = trainer.strategy.broadcast(unused_path(self.dirpath / f"nan_guard_step_{step}.ckpt"), src=0)
         trainer.save_checkpoint(str(path), weights_only=False)  # the whole training state
         self.saved_path = path
         largest = _largest_weight(pl_module)
