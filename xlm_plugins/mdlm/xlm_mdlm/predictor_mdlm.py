@@ -78,8 +78,8 @@ class MDLMPredictor:
         num_steps: int = 128,
         model: Callable[..., Any] | None = None,
         noise_schedule: NoiseSchedule | None = None,
-        unmasking: Unmasking = "ancestral",
-        confidence: Confidence = "top_prob",
+        unmasking: str = "ancestral",  # an Unmasking; a str so a bad value meets our one-line error
+        confidence: str | None = "top_prob",  # a Confidence
         cache: bool = True,
         temperature: float = 1.0,
         top_k: int | None = None,
