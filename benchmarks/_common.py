@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,9 +60,16 @@ class Shape:
 def build_ours(shape: Shape, dropout: float = 0.0) -> RotaryTransformerARLMModel:
     """Our ARLM with the given shape (dropout 0 for timing)."""
     return RotaryTransformerARLMModel(
-        num_embeddings=shape.vocab, d_model=shape.d_model, num_layers=shape.layers, nhead=shape.heads,
-        padding_idx=0, dim_feedforward=shape.ffn, dropout=dropout, activation=shape.activation,
-        rotary_emb_dim=shape.rotary_dim, max_length=shape.max_length,
+        num_embeddings=shape.vocab,
+        d_model=shape.d_model,
+        num_layers=shape.layers,
+        nhead=shape.heads,
+        padding_idx=0,
+        dim_feedforward=shape.ffn,
+        dropout=dropout,
+        activation=shape.activation,
+        rotary_emb_dim=shape.rotary_dim,
+        max_length=shape.max_length,
     )
 
 
@@ -107,7 +115,7 @@ def time_alternating(
     sync(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
             start = now()

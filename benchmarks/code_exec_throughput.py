@@ -35,9 +35,17 @@ def main() -> None:
         start = time.perf_counter()
         _, metrics = ev.eval(preds)
         elapsed = time.perf_counter() - start
-        print(json.dumps({"isolation": mode, "programs": len(preds), "seconds": round(elapsed, 2),
-                          "programs_per_s": round(len(preds) / elapsed, 1),
-                          "accuracy": metrics["code_exec_accuracy"]}))
+        print(
+            json.dumps(
+                {
+                    "isolation": mode,
+                    "programs": len(preds),
+                    "seconds": round(elapsed, 2),
+                    "programs_per_s": round(len(preds) / elapsed, 1),
+                    "accuracy": metrics["code_exec_accuracy"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

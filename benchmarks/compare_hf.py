@@ -29,13 +29,13 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _common import (  # noqa: E402
     NoEosTokenizer,
     Shape,
@@ -51,6 +51,7 @@ from _common import (  # noqa: E402
     time_alternating,
     train_flops_per_token,
 )
+
 from xlm_arlm.loss_arlm import ARLMLoss  # noqa: E402
 from xlm_arlm.predictor_arlm import ARLMPredictor  # noqa: E402
 
@@ -58,8 +59,13 @@ BASE = Shape(vocab=1000, d_model=256, layers=4, heads=4, ffn=1024, rotary_dim=64
 SMALL = Shape(vocab=1000, d_model=768, layers=12, heads=12, ffn=3072, rotary_dim=64)
 TRAIN_KINDS = ("ours", "ours_loss_default", "ours_loss_3d", "hf")
 GEN_KINDS = ("ours", "hf")  # the memory rows
-GEN_LABELS = {"ours": "ARLMPredictor (eager)", "ours_compiled": "ARLMPredictor compile_decode",
-              "hf": "HF generate", "hf_static": "HF static cache+compile", "hf_fp32": "HF generate, fp32"}
+GEN_LABELS = {
+    "ours": "ARLMPredictor (eager)",
+    "ours_compiled": "ARLMPredictor compile_decode",
+    "hf": "HF generate",
+    "hf_static": "HF static cache+compile",
+    "hf_fp32": "HF generate, fp32",
+}
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -81,8 +87,13 @@ def make_optimizer(model: torch.nn.Module, impl: str) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, **kwargs)
 
 
-def train_step_fn(kind: str, model: torch.nn.Module, batch: dict[str, Any], opt: torch.optim.Optimizer,
-                  amp: contextlib.AbstractContextManager | Callable) -> Callable[[], None]:
+def train_step_fn(
+    kind: str,
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    opt: torch.optim.Optimizer,
+    amp: contextlib.AbstractContextManager | Callable,
+) -> Callable[[], None]:
     """One forward + backward + AdamW step of ``kind`` on ``batch``."""
     ids, mask, targets = batch["input_ids"], batch["attention_mask"], batch["target_ids"]
     loss_fn = None
@@ -124,8 +135,13 @@ def prepare_hf_static(model: torch.nn.Module, device: torch.device) -> torch.nn.
     return model
 
 
-def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], new_tokens: int,
-           amp: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Callable[[], torch.Tensor]:
+def gen_fn(
+    kind: str,
+    model: torch.nn.Module,
+    prompts: dict[str, torch.Tensor],
+    new_tokens: int,
+    amp: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> Callable[[], torch.Tensor]:
     """Greedy generation of exactly ``new_tokens`` tokens per prompt under ``amp``; returns all ids."""
     if kind.startswith("hf"):
         mask = prompts["attention_mask"].long()
@@ -133,14 +149,25 @@ def gen_fn(kind: str, model: torch.nn.Module, prompts: dict[str, torch.Tensor], 
         def run_hf() -> torch.Tensor:
             with amp():
                 return model.generate(
-                    input_ids=prompts["input_ids"], attention_mask=mask, do_sample=False, use_cache=True,
-                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None,
+                    input_ids=prompts["input_ids"],
+                    attention_mask=mask,
+                    do_sample=False,
+                    use_cache=True,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    pad_token_id=0,
+                    eos_token_id=None,
                 )
 
         return run_hf
     predictor = ARLMPredictor(
-        max_steps=new_tokens, max_length=None, tokenizer=NoEosTokenizer(),
-        sampling_method="sample_top_k", top_k=1, model=model, compile_decode=kind == "ours_compiled",
+        max_steps=new_tokens,
+        max_length=None,
+        tokenizer=NoEosTokenizer(),
+        sampling_method="sample_top_k",
+        top_k=1,
+        model=model,
+        compile_decode=kind == "ours_compiled",
     )
 
     def run_ours() -> torch.Tensor:
@@ -178,7 +205,7 @@ def memory_child(args: argparse.Namespace) -> None:
     if workload == "train":
         data = make_train_batch(shape, args.batch, args.seq, device)
     else:
-        data = make_prompts(shape, int(workload[len("gen"):]), args.prompt_len, device)
+        data = make_prompts(shape, int(workload[len("gen") :]), args.prompt_len, device)
     import transformers  # noqa: F401  (both children pay the same import cost before the baseline)
 
     if device.type == "cuda":
@@ -210,10 +237,28 @@ def memory_child(args: argparse.Namespace) -> None:
 
 def measure_memory(args: argparse.Namespace, workload: str, kind: str) -> dict[str, Any]:
     """Run :func:`memory_child` in a fresh interpreter so allocations of other runs do not count."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", f"{workload}:{kind}",
-           "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads),
-           "--batch", str(args.batch), "--seq", str(args.seq), "--prompt-len", str(args.prompt_len),
-           "--new-tokens", str(args.new_tokens), "--adamw", args.adamw]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        f"{workload}:{kind}",
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--threads",
+        str(args.threads),
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--prompt-len",
+        str(args.prompt_len),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--adamw",
+        args.adamw,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory child {workload}:{kind} failed:\n{out.stderr[-2000:]}")
@@ -244,11 +289,19 @@ def top_ops(fn: Callable[[], Any], n: int = 12) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
-                   help="bf16: bf16 autocast (trainer.precision=bf16-mixed) for training and generation")
+    p.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="fp32",
+        help="bf16: bf16 autocast (trainer.precision=bf16-mixed) for training and generation",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: time by process CPU time (a CPU shared with other jobs; use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: time by process CPU time (a CPU shared with other jobs; use with --threads 1)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer repeats, shorter generation, no small model")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
@@ -256,12 +309,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=224)
-    p.add_argument("--adamw", choices=("foreach", "fused", "for-loop"), default="fused",
-                   help="AdamW implementation, the same for both models "
-                   "(fused is HF Trainer's default on torch>=2.8)")
+    p.add_argument(
+        "--adamw",
+        choices=("foreach", "fused", "for-loop"),
+        default="fused",
+        help="AdamW implementation, the same for both models (fused is HF Trainer's default on torch>=2.8)",
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd training of both")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses "
-                   "(CPU: growth of the peak RSS of a fresh process; CUDA: max_memory_allocated growth)")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory subprocesses "
+        "(CPU: growth of the peak RSS of a fresh process; CUDA: max_memory_allocated growth)",
+    )
     p.add_argument("--no-small", action="store_true", help="skip the d_model 768 / 12-layer model")
     p.add_argument("--no-gen", action="store_true", help="skip the generation rows (training only)")
     p.add_argument("--small-batch", type=int, default=2, help="batch size of the small-model training rows")
@@ -308,8 +368,10 @@ def main(argv: list[str] | None = None) -> None:
     # --- training, base shape -------------------------------------------------------------
     ours.train(), hf.train()
     opt_ours, opt_hf = make_optimizer(ours, args.adamw), make_optimizer(hf, args.adamw)
-    steps = {k: train_step_fn(k, hf if k == "hf" else ours, batch, opt_hf if k == "hf" else opt_ours, amp)
-             for k in TRAIN_KINDS}
+    steps = {
+        k: train_step_fn(k, hf if k == "hf" else ours, batch, opt_hf if k == "hf" else opt_ours, amp)
+        for k in TRAIN_KINDS
+    }
     if args.dtype != "fp32":  # what switching precision gains over HF as most users run it
         steps["hf_fp32"] = train_step_fn("hf", hf, batch, opt_hf, contextlib.nullcontext)
     if args.compile:
@@ -322,16 +384,40 @@ def main(argv: list[str] | None = None) -> None:
     hf_tps = tokens / secs["hf"]
     label = f"train d256 L4 b{args.batch} s{args.seq}"
     for kind, target in (("ours", 1.2), ("ours_loss_default", None), ("ours_loss_3d", None)):
-        rows.append({"workload": label, "ours": kind, "baseline": "HF", "ours_tok_s": tokens / secs[kind],
-                     "hf_tok_s": hf_tps, "target": target, "mfu_ours": mfu(tokens / secs[kind], flops, args.peak_tflops),
-                     "mfu_hf": mfu(hf_tps, flops, args.peak_tflops)})
+        rows.append(
+            {
+                "workload": label,
+                "ours": kind,
+                "baseline": "HF",
+                "ours_tok_s": tokens / secs[kind],
+                "hf_tok_s": hf_tps,
+                "target": target,
+                "mfu_ours": mfu(tokens / secs[kind], flops, args.peak_tflops),
+                "mfu_hf": mfu(hf_tps, flops, args.peak_tflops),
+            }
+        )
     if "hf_fp32" in secs:
-        rows.append({"workload": label, "ours": "ours", "baseline": "HF fp32", "ours_tok_s": tokens / secs["ours"],
-                     "hf_tok_s": tokens / secs["hf_fp32"], "target": None})
+        rows.append(
+            {
+                "workload": label,
+                "ours": "ours",
+                "baseline": "HF fp32",
+                "ours_tok_s": tokens / secs["ours"],
+                "hf_tok_s": tokens / secs["hf_fp32"],
+                "target": None,
+            }
+        )
     if args.compile:
-        rows.append({"workload": label + " compiled", "ours": "ours (torch.compile)", "baseline": "HF (torch.compile)",
-                     "ours_tok_s": tokens / secs["ours_compiled"], "hf_tok_s": tokens / secs["hf_compiled"],
-                     "target": None})
+        rows.append(
+            {
+                "workload": label + " compiled",
+                "ours": "ours (torch.compile)",
+                "baseline": "HF (torch.compile)",
+                "ours_tok_s": tokens / secs["ours_compiled"],
+                "hf_tok_s": tokens / secs["hf_compiled"],
+                "target": None,
+            }
+        )
     if args.profile:
         for kind in ("ours", "ours_loss_3d", "hf"):
             print(f"\n### profile: training step, {kind}\n{top_ops(steps[kind])}")
@@ -343,14 +429,21 @@ def main(argv: list[str] | None = None) -> None:
     hf_static = prepare_hf_static(build_hf(BASE).to(device), device)
     copy_ours_to_hf(ours, hf_static)
     gen_ours, gen_hf = ours.eval(), hf.eval()
-    models = {"ours": gen_ours, "ours_compiled": gen_ours, "hf": gen_hf, "hf_static": hf_static.eval(),
-              "hf_fp32": gen_hf}
+    models = {
+        "ours": gen_ours,
+        "ours_compiled": gen_ours,
+        "hf": gen_hf,
+        "hf_static": hf_static.eval(),
+        "hf_fp32": gen_hf,
+    }
     mixed = args.dtype != "fp32"
     for gen_batch in () if args.no_gen else (8, 1):
         prompts = make_prompts(BASE, gen_batch, args.prompt_len, device)
         kinds = ["ours", "ours_compiled", "hf", "hf_static"] + (["hf_fp32"] if mixed else [])
-        fns = {k: gen_fn(k, models[k], prompts, args.new_tokens, contextlib.nullcontext if k == "hf_fp32" else amp)
-               for k in kinds}
+        fns = {
+            k: gen_fn(k, models[k], prompts, args.new_tokens, contextlib.nullcontext if k == "hf_fp32" else amp)
+            for k in kinds
+        }
         started = {}
         outs = {}
         for k in kinds:  # first calls: compilation, and the ids each path generates
@@ -362,24 +455,37 @@ def main(argv: list[str] | None = None) -> None:
         if len(set(shapes.values())) != 1:
             raise SystemExit(f"generation shapes differ: {shapes}")
         p = args.prompt_len
-        notes = [f"compiled vs eager ids: {agreement(outs['ours_compiled'], outs['ours'], p):.1%}",
-                 f"ours vs HF ids: {agreement(outs['ours'], outs['hf'], p):.1%}"]
+        notes = [
+            f"compiled vs eager ids: {agreement(outs['ours_compiled'], outs['ours'], p):.1%}",
+            f"ours vs HF ids: {agreement(outs['ours'], outs['hf'], p):.1%}",
+        ]
         if mixed:
             fp32_ids = gen_fn("ours", gen_ours, prompts, args.new_tokens)()
-            notes.append(f"{args.dtype} vs fp32 ids: eager {agreement(outs['ours'], fp32_ids, p):.1%}, "
-                         f"compiled {agreement(outs['ours_compiled'], fp32_ids, p):.1%}")
+            notes.append(
+                f"{args.dtype} vs fp32 ids: eager {agreement(outs['ours'], fp32_ids, p):.1%}, "
+                f"compiled {agreement(outs['ours_compiled'], fp32_ids, p):.1%}"
+            )
         secs = time_alternating(fns, max(args.warmup - 1, 0), args.repeats, device, args.clock)
         new = gen_batch * args.new_tokens
         workload = f"greedy gen b{gen_batch} p{args.prompt_len}+{args.new_tokens}"
         for ours_kind, base, target in gen_pairs(device, gen_batch, mixed):
             label = GEN_LABELS[base] + (f", {args.dtype}" if base in ("hf", "hf_static") and mixed else "")
-            rows.append({"workload": workload, "ours": GEN_LABELS[ours_kind], "baseline": label,
-                         "ours_tok_s": new / secs[ours_kind], "hf_tok_s": new / secs[base], "target": target})
+            rows.append(
+                {
+                    "workload": workload,
+                    "ours": GEN_LABELS[ours_kind],
+                    "baseline": label,
+                    "ours_tok_s": new / secs[ours_kind],
+                    "hf_tok_s": new / secs[base],
+                    "target": target,
+                }
+            )
         rows[-1]["note"] = "; ".join(notes)
         first_call = {k: round(v, 2) for k, v in started.items()}
         print(f"{workload}: first-call seconds (compile/capture included) {first_call}; " + "; ".join(notes))
-        gen_info.append({"workload": workload, "first_call_s": first_call, "agreement_notes": notes,
-                         "seconds_per_call": secs})
+        gen_info.append(
+            {"workload": workload, "first_call_s": first_call, "agreement_notes": notes, "seconds_per_call": secs}
+        )
         if args.profile:
             for kind in kinds:
                 print(f"\n### profile: generation b{gen_batch}, {kind}\n{top_ops(fns[kind])}")
@@ -394,21 +500,28 @@ def main(argv: list[str] | None = None) -> None:
         sb, ss = args.small_batch, args.seq
         sbatch = make_train_batch(SMALL, sb, ss, device)
         o1, o2 = make_optimizer(s_ours, args.adamw), make_optimizer(s_hf, args.adamw)
-        fns = {"ours": train_step_fn("ours", s_ours, sbatch, o1, amp),
-               "hf": train_step_fn("hf", s_hf, sbatch, o2, amp)}
+        fns = {"ours": train_step_fn("ours", s_ours, sbatch, o1, amp), "hf": train_step_fn("hf", s_hf, sbatch, o2, amp)}
         secs = time_alternating(fns, 1, max(3, args.repeats // 2 + 1), device, args.clock)
         sflops = train_flops_per_token(SMALL, ss)
-        rows.append({"workload": f"train d768 L12 b{sb} s{ss}", "ours": "ours",
-                     "baseline": "HF", "ours_tok_s": sb * ss / secs["ours"], "hf_tok_s": sb * ss / secs["hf"],
-                     "target": None,
-                     "mfu_ours": mfu(sb * ss / secs["ours"], sflops, args.peak_tflops),
-                     "mfu_hf": mfu(sb * ss / secs["hf"], sflops, args.peak_tflops)})
+        rows.append(
+            {
+                "workload": f"train d768 L12 b{sb} s{ss}",
+                "ours": "ours",
+                "baseline": "HF",
+                "ours_tok_s": sb * ss / secs["ours"],
+                "hf_tok_s": sb * ss / secs["hf"],
+                "target": None,
+                "mfu_ours": mfu(sb * ss / secs["ours"], sflops, args.peak_tflops),
+                "mfu_hf": mfu(sb * ss / secs["hf"], sflops, args.peak_tflops),
+            }
+        )
 
     # --- memory ---------------------------------------------------------------------------
     mem_rows: list[dict[str, Any]] = []
     if not args.no_memory:
         for workload, kinds in (("train", ("ours", "ours_loss_default", "ours_loss_3d", "hf")),) + (
-                () if args.no_gen else (("gen8", GEN_KINDS),)):
+            () if args.no_gen else (("gen8", GEN_KINDS),)
+        ):
             for kind in kinds:
                 m = measure_memory(args, workload, kind)
                 mem_rows.append({"workload": workload, "kind": kind, **m})
@@ -416,26 +529,41 @@ def main(argv: list[str] | None = None) -> None:
     report(args, rows, mem_rows, kernels, diff.item(), gen_info)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], mem_rows: list[dict[str, Any]],
-           kernels: dict[str, list[str]], diff: float, gen_info: list[dict[str, Any]]) -> None:
+def report(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    mem_rows: list[dict[str, Any]],
+    kernels: dict[str, list[str]],
+    diff: float,
+    gen_info: list[dict[str, Any]],
+) -> None:
     """Print the comparison table (ratios ours / baseline), memory, SDPA kernels; optionally write JSON."""
-    print(f"\ndevice {args.device}, dtype {args.dtype}, threads {args.threads}, torch {torch.__version__}, "
-          f"AdamW {args.adamw}, warmup {args.warmup}, median of {args.repeats}, {args.clock} clock")
+    print(
+        f"\ndevice {args.device}, dtype {args.dtype}, threads {args.threads}, torch {torch.__version__}, "
+        f"AdamW {args.adamw}, warmup {args.warmup}, median of {args.repeats}, {args.clock} clock"
+    )
     args.load_at_end = os.getloadavg()
-    print("load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f} ({} CPUs)".format(
-        *args.load_at_start, *args.load_at_end, os.cpu_count()))
-    head = (f"| {'workload':<26} | {'ours path':<28} | {'baseline':<30} | {'ours tok/s':>10} | {'base tok/s':>10} "
-            f"| {'ratio':>7} | target   |")
+    print(
+        "load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f} ({} CPUs)".format(
+            *args.load_at_start, *args.load_at_end, os.cpu_count()
+        )
+    )
+    head = (
+        f"| {'workload':<26} | {'ours path':<28} | {'baseline':<30} | {'ours tok/s':>10} | {'base tok/s':>10} "
+        f"| {'ratio':>7} | target   |"
+    )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
         ratio = r["ours_tok_s"] / r["hf_tok_s"]
         r["ratio"] = ratio
         tgt = f">={r['target']:.1f} {'ok' if ratio >= r['target'] else 'MISS'}" if r["target"] else ""
-        print(f"| {r['workload']:<26} | {r['ours']:<28} | {r['baseline']:<30} | {r['ours_tok_s']:>10,.0f} "
-              f"| {r['hf_tok_s']:>10,.0f} | {ratio:>6.2f}x | {tgt:<8} |" + (f" {r['note']}" if r.get("note") else ""))
+        print(
+            f"| {r['workload']:<26} | {r['ours']:<28} | {r['baseline']:<30} | {r['ours_tok_s']:>10,.0f} "
+            f"| {r['hf_tok_s']:>10,.0f} | {ratio:>6.2f}x | {tgt:<8} |" + (f" {r['note']}" if r.get("note") else "")
+        )
     if args.device.startswith("cuda"):
-        print("\nMFU (model FLOPs / peak {:.0f} TFLOP/s):".format(args.peak_tflops))
+        print(f"\nMFU (model FLOPs / peak {args.peak_tflops:.0f} TFLOP/s):")
         for r in rows:
             if "mfu_ours" in r:
                 print(f"  {r['workload']:<30} {r['ours']:<20} ours {r['mfu_ours']:.1%}  HF {r['mfu_hf']:.1%}")
@@ -451,8 +579,11 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], mem_rows: list[
     print(f"max |logits diff| ours vs HF (copied weights): {diff:.2e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows, "generation": gen_info, "memory": mem_rows,
-                       "kernels": kernels}, f, indent=1)
+            json.dump(
+                {"args": vars(args), "rows": rows, "generation": gen_info, "memory": mem_rows, "kernels": kernels},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-
 from _common import NoEosTokenizer, Shape, build_ours, sync  # noqa: E402
+
 from xlm_arlm.predictor_arlm import ARLMPredictor  # noqa: E402
 
 BASE = Shape(vocab=1000, d_model=256, layers=4, heads=4, ffn=1024, rotary_dim=64)
@@ -46,8 +46,14 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def timed_call(predictor: ARLMPredictor, prompts: dict[str, torch.Tensor], new: int, precision: str,
-               device: torch.device, clock: str = "wall") -> tuple[float, torch.Tensor]:
+def timed_call(
+    predictor: ARLMPredictor,
+    prompts: dict[str, torch.Tensor],
+    new: int,
+    precision: str,
+    device: torch.device,
+    clock: str = "wall",
+) -> tuple[float, torch.Tensor]:
     """Seconds of one ``predict`` of ``new`` tokens (wall, or this process's CPU time) and its ids."""
     now = time.process_time if clock == "cpu" else time.perf_counter
     sync(device)
@@ -67,10 +73,18 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, BASE.vocab, (args.batch, args.prompt_len), generator=g).to(device)
     prompts = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool)}
-    common = dict(max_steps=args.long, max_length=None, tokenizer=NoEosTokenizer(),
-                  sampling_method="sample_top_k", top_k=1, model=model)
-    paths = {"eager": ARLMPredictor(**common, compile_decode=False),
-             "compiled": ARLMPredictor(**common, compile_decode=True)}
+    common = dict(
+        max_steps=args.long,
+        max_length=None,
+        tokenizer=NoEosTokenizer(),
+        sampling_method="sample_top_k",
+        top_k=1,
+        model=model,
+    )
+    paths = {
+        "eager": ARLMPredictor(**common, compile_decode=False),
+        "compiled": ARLMPredictor(**common, compile_decode=True),
+    }
     eager_first, _ = timed_call(paths["eager"], prompts, args.long, args.precision, device)
     first, _ = timed_call(paths["compiled"], prompts, args.long, args.precision, device)  # wall: compile included
     times: dict[tuple[str, int], list[float]] = {(k, n): [] for k in paths for n in (args.short, args.long)}
@@ -93,9 +107,15 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     one_time = max(first - med[("compiled", args.long)], 0.0)
     extra_fixed = (fit["compiled"]["fixed_ms"] - fit["eager"]["fixed_ms"]) / 1e3
     return {
-        "precision": args.precision, "batch": args.batch, "device": args.device, "threads": args.threads,
-        "first_eager_call_s": eager_first, "first_compiled_call_s": first, "one_time_cost_s": one_time,
-        "eager": fit["eager"], "compiled": fit["compiled"],
+        "precision": args.precision,
+        "batch": args.batch,
+        "device": args.device,
+        "threads": args.threads,
+        "first_eager_call_s": eager_first,
+        "first_compiled_call_s": first,
+        "one_time_cost_s": one_time,
+        "eager": fit["eager"],
+        "compiled": fit["compiled"],
         "speedup_per_step": fit["eager"]["per_step_ms"] / fit["compiled"]["per_step_ms"],
         "break_even_steps_one_time": one_time / saving if saving > 0 else float("inf"),
         "break_even_steps_per_call": max(extra_fixed, 0.0) / saving if saving > 0 else float("inf"),
@@ -106,9 +126,29 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_child(args: argparse.Namespace, precision: str, batch: int, cache_dir: str) -> dict[str, Any]:
     """:func:`child` in a fresh interpreter whose inductor cache is ``cache_dir``."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--precision", precision, "--batch", str(batch),
-           "--device", args.device, "--threads", str(args.threads), "--prompt-len", str(args.prompt_len),
-           "--short", str(args.short), "--long", str(args.long), "--repeats", str(args.repeats), "--clock", args.clock]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--precision",
+        precision,
+        "--batch",
+        str(batch),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--prompt-len",
+        str(args.prompt_len),
+        "--short",
+        str(args.short),
+        "--long",
+        str(args.long),
+        "--repeats",
+        str(args.repeats),
+        "--clock",
+        args.clock,
+    ]
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
@@ -126,8 +166,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--short", type=int, default=16, help="new tokens of the short calls of the fit")
     p.add_argument("--long", type=int, default=224, help="new tokens of the long calls of the fit")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: time the steady calls by process CPU time (a shared CPU; use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: time the steady calls by process CPU time (a shared CPU; use with --threads 1)",
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -150,16 +194,20 @@ def main(argv: list[str] | None = None) -> None:
             warm["cold_one_time_cost_s"] = cold["one_time_cost_s"]
             warm["cold_break_even_steps"] = cold["break_even_steps_one_time"]
             rows.append(warm)
-            print(f"{precision} b{batch}: eager {warm['eager']['per_step_ms']:.2f} ms/step, compiled "
-                  f"{warm['compiled']['per_step_ms']:.2f} ({warm['speedup_per_step']:.2f}x); one-time cost cold "
-                  f"{cold['one_time_cost_s']:.1f} s / warm {warm['one_time_cost_s']:.1f} s; break-even steps cold "
-                  f"{cold['break_even_steps_one_time']:.0f} / warm {warm['break_even_steps_one_time']:.0f}, "
-                  f"per call {warm['break_even_steps_per_call']:.1f}; same greedy ids: {warm['same_greedy_ids']}",
-                  flush=True)
+            print(
+                f"{precision} b{batch}: eager {warm['eager']['per_step_ms']:.2f} ms/step, compiled "
+                f"{warm['compiled']['per_step_ms']:.2f} ({warm['speedup_per_step']:.2f}x); one-time cost cold "
+                f"{cold['one_time_cost_s']:.1f} s / warm {warm['one_time_cost_s']:.1f} s; break-even steps cold "
+                f"{cold['break_even_steps_one_time']:.0f} / warm {warm['break_even_steps_one_time']:.0f}, "
+                f"per call {warm['break_even_steps_per_call']:.1f}; same greedy ids: {warm['same_greedy_ids']}",
+                flush=True,
+            )
     load_end = os.getloadavg()
-    print(f"\ndevice {args.device}, threads {args.threads}, torch {torch.__version__}, prompts {args.prompt_len}, "
-          f"fit over {args.short} and {args.long} new tokens, median of {args.repeats}, {args.clock} clock; load "
-          f"average at start {load_start[0]:.1f}, at end {load_end[0]:.1f} ({os.cpu_count()} CPUs)")
+    print(
+        f"\ndevice {args.device}, threads {args.threads}, torch {torch.__version__}, prompts {args.prompt_len}, "
+        f"fit over {args.short} and {args.long} new tokens, median of {args.repeats}, {args.clock} clock; load "
+        f"average at start {load_start[0]:.1f}, at end {load_end[0]:.1f} ({os.cpu_count()} CPUs)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "load_start": load_start, "load_end": load_end, "rows": rows}, f, indent=1)

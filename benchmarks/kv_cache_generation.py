@@ -39,7 +39,9 @@ class NoEOS(nn.Module):
         self.base.clear_kv_cache()
 
 
-def timed_generate(predictor: ARLMPredictor, batch: dict[str, torch.Tensor], repeats: int) -> tuple[torch.Tensor, float]:
+def timed_generate(
+    predictor: ARLMPredictor, batch: dict[str, torch.Tensor], repeats: int
+) -> tuple[torch.Tensor, float]:
     """Best wall time over ``repeats`` runs (after one short warm-up) and the generated ids."""
     predictor.predict(batch, max_new_tokens=4)
     best, ids = float("inf"), None
@@ -63,10 +65,20 @@ def main() -> None:
     torch.manual_seed(0)
 
     tokenizer = SimpleSpaceTokenizer.for_numbers(993)  # 7 special tokens + 993 words = 1000 ids
-    base = RotaryTransformerARLMModel(
-        num_embeddings=len(tokenizer), d_model=256, num_layers=4, nhead=4, padding_idx=tokenizer.pad_token_id,
-        dropout=0.0, rotary_emb_dim=64, max_length=args.prompt_len + args.new_tokens,
-    ).to(args.device).eval()
+    base = (
+        RotaryTransformerARLMModel(
+            num_embeddings=len(tokenizer),
+            d_model=256,
+            num_layers=4,
+            nhead=4,
+            padding_idx=tokenizer.pad_token_id,
+            dropout=0.0,
+            rotary_emb_dim=64,
+            max_length=args.prompt_len + args.new_tokens,
+        )
+        .to(args.device)
+        .eval()
+    )
     model = NoEOS(base, tokenizer.eos_token_id)
     g = torch.Generator().manual_seed(1)
     input_ids = torch.randint(7, len(tokenizer), (args.batch_size, args.prompt_len), generator=g).to(args.device)
@@ -75,7 +87,12 @@ def main() -> None:
     results = {}
     for name, use_cache in (("kv_cache", True), ("recompute", False)):
         predictor = ARLMPredictor(
-            args.new_tokens, None, tokenizer, sampling_method="sample_top_k", top_k=1, model=model,
+            args.new_tokens,
+            None,
+            tokenizer,
+            sampling_method="sample_top_k",
+            top_k=1,
+            model=model,
             use_kv_cache=use_cache,
         )
         ids, seconds = timed_generate(predictor, batch, args.repeats)

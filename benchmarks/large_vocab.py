@@ -69,8 +69,12 @@ MASK_ID = QWEN2_VOCAB - 1  # stands for <|mask|>
 ARLM_KINDS = ("ours", "ours_plain", "hf")
 MLM_KINDS = ("ours_mlm", "ours_mlm_plain", "hf_mlm")
 LABELS = {
-    "ours": "ARLMLoss (fused)", "ours_plain": "ARLMLoss(fused=False)", "hf": "HF GPTNeoX labels=",
-    "ours_mlm": "MLMLoss (fused)", "ours_mlm_plain": "MLMLoss(fused=False)", "hf_mlm": "HF GPTNeoX, MLM loss",
+    "ours": "ARLMLoss (fused)",
+    "ours_plain": "ARLMLoss(fused=False)",
+    "hf": "HF GPTNeoX labels=",
+    "ours_mlm": "MLMLoss (fused)",
+    "ours_mlm_plain": "MLMLoss(fused=False)",
+    "hf_mlm": "HF GPTNeoX, MLM loss",
     "ours_bf16_kernels": "ARLMLoss (fused), bf16 kernels",
 }
 
@@ -91,9 +95,17 @@ def bf16_kernels() -> Any:
 def build_mlm(shape: Shape) -> RotaryTransformerMLMModel:
     """Our bidirectional model of ``shape`` (dropout 0), the mask id excluded from its predictions."""
     return RotaryTransformerMLMModel(
-        num_embeddings=shape.vocab, d_model=shape.d_model, num_layers=shape.layers, nhead=shape.heads,
-        padding_idx=0, mask_idx=MASK_ID, dim_feedforward=shape.ffn, dropout=0.0, activation=shape.activation,
-        rotary_emb_dim=shape.rotary_dim, max_length=shape.max_length,
+        num_embeddings=shape.vocab,
+        d_model=shape.d_model,
+        num_layers=shape.layers,
+        nhead=shape.heads,
+        padding_idx=0,
+        mask_idx=MASK_ID,
+        dim_feedforward=shape.ffn,
+        dropout=0.0,
+        activation=shape.activation,
+        rotary_emb_dim=shape.rotary_dim,
+        max_length=shape.max_length,
     )
 
 
@@ -127,9 +139,11 @@ def loss_fn_of(kind: str, model: torch.nn.Module) -> Callable[[dict[str, Any]], 
     if kind == "hf":
         return lambda b: model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["input_ids"]).loss
     if kind == "hf_mlm":
+
         def hf_mlm(b: dict[str, Any]) -> torch.Tensor:
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
             return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), b["labels"].view(-1), ignore_index=-100)
+
         return hf_mlm
     fused = not kind.endswith("_plain")
     if kind == "ours_bf16_kernels":
@@ -138,6 +152,7 @@ def loss_fn_of(kind: str, model: torch.nn.Module) -> Callable[[dict[str, Any]], 
         def native(b: dict[str, Any]) -> torch.Tensor:
             with bf16_kernels():
                 return arlm_native(b)["loss"]
+
         return native
     if "mlm" in kind:
         mlm = MLMLoss(model, tokenizer=_NoTokenizer(), fused=fused)
@@ -146,8 +161,11 @@ def loss_fn_of(kind: str, model: torch.nn.Module) -> Callable[[dict[str, Any]], 
     return lambda b: arlm(b)["loss"]
 
 
-def train_step(loss_fn: Callable, batch: dict[str, Any], opt: torch.optim.Optimizer, amp: Callable) -> Callable[[], float]:
+def train_step(
+    loss_fn: Callable, batch: dict[str, Any], opt: torch.optim.Optimizer, amp: Callable
+) -> Callable[[], float]:
     """One forward + backward + AdamW step; returns the loss."""
+
     def step() -> float:
         with amp():
             loss = loss_fn(batch)
@@ -155,6 +173,7 @@ def train_step(loss_fn: Callable, batch: dict[str, Any], opt: torch.optim.Optimi
         opt.step()
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
+
     return step
 
 
@@ -188,8 +207,20 @@ def memory_child(args: argparse.Namespace) -> None:
 
 def measure_memory(args: argparse.Namespace, shape: str, kind: str, batch: int) -> float:
     """Peak memory growth (MiB) of ``kind`` at ``batch`` in a fresh interpreter."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", f"{shape}:{kind}:{batch}",
-           "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads), "--seq", str(args.seq)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        f"{shape}:{kind}:{batch}",
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--threads",
+        str(args.threads),
+        "--seq",
+        str(args.seq),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory child {shape}:{kind}:{batch} failed:\n{out.stderr[-2000:]}")
@@ -225,13 +256,29 @@ def train_rows(args: argparse.Namespace, shape_name: str, batch: int, kinds: tup
     for k in kinds:  # same weights, same batch: the first losses agree
         with torch.no_grad(), amp():
             losses[k] = float(loss_fn_of(k, models[k])(batches[k]))
-    steps = {k: train_step(loss_fn_of(k, models[k]), batches[k], make_optimizer(models[k], "fused"), amp) for k in kinds}
+    steps = {
+        k: train_step(loss_fn_of(k, models[k]), batches[k], make_optimizer(models[k], "fused"), amp) for k in kinds
+    }
     secs = time_alternating(steps, args.warmup, args.repeats, device, args.clock)
     tokens = batch * args.seq
-    rows = [{"shape": shape_name, "batch": batch, "seq": args.seq, "kind": k, "label": LABELS[k],
-             "seconds": secs[k], "tok_s": tokens / secs[k], "first_loss": losses[k]} for k in kinds]
+    rows = [
+        {
+            "shape": shape_name,
+            "batch": batch,
+            "seq": args.seq,
+            "kind": k,
+            "label": LABELS[k],
+            "seconds": secs[k],
+            "tok_s": tokens / secs[k],
+            "first_loss": losses[k],
+        }
+        for k in kinds
+    ]
     for r in rows:
-        print(f"  {shape_name} b{batch} {r['label']:<24} {r['tok_s']:8.1f} tok/s  first loss {r['first_loss']:.5f}", flush=True)
+        print(
+            f"  {shape_name} b{batch} {r['label']:<24} {r['tok_s']:8.1f} tok/s  first loss {r['first_loss']:.5f}",
+            flush=True,
+        )
     if args.profile:
         for k in kinds:
             print(f"\n### profile: training step, {shape_name}, {k}\n{top_ops(steps[k], n=14)}", flush=True)
@@ -247,15 +294,20 @@ def gen_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     amp, rows = amp_context(args), []
     for b in (8, 1):
         prompts = make_prompts(TINYGSM_CPU, b, args.prompt_len, device)
-        fns = {"ours": gen_fn("ours", ours, prompts, args.new_tokens, amp),
-               "hf": gen_fn("hf", hf, prompts, args.new_tokens, amp)}
+        fns = {
+            "ours": gen_fn("ours", ours, prompts, args.new_tokens, amp),
+            "hf": gen_fn("hf", hf, prompts, args.new_tokens, amp),
+        }
         secs = time_alternating(fns, 1, args.repeats, device, args.clock)
         same = (fns["ours"]() == fns["hf"]()).float().mean().item()
         for k in fns:
-            rows.append({"batch": b, "kind": k, "tok_s": b * args.new_tokens / secs[k], "seconds": secs[k],
-                         "same_ids": same})
-        print(f"  gen b{b}: ours {rows[-2]['tok_s']:.1f} tok/s, HF {rows[-1]['tok_s']:.1f} tok/s, same ids {same:.1%}",
-              flush=True)
+            rows.append(
+                {"batch": b, "kind": k, "tok_s": b * args.new_tokens / secs[k], "seconds": secs[k], "same_ids": same}
+            )
+        print(
+            f"  gen b{b}: ours {rows[-2]['tok_s']:.1f} tok/s, HF {rows[-1]['tok_s']:.1f} tok/s, same ids {same:.1%}",
+            flush=True,
+        )
     return rows
 
 
@@ -267,9 +319,12 @@ def compile_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         comp_model = build_kind(kind, TINYGSM_CPU, device).train()
         comp_model.load_state_dict(eager_model.state_dict())
         batch = batch_for(kind, TINYGSM_CPU, args.batch, args.seq, device)
-        steps = {"eager": train_step(loss_fn_of(kind, eager_model), batch, make_optimizer(eager_model, "fused"), amp),
-                 "compiled": train_step(loss_fn_of(kind, torch.compile(comp_model)), batch,
-                                        make_optimizer(comp_model, "fused"), amp)}
+        steps = {
+            "eager": train_step(loss_fn_of(kind, eager_model), batch, make_optimizer(eager_model, "fused"), amp),
+            "compiled": train_step(
+                loss_fn_of(kind, torch.compile(comp_model)), batch, make_optimizer(comp_model, "fused"), amp
+            ),
+        }
         losses: dict[str, list[float]] = {"eager": [], "compiled": []}
         first_wall = {}
         for _ in range(2):  # identical weights and batch: the losses of the first two steps must agree
@@ -279,14 +334,24 @@ def compile_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                 first_wall.setdefault(name, time.perf_counter() - t0)
         secs = time_alternating(steps, 0, args.repeats, device, args.clock)
         tokens = args.batch * args.seq
-        row = {"kind": kind, "first_loss_eager": losses["eager"][0], "first_loss_compiled": losses["compiled"][0],
-               "second_loss_eager": losses["eager"][1], "second_loss_compiled": losses["compiled"][1],
-               "first_step_wall_s": first_wall["compiled"], "first_eager_step_wall_s": first_wall["eager"],
-               "eager_tok_s": tokens / secs["eager"], "compiled_tok_s": tokens / secs["compiled"]}
+        row = {
+            "kind": kind,
+            "first_loss_eager": losses["eager"][0],
+            "first_loss_compiled": losses["compiled"][0],
+            "second_loss_eager": losses["eager"][1],
+            "second_loss_compiled": losses["compiled"][1],
+            "first_step_wall_s": first_wall["compiled"],
+            "first_eager_step_wall_s": first_wall["eager"],
+            "eager_tok_s": tokens / secs["eager"],
+            "compiled_tok_s": tokens / secs["compiled"],
+        }
         rows.append(row)
-        print(f"  compile {kind}: first step {row['first_step_wall_s']:.1f} s wall (eager {row['first_eager_step_wall_s']:.1f}),"
-              f" eager {row['eager_tok_s']:.1f} tok/s, compiled {row['compiled_tok_s']:.1f} tok/s; losses "
-              f"{losses['eager']} / {losses['compiled']}", flush=True)
+        print(
+            f"  compile {kind}: first step {row['first_step_wall_s']:.1f} s wall (eager {row['first_eager_step_wall_s']:.1f}),"
+            f" eager {row['eager_tok_s']:.1f} tok/s, compiled {row['compiled_tok_s']:.1f} tok/s; losses "
+            f"{losses['eager']} / {losses['compiled']}",
+            flush=True,
+        )
     return rows
 
 
@@ -299,8 +364,10 @@ def tables(paths: list[str]) -> str:
     """Markdown tables (docs/performance.md) from one or more JSON results of this script."""
     out: list[str] = []
     runs = [json.load(open(p)) for p in paths]
-    out.append("| precision | model, batch x seq | loss path | ours tok/s | baseline | baseline tok/s | ratio | "
-               "peak memory growth ours / baseline (MiB) | memory ratio |")
+    out.append(
+        "| precision | model, batch x seq | loss path | ours tok/s | baseline | baseline tok/s | ratio | "
+        "peak memory growth ours / baseline (MiB) | memory ratio |"
+    )
     out.append("|---|---|---|---:|---|---:|---:|---:|---:|")
     for run in runs:
         dtype = run["args"]["dtype"]
@@ -313,36 +380,59 @@ def tables(paths: list[str]) -> str:
             base = by[(shape, base_kind)]
             m_o, m_b = mem.get((shape, kind, r["batch"])), mem.get((shape, base_kind, r["batch"]))
             mem_s = f"{m_o:,.0f} / {m_b:,.0f}" if m_o and m_b else ""
-            out.append(f"| {dtype} | {shape} {r['batch']} x {r['seq']} | {r['label']} | {r['tok_s']:,.1f} | {base['label']} "
-                       f"| {base['tok_s']:,.1f} | **{_ratio(r['tok_s'], base['tok_s'])}** | {mem_s} | "
-                       f"{_ratio(m_o, m_b) if m_o and m_b else ''} |")
+            out.append(
+                f"| {dtype} | {shape} {r['batch']} x {r['seq']} | {r['label']} | {r['tok_s']:,.1f} | {base['label']} "
+                f"| {base['tok_s']:,.1f} | **{_ratio(r['tok_s'], base['tok_s'])}** | {mem_s} | "
+                f"{_ratio(m_o, m_b) if m_o and m_b else ''} |"
+            )
     fits = [(run["args"]["dtype"], f) for run in runs for f in run.get("fits", [])]
     if fits:
-        out += ["", "| precision | model | path | peak growth at batch 1 / 2 / 4 (MiB) | fit a + b x batch (MiB) | "
-                "largest batch in the budget |", "|---|---|---|---:|---:|---:|"]
+        out += [
+            "",
+            "| precision | model | path | peak growth at batch 1 / 2 / 4 (MiB) | fit a + b x batch (MiB) | "
+            "largest batch in the budget |",
+            "|---|---|---|---:|---:|---:|",
+        ]
         for dtype, f in fits:
             points = {int(k): v for k, v in f["points"].items()}
             pts = " / ".join(f"{points[b]:,.0f}" if b in points else "–" for b in (1, 2, 4))
-            out.append(f"| {dtype} | {f['shape']} | {LABELS[f['kind']]} | {pts} | {f['a']:,.0f} + {f['b']:,.0f} x batch | "
-                       f"**{f['max_batch']}** ({f['budget_gib']:g} GiB) |")
-    gens = [(run["args"]["dtype"], run["args"]["new_tokens"], run["args"]["prompt_len"], run.get("generation", [])) for run in runs]
+            out.append(
+                f"| {dtype} | {f['shape']} | {LABELS[f['kind']]} | {pts} | {f['a']:,.0f} + {f['b']:,.0f} x batch | "
+                f"**{f['max_batch']}** ({f['budget_gib']:g} GiB) |"
+            )
+    gens = [
+        (run["args"]["dtype"], run["args"]["new_tokens"], run["args"]["prompt_len"], run.get("generation", []))
+        for run in runs
+    ]
     if any(g for *_, g in gens):
-        out += ["", "| precision | greedy generation | ours tok/s | HF generate tok/s | ratio | same ids |", "|---|---|---:|---:|---:|---:|"]
+        out += [
+            "",
+            "| precision | greedy generation | ours tok/s | HF generate tok/s | ratio | same ids |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for dtype, new, prompt, rows in gens:
             for b in sorted({r["batch"] for r in rows}, reverse=True):
                 o = next(r for r in rows if r["batch"] == b and r["kind"] == "ours")
                 h = next(r for r in rows if r["batch"] == b and r["kind"] == "hf")
-                out.append(f"| {dtype} | b{b}, {prompt} + {new} | {o['tok_s']:,.1f} | {h['tok_s']:,.1f} | "
-                           f"**{_ratio(o['tok_s'], h['tok_s'])}** | {o['same_ids']:.0%} |")
+                out.append(
+                    f"| {dtype} | b{b}, {prompt} + {new} | {o['tok_s']:,.1f} | {h['tok_s']:,.1f} | "
+                    f"**{_ratio(o['tok_s'], h['tok_s'])}** | {o['same_ids']:.0%} |"
+                )
     comps = [(run["args"]["dtype"], c) for run in runs for c in run.get("compile", [])]
     if comps:
-        out += ["", "| precision | loss | first compiled step (wall s) | eager tok/s | compiled tok/s | speed-up | "
-                "first loss eager / compiled | second loss eager / compiled |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            "| precision | loss | first compiled step (wall s) | eager tok/s | compiled tok/s | speed-up | "
+            "first loss eager / compiled | second loss eager / compiled |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for dtype, c in comps:
-            out.append(f"| {dtype} | {LABELS[c['kind']]} | {c['first_step_wall_s']:.0f} | {c['eager_tok_s']:,.1f} | "
-                       f"{c['compiled_tok_s']:,.1f} | **{_ratio(c['compiled_tok_s'], c['eager_tok_s'])}** | "
-                       f"{c['first_loss_eager']:.6f} / {c['first_loss_compiled']:.6f} | "
-                       f"{c['second_loss_eager']:.6f} / {c['second_loss_compiled']:.6f} |")
+            out.append(
+                f"| {dtype} | {LABELS[c['kind']]} | {c['first_step_wall_s']:.0f} | {c['eager_tok_s']:,.1f} | "
+                f"{c['compiled_tok_s']:,.1f} | **{_ratio(c['compiled_tok_s'], c['eager_tok_s'])}** | "
+                f"{c['first_loss_eager']:.6f} / {c['first_loss_compiled']:.6f} | "
+                f"{c['second_loss_eager']:.6f} / {c['second_loss_compiled']:.6f} |"
+            )
     return "\n".join(out)
 
 
@@ -365,8 +455,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-small", action="store_true", help="skip the GPT-2-small rows")
     p.add_argument("--no-mlm", action="store_true")
-    p.add_argument("--bf16-kernels", action="store_true", help="add an ARLM row whose fused head uses the CPU's bf16 "
-                   "product kernels even where they are emulated (what a CPU with bf16 units runs)")
+    p.add_argument(
+        "--bf16-kernels",
+        action="store_true",
+        help="add an ARLM row whose fused head uses the CPU's bf16 "
+        "product kernels even where they are emulated (what a CPU with bf16 units runs)",
+    )
     p.add_argument("--no-gen", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-fit", action="store_true")
@@ -387,8 +481,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_child:
         memory_child(args)
         return
-    result: dict[str, Any] = {"args": vars(args), "load_at_start": os.getloadavg(), "torch": torch.__version__,
-                              "train": [], "memory": [], "fits": []}
+    result: dict[str, Any] = {
+        "args": vars(args),
+        "load_at_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "train": [],
+        "memory": [],
+        "fits": [],
+    }
     if not args.no_train:
         arlm_kinds = ARLM_KINDS + (("ours_bf16_kernels",) if args.bf16_kernels else ())
         result["train"] += train_rows(args, "tinygsm_cpu", args.batch, arlm_kinds)
@@ -403,8 +503,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_memory:
         kinds = ("ours", "hf") + (("ours_mlm", "hf_mlm") if not args.no_mlm else ())
         for kind in kinds:
-            result["memory"].append({"shape": "tinygsm_cpu", "kind": kind, "batch": args.batch,
-                                     "peak_mib": measure_memory(args, "tinygsm_cpu", kind, args.batch)})
+            result["memory"].append(
+                {
+                    "shape": "tinygsm_cpu",
+                    "kind": kind,
+                    "batch": args.batch,
+                    "peak_mib": measure_memory(args, "tinygsm_cpu", kind, args.batch),
+                }
+            )
     if not args.no_fit:
         batches = [int(b) for b in args.fit_batches.split(",")]
         for kind in ("ours", "hf"):
@@ -412,8 +518,17 @@ def main(argv: list[str] | None = None) -> None:
             a, b = fit_line(points) if len(points) > 1 else (0.0, points[batches[0]])
             budget = args.budget_gib * 1024
             max_batch = max(0, math.floor((budget - a) / b)) if b > 0 else None
-            result["fits"].append({"shape": "gpt2_small", "kind": kind, "points": points, "a": a, "b": b,
-                                   "budget_gib": args.budget_gib, "max_batch": max_batch})
+            result["fits"].append(
+                {
+                    "shape": "gpt2_small",
+                    "kind": kind,
+                    "points": points,
+                    "a": a,
+                    "b": b,
+                    "budget_gib": args.budget_gib,
+                    "max_batch": max_batch,
+                }
+            )
             print(f"  fit gpt2_small {kind}: {a:,.0f} + {b:,.0f} x batch MiB -> max batch {max_batch}", flush=True)
     result["load_at_end"] = os.getloadavg()
     if args.json:

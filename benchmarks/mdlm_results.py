@@ -47,8 +47,9 @@ ONE_THREAD = ["torch_num_threads=1"]
 def commit() -> str:
     """The repository's commit (with ``+dirty`` when the tree has changes)."""
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
@@ -67,8 +68,11 @@ class Runner:
         started = time.time()
         subprocess.run([*XLM, *args], cwd=cwd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        entry = {"command": shlex.join(["xlm", *args]), "wall_s": round(time.time() - started, 1),
-                 "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
+        entry = {
+            "command": shlex.join(["xlm", *args]),
+            "wall_s": round(time.time() - started, 1),
+            "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+        }
         self.log.append(entry)
         return entry
 
@@ -83,8 +87,13 @@ def newest_eval(run_dir: Path, split: str) -> dict[str, Any]:
 
 def summary(values: list[float]) -> dict[str, float | int]:
     """mean, sample std, min, max and n."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def write(results: Path, name: str, data: dict[str, Any]) -> None:
@@ -95,16 +104,27 @@ def write(results: Path, name: str, data: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------------- star
 STAR = "star_easy_mdlm_cpu"
-STAR_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
-                "test/prediction/exact_match_given_first_step", "test/lm/nelbo"]
+STAR_METRICS = [
+    "test/prediction/exact_match",
+    "test/prediction/token_accuracy",
+    "test/prediction/first_step_accuracy",
+    "test/prediction/exact_match_given_first_step",
+    "test/lm/nelbo",
+]
 
 
 def stage_star(args: argparse.Namespace, run: Runner) -> None:
     rows, commands, at = [], [], commit()
     for seed in args.seeds:
         name = f"{STAR}_seed{seed}"
-        base = [f"experiment={STAR}", "family=mdlm", f"seed={seed}", f"job_name={name}",
-                f"paths.root_dir={args.out}", *ONE_THREAD]
+        base = [
+            f"experiment={STAR}",
+            "family=mdlm",
+            f"seed={seed}",
+            f"job_name={name}",
+            f"paths.root_dir={args.out}",
+            *ONE_THREAD,
+        ]
         train = run(base, args.out)
         test = run([*base, "job_type=eval", "eval.split=test"], args.out)
         commands += [train, test]
@@ -112,20 +132,37 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
             continue
         metrics = newest_eval(args.out / "outputs" / name, "test")
         val = json.loads((args.out / "outputs" / name / "metrics.json").read_text())
-        rows.append({"seed": seed, **{k: metrics[k] for k in STAR_METRICS if k in metrics},
-                     "val/prediction/exact_match": val.get("val/prediction/exact_match"),
-                     "train_cpu_s": train["cpu_s"], "train_wall_s": train["wall_s"]})
+        rows.append(
+            {
+                "seed": seed,
+                **{k: metrics[k] for k in STAR_METRICS if k in metrics},
+                "val/prediction/exact_match": val.get("val/prediction/exact_match"),
+                "train_cpu_s": train["cpu_s"],
+                "train_wall_s": train["wall_s"],
+            }
+        )
     if args.dry_run:
         return
-    write(args.results, "star_easy_mdlm_cpu.json", {
-        "experiment": STAR, "commit": at,
-        "options": {"model.absolute_positions": True, "model.neighbour_mixing": "bidirectional",
-                    "predictor.unmasking": "confidence", "predictor.temperature": 0.0, "noise_schedule": "loglinear"},
-        "test_graphs": 5000,
-        "exact_match": summary([r["test/prediction/exact_match"] for r in rows]),
-        "token_accuracy": summary([r["test/prediction/token_accuracy"] for r in rows]),
-        "runs": rows, "commands": commands,
-    })
+    write(
+        args.results,
+        "star_easy_mdlm_cpu.json",
+        {
+            "experiment": STAR,
+            "commit": at,
+            "options": {
+                "model.absolute_positions": True,
+                "model.neighbour_mixing": "bidirectional",
+                "predictor.unmasking": "confidence",
+                "predictor.temperature": 0.0,
+                "noise_schedule": "loglinear",
+            },
+            "test_graphs": 5000,
+            "exact_match": summary([r["test/prediction/exact_match"] for r in rows]),
+            "token_accuracy": summary([r["test/prediction/token_accuracy"] for r in rows]),
+            "runs": rows,
+            "commands": commands,
+        },
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

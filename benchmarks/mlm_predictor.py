@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from xlm_core.config.compose import compose_config
 from xlm_core.config.checks import instantiate
-from xlm_core.training.runtime import model_runtime_kwargs
+from xlm_core.config.compose import compose_config
 from xlm_core.tasks.star_graphs import star_graph_preprocess, star_graph_split
+from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 
 
@@ -82,17 +82,28 @@ def main() -> None:
     total_steps = sum(steps)
     slot_tokens = len(rows) * int(cfg.block_size)
     result = {
-        "graphs": len(rows), "batch_size": args.batch_size, "threads": args.threads, "load_avg_1min": os.getloadavg()[0],
-        "loss_eval_s": loss_s, "predict_s": pred_s, "predictor_over_loss": pred_s / loss_s,
-        "unmasking_steps": total_steps, "predictor_steps_per_s": total_steps / pred_s,
-        "answer_tokens_per_s": slot_tokens / pred_s, "graphs_per_s": len(rows) / pred_s,
+        "graphs": len(rows),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "load_avg_1min": os.getloadavg()[0],
+        "loss_eval_s": loss_s,
+        "predict_s": pred_s,
+        "predictor_over_loss": pred_s / loss_s,
+        "unmasking_steps": total_steps,
+        "predictor_steps_per_s": total_steps / pred_s,
+        "answer_tokens_per_s": slot_tokens / pred_s,
+        "graphs_per_s": len(rows) / pred_s,
     }
-    print(f"star_easy_mlm evaluation of {len(rows)} test graphs (batch {args.batch_size}, {args.threads} threads, "
-          f"load {result['load_avg_1min']:.1f}):")
+    print(
+        f"star_easy_mlm evaluation of {len(rows)} test graphs (batch {args.batch_size}, {args.threads} threads, "
+        f"load {result['load_avg_1min']:.1f}):"
+    )
     print(f"  loss forward (lm dataloader):  {loss_s:.3f} s")
-    print(f"  predictor (prediction loader): {pred_s:.3f} s = {result['predictor_over_loss']:.1f}x the loss forward; "
-          f"{total_steps} unmasking steps -> {result['predictor_steps_per_s']:.1f} steps/s, "
-          f"{result['answer_tokens_per_s']:,.0f} answer tokens/s, {result['graphs_per_s']:,.0f} graphs/s")
+    print(
+        f"  predictor (prediction loader): {pred_s:.3f} s = {result['predictor_over_loss']:.1f}x the loss forward; "
+        f"{total_steps} unmasking steps -> {result['predictor_steps_per_s']:.1f} steps/s, "
+        f"{result['answer_tokens_per_s']:,.0f} answer tokens/s, {result['graphs_per_s']:,.0f} graphs/s"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

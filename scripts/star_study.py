@@ -42,24 +42,50 @@ from typing import Any
 
 EXPERIMENTS = {"arlm": "star_easy_arlm_cpu", "mlm": "star_easy_mlm_cpu"}
 # The rows of each family (besides seed and optimizer.lr): the overrides that make each one, as Hydra reads them.
-_ARLM_OPTIONS = {"plain": ["model.absolute_positions=false", "model.neighbour_mixing=false"],
-                 "options": ["model.absolute_positions=true", "model.neighbour_mixing=causal"]}
+_ARLM_OPTIONS = {
+    "plain": ["model.absolute_positions=false", "model.neighbour_mixing=false"],
+    "options": ["model.absolute_positions=true", "model.neighbour_mixing=causal"],
+}
 ROWS: dict[str, list[list[str]]] = {
     "arlm": [[f"target_order={order}", *opts] for order in ("forward", "reverse") for opts in _ARLM_OPTIONS.values()],
-    "mlm": [[f"model.absolute_positions={a}", f"model.neighbour_mixing={m}"]
-            for a, m in (("false", "false"), ("true", "false"), ("false", "true"), ("true", "true"))],
+    "mlm": [
+        [f"model.absolute_positions={a}", f"model.neighbour_mixing={m}"]
+        for a, m in (("false", "false"), ("true", "false"), ("false", "true"), ("true", "true"))
+    ],
 }
 ROW_KEYS = {family: {o.split("=", 1)[0] for row in rows for o in row} for family, rows in ROWS.items()}
 UNMASKING_ORDERS = ["confidence", "left_to_right", "right_to_left", "random"]
 SELECT_METRIC = "val/prediction/exact_match"
-REPORT_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
-                  "test/prediction/exact_match_given_first_step", "val/prediction/exact_match"]
+REPORT_METRICS = [
+    "test/prediction/exact_match",
+    "test/prediction/token_accuracy",
+    "test/prediction/first_step_accuracy",
+    "test/prediction/exact_match_given_first_step",
+    "val/prediction/exact_match",
+]
 # Overrides that do not name a run (so train, test and order evaluations share one folder per run).
-NOT_IN_FOLDER_NAME = ["experiment", "family", "job_name", "job_type", "eval.split", "eval.checkpoint_path",
-                      "predictor.unmasking_order", "torch_num_threads", "paths.run_dir"]
+NOT_IN_FOLDER_NAME = [
+    "experiment",
+    "family",
+    "job_name",
+    "job_type",
+    "eval.split",
+    "eval.checkpoint_path",
+    "predictor.unmasking_order",
+    "torch_num_threads",
+    "paths.run_dir",
+]
 # --toy: the same commands on a seconds-long budget (tiny model, 64-graph debug splits, 4 steps).
-TOY = ["debug=overfit", "model.d_model=32", "model.dim_feedforward=64", "model.rotary_emb_dim=8", "trainer.max_steps=4",
-       "trainer.val_check_interval=2", "checkpointing.every_n_steps=2", "lr_scheduler.num_warmup_steps=1"]
+TOY = [
+    "debug=overfit",
+    "model.d_model=32",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=8",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "checkpointing.every_n_steps=2",
+    "lr_scheduler.num_warmup_steps=1",
+]
 
 
 def sweep_args(args: argparse.Namespace, family: str) -> list[str]:
@@ -67,8 +93,11 @@ def sweep_args(args: argparse.Namespace, family: str) -> list[str]:
     in its own form: ``model.absolute_positions=False,optimizer.lr=0.001,seed=1,...``). Overrides given to
     every command (``extra``) do not tell runs apart, so they stay out of the name."""
     exclude = [*NOT_IN_FOLDER_NAME, *(e.split("=", 1)[0].lstrip("+~") for e in args.extra)]
-    return [f"hydra.sweep.dir={args.out / family}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
-            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]"]
+    return [
+        f"hydra.sweep.dir={args.out / family}",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]",
+    ]
 
 
 def run(cmd: list[str], dry: bool) -> None:
@@ -79,8 +108,19 @@ def run(cmd: list[str], dry: bool) -> None:
 
 def _train_all(args: argparse.Namespace, jobs: list[tuple[str, list[str], str, str]]) -> None:
     """Train (family, row overrides, seed, learning rate) jobs, ``args.parallel`` at a time."""
-    commands = [[args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", f"seed={seed}", f"optimizer.lr={lr}", *row,
-                 *sweep_args(args, family), *args.extra] for family, row, seed, lr in jobs]
+    commands = [
+        [
+            args.xlm,
+            "-m",
+            f"experiment={EXPERIMENTS[family]}",
+            f"seed={seed}",
+            f"optimizer.lr={lr}",
+            *row,
+            *sweep_args(args, family),
+            *args.extra,
+        ]
+        for family, row, seed, lr in jobs
+    ]
     with ThreadPoolExecutor(max(args.parallel, 1)) as pool:
         for future in [pool.submit(run, cmd, args.dry_run) for cmd in commands]:
             future.result()
@@ -89,13 +129,21 @@ def _train_all(args: argparse.Namespace, jobs: list[tuple[str, list[str], str, s
 def sweep(args: argparse.Namespace) -> None:
     for family in args.families:  # fill the data cache once, before parallel jobs would race to build it
         run([args.xlm, f"experiment={EXPERIMENTS[family]}", "job_type=prepare_data", *args.extra], args.dry_run)
-    _train_all(args, [(family, row, args.seeds[0], lr) for family in args.families for row in ROWS[family]
-                      for lr in args.lrs])
+    _train_all(
+        args, [(family, row, args.seeds[0], lr) for family in args.families for row in ROWS[family] for lr in args.lrs]
+    )
 
 
 def seeds(args: argparse.Namespace) -> None:
-    _train_all(args, [(family, row["overrides"], seed, row["lr"])
-                      for family, rows in load_selection(args).items() for row in rows for seed in args.seeds[1:]])
+    _train_all(
+        args,
+        [
+            (family, row["overrides"], seed, row["lr"])
+            for family, rows in load_selection(args).items()
+            for row in rows
+            for seed in args.seeds[1:]
+        ],
+    )
 
 
 def report(args: argparse.Namespace, paths: list[str], out: Path, *extra: str) -> dict[str, Any] | None:
@@ -128,8 +176,17 @@ def select(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     chosen: dict[str, list[dict[str, Any]]] = {}
     for family in args.families:
         first_seed = sorted(str(p) for p in (args.out / family).glob(f"*seed={args.seeds[0]}*") if p.is_dir())
-        data = report(args, first_seed or [str(args.out / family)], args.out / family / "report", "--metrics",
-                      SELECT_METRIC, "--select", "optimizer.lr", "--by", SELECT_METRIC)
+        data = report(
+            args,
+            first_seed or [str(args.out / family)],
+            args.out / family / "report",
+            "--metrics",
+            SELECT_METRIC,
+            "--select",
+            "optimizer.lr",
+            "--by",
+            SELECT_METRIC,
+        )
         if data is None:
             chosen[family] = [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}]
             continue
@@ -146,8 +203,11 @@ def select(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 def _row_of(family: str, settings: dict[str, Any]) -> list[str]:
     """The row of ``ROWS`` a report row's settings describe (the report shows keys that vary together once)."""
     shown = {k: normal(v) for k, v in settings.items() if k in ROW_KEYS[family]}
-    matches = [row for row in ROWS[family]
-               if all(normal(o.split("=", 1)[1]) == shown[k] for o in row if (k := o.split("=", 1)[0]) in shown)]
+    matches = [
+        row
+        for row in ROWS[family]
+        if all(normal(o.split("=", 1)[1]) == shown[k] for o in row if (k := o.split("=", 1)[0]) in shown)
+    ]
     if len(matches) != 1:
         raise SystemExit(f"{family}: the report row {settings} matches {len(matches)} study rows; expected one")
     return matches[0]
@@ -164,9 +224,22 @@ def load_selection(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 
 def evaluate(args: argparse.Namespace, family: str, row: dict[str, Any], *more: str) -> None:
-    run([args.xlm, "-m", f"experiment={EXPERIMENTS[family]}", "job_type=eval", "eval.split=test",
-         f"seed={','.join(args.seeds)}", f"optimizer.lr={row['lr']}", *row["overrides"], *more,
-         *sweep_args(args, family), *args.extra], args.dry_run)
+    run(
+        [
+            args.xlm,
+            "-m",
+            f"experiment={EXPERIMENTS[family]}",
+            "job_type=eval",
+            "eval.split=test",
+            f"seed={','.join(args.seeds)}",
+            f"optimizer.lr={row['lr']}",
+            *row["overrides"],
+            *more,
+            *sweep_args(args, family),
+            *args.extra,
+        ],
+        args.dry_run,
+    )
 
 
 def test(args: argparse.Namespace) -> None:
@@ -196,12 +269,15 @@ def final_report(args: argparse.Namespace) -> None:
     for family, rows in load_selection(args).items():
         folders = sorted(p for p in (args.out / family).iterdir() if p.is_dir()) if not args.dry_run else []
         for row in rows if not args.dry_run else []:
-            wanted = {"optimizer.lr": normal(row["lr"]), **{k: normal(v) for k, v in
-                                                             (o.split("=", 1) for o in row["overrides"])}}
+            wanted = {
+                "optimizer.lr": normal(row["lr"]),
+                **{k: normal(v) for k, v in (o.split("=", 1) for o in row["overrides"])},
+            }
             for folder in folders:
                 settings = run_settings(folder)
-                if all(settings.get(k) == v for k, v in wanted.items()) and \
-                        settings.get("seed") in {normal(s) for s in args.seeds}:
+                if all(settings.get(k) == v for k, v in wanted.items()) and settings.get("seed") in {
+                    normal(s) for s in args.seeds
+                }:
                     paths.append(str(folder))
         if args.dry_run:
             paths.append(str(args.out / family / "<chosen runs>"))
@@ -212,14 +288,24 @@ STAGES = {"sweep": sweep, "select": select, "seeds": seeds, "test": test, "order
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path, help="the study's folder (one sweep folder per family inside)")
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
     parser.add_argument("--families", default="arlm,mlm", type=lambda s: s.split(","))
-    parser.add_argument("--seeds", default="1,2,3,4,5", type=lambda s: s.split(","),
-                        help="the first one sweeps the learning rates, the others train at the chosen rate")
-    parser.add_argument("--lrs", default="5e-4,1e-3,2e-3", type=lambda s: s.split(","),
-                        help="learning rates (written as they should appear in folder names)")
+    parser.add_argument(
+        "--seeds",
+        default="1,2,3,4,5",
+        type=lambda s: s.split(","),
+        help="the first one sweeps the learning rates, the others train at the chosen rate",
+    )
+    parser.add_argument(
+        "--lrs",
+        default="5e-4,1e-3,2e-3",
+        type=lambda s: s.split(","),
+        help="learning rates (written as they should appear in folder names)",
+    )
     parser.add_argument("--parallel", type=int, default=1, help="this many trainings at once (one thread each)")
     parser.add_argument("--toy", action="store_true", help="seconds-long runs of the same commands (tests)")
     parser.add_argument("--xlm", default=str(Path(sys.executable).with_name("xlm")), help="the xlm program")
@@ -228,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.extra = [*(TOY if args.toy else []), *args.extra]
     args.out = args.out.resolve()
-    for stage in (STAGES if args.stage == "all" else [args.stage]):
+    for stage in STAGES if args.stage == "all" else [args.stage]:
         STAGES[stage](args)
     return 0
 

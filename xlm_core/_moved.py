@@ -51,7 +51,9 @@ SPLIT_MODULES: dict[str, tuple[str, ...]] = {
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Serves an old module path as a module holding the public names of its new home(s)."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname in MOVED_MODULES or fullname in SPLIT_MODULES:
             return importlib.machinery.ModuleSpec(fullname, self)
         return None

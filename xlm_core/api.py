@@ -11,8 +11,8 @@ too, in :mod:`xlm_core.testing` (imported apart because they need pytest)::
 
 from __future__ import annotations
 
-from xlm_core.data.padding import TruncationCounter, pad_list, pad_truncate_list, truncate_list
 from xlm_core.data.packing import same_document_mask
+from xlm_core.data.padding import TruncationCounter, pad_list, pad_truncate_list, truncate_list
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.errors import UsageError
 from xlm_core.kit.answer_slot import AnswerSlotCollator, SlotPredictionCollator, answer_slot_start, answer_text
@@ -49,8 +49,8 @@ from xlm_core.kit.noise import CosineSchedule, LogLinearSchedule, NoiseScheduleB
 from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.kit.prediction import prediction_rows
 from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
-from xlm_core.kit.text_rows import TextRowCollator
 from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
+from xlm_core.kit.text_rows import TextRowCollator
 from xlm_core.kit.types import (
     IGNORE_INDEX,
     LossDict,

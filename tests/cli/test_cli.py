@@ -95,7 +95,12 @@ def test_overrides_and_root_dir(install_families, workdir, tmp_path, capsys) -> 
     install_families("xlm-clitest")
     root = tmp_path / "elsewhere"
     code, out, err = run(
-        capsys, "family=clitest", "experiment=wide_exp", f"paths.root_dir={root}", "job_name=mine", "block_size=5",
+        capsys,
+        "family=clitest",
+        "experiment=wide_exp",
+        f"paths.root_dir={root}",
+        "job_name=mine",
+        "block_size=5",
         "job_type=name",
     )
     assert code == 0, err
@@ -183,8 +188,10 @@ def test_missing_job_module_exits_nonzero(install_families, workdir, capsys, mon
     install_families("xlm-clitest")
     code, out, err = run(capsys, "family=clitest", "experiment=tiny_exp", "job_type=generate")
     assert (code, out) == (2, "")
-    assert err == ("xlm: error: job_type=generate: its module xlm_core.jobs.generate is missing from this installation; "
-                   "reinstall xlm-core\n")
+    assert err == (
+        "xlm: error: job_type=generate: its module xlm_core.jobs.generate is missing from this installation; "
+        "reinstall xlm-core\n"
+    )
     assert list(workdir.iterdir()) == []
 
 
@@ -203,7 +210,11 @@ def test_user_searchpath_is_kept_ahead_of_the_family(install_families, workdir, 
     extra.mkdir(parents=True)
     (extra / "mine.yaml").write_text("_target_: torch.nn.Identity\n")
     code, out, err = run(
-        capsys, "family=clitest", "experiment=tiny_exp", "model=mine", f"hydra.searchpath=[file://{extra.parent}]",
+        capsys,
+        "family=clitest",
+        "experiment=tiny_exp",
+        "model=mine",
+        f"hydra.searchpath=[file://{extra.parent}]",
         "job_type=name",
     )
     assert code == 0, err
@@ -232,4 +243,8 @@ def test_multirun_sweeps_experiments_into_separate_run_dirs(install_families, wo
     assert sorted(p.name for p in sweep.iterdir()) == ["0_tiny_exp", "1_wide_exp", "multirun.yaml"]
     assert out.count("family: clitest\n") == 2
     assert [line for line in out.splitlines() if line.startswith(("job_name:", "block_size:"))] == [
-        "job_name: tiny_exp", "block_size: 7", "job_name: wide_exp", "block_size: 9"]
+        "job_name: tiny_exp",
+        "block_size: 7",
+        "job_name: wide_exp",
+        "block_size: 9",
+    ]

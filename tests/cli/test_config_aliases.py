@@ -44,12 +44,17 @@ def test_a_datamodule_of_the_old_layout_composes_with_one_warning_per_renamed_op
     out, err = capsys.readouterr()
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("xlm: warning: config datasets/")]
-    assert [w.split()[3] for w in warned] == ["datasets/star_easy_train", "datasets/star_easy_val",
-                                              "datasets/star_easy_test"]
+    assert [w.split()[3] for w in warned] == [
+        "datasets/star_easy_train",
+        "datasets/star_easy_val",
+        "datasets/star_easy_test",
+    ]
     assert all("use datasets/star" in w and "goes away in 0.3" in w for w in warned)
     loaders = yaml.safe_load(out)["datamodule"]["dataloaders"]
-    got = {split: (loaders[split]["lm"]["dataset"]["name"], loaders[split]["lm"]["dataset"]["generator_kwargs"])
-           for split in ("train", "val", "test")}
+    got = {
+        split: (loaders[split]["lm"]["dataset"]["name"], loaders[split]["lm"]["dataset"]["generator_kwargs"])
+        for split in ("train", "val", "test")
+    }
     sizes = {"seed": 42, "num_train": 50000, "num_validation": 1000, "num_test": 5000}  # star_num_validation
     assert got == {
         "train": ("star_easy_train", {"setting": "easy", "split": "train", **sizes}),
@@ -63,8 +68,15 @@ def test_the_alias_builds_the_same_dataset_as_the_new_option() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         old = compose_config("arlm", ["experiment=star_easy_arlm_cpu", "+datasets@old=star_hard_val"])
-    new = compose_config("arlm", ["experiment=star_easy_arlm_cpu", "star_setting=hard",
-                                  "+datasets@new=star", "+new.generator_kwargs.split=validation"])
+    new = compose_config(
+        "arlm",
+        [
+            "experiment=star_easy_arlm_cpu",
+            "star_setting=hard",
+            "+datasets@new=star",
+            "+new.generator_kwargs.split=validation",
+        ],
+    )
     assert [str(w.message).split()[1] for w in caught if w.category is DeprecationWarning] == ["datasets/star_hard_val"]
     old_set, new_set = dict(old.old), dict(new.new)
     assert old_set.pop("name") == "star_hard_val" and new_set.pop("name") == "star_hard_validation"

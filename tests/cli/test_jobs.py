@@ -10,9 +10,17 @@ import pytest
 from xlm_core.cli import main
 
 TINY = [
-    "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1",
-    "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=32",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
     "predictor.max_steps=10",
 ]
 
@@ -21,9 +29,19 @@ TINY = [
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run trained for 4 steps (validation at 2 and 4, checkpoints every 2) in a fresh root dir."""
     root = tmp_path_factory.mktemp("jobs")
-    code = main([*TINY, "job_type=train", f"paths.root_dir={root}", "trainer.max_steps=4",
-                 "trainer.val_check_interval=2", "checkpointing.every_n_steps=2", "checkpointing.keep_every_n_steps=2",
-                 "progress_every_n_steps=1", "trainer.log_every_n_steps=1"])
+    code = main(
+        [
+            *TINY,
+            "job_type=train",
+            f"paths.root_dir={root}",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "checkpointing.every_n_steps=2",
+            "checkpointing.keep_every_n_steps=2",
+            "progress_every_n_steps=1",
+            "trainer.log_every_n_steps=1",
+        ]
+    )
     assert code == 0
     return root / "outputs" / "star_easy_arlm"
 
@@ -42,8 +60,12 @@ def test_train_writes_the_run_directory(trained: Path) -> None:
     assert (trained / "config.yaml").is_file() and (trained / "plots" / "curves.png").stat().st_size > 1000
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["step"] == 4
-    for key in ("val/lm/accumulated_loss", "val/prediction/exact_match", "val/prediction/token_accuracy",
-                "tokens_per_second"):
+    for key in (
+        "val/lm/accumulated_loss",
+        "val/prediction/exact_match",
+        "val/prediction/token_accuracy",
+        "tokens_per_second",
+    ):
         assert key in metrics
     assert 0.0 <= metrics["val/prediction/token_accuracy"] <= 1.0
     preds = trained / "predictions" / "val" / "prediction"
@@ -56,15 +78,36 @@ def test_train_writes_the_run_directory(trained: Path) -> None:
 
 
 def test_train_prints_progress_lines_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*TINY, "job_type=train", f"paths.root_dir={tmp_path}", "trainer.max_steps=2",
-                 "trainer.val_check_interval=2", "progress_every_n_steps=1"]) == 0
+    assert (
+        main(
+            [
+                *TINY,
+                "job_type=train",
+                f"paths.root_dir={tmp_path}",
+                "trainer.max_steps=2",
+                "trainer.val_check_interval=2",
+                "progress_every_n_steps=1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "step 1/2 | epoch 0 | loss " in out and "tok/s" in out
     assert "monitored (val/lm/accumulated_loss):" in out and "val/prediction/exact_match:" in out
     assert str(tmp_path / "outputs" / "star_easy_arlm" / "checkpoints") in out
     # a second run resumes from last.ckpt (already at max_steps) instead of starting over
-    assert main([*TINY, "job_type=train", f"paths.root_dir={tmp_path}", "trainer.max_steps=2",
-                 "trainer.val_check_interval=2"]) == 0
+    assert (
+        main(
+            [
+                *TINY,
+                "job_type=train",
+                f"paths.root_dir={tmp_path}",
+                "trainer.max_steps=2",
+                "trainer.val_check_interval=2",
+            ]
+        )
+        == 0
+    )
     assert "xlm: resuming from" in capsys.readouterr().out
 
 
@@ -94,8 +137,9 @@ def test_generate_from_prompts_and_from_predict_dataloader(trained: Path) -> Non
     root = trained.parent.parent
     assert main([*TINY, "job_type=generate", f"paths.root_dir={root}", '+prompts=["1 2 3 4", "5 6"]']) == 0
     (first,) = (trained / "generate").iterdir()
-    rows = [json.loads(r) for r in
-            (first / "predictions" / "predict" / "prompts" / "step_4.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(r) for r in (first / "predictions" / "predict" / "prompts" / "step_4.jsonl").read_text().splitlines()
+    ]
     assert [r["prompt"] for r in rows] == ["1 2 3 4", "5 6"]
     assert all(isinstance(r["text"], str) and len(r["ids"]) > r["output_start_idx"] for r in rows)
     assert main([*TINY, "job_type=generate", f"paths.root_dir={root}"]) == 0
@@ -117,18 +161,44 @@ def test_generate_without_checkpoint_says_how_to_fix(tmp_path: Path, capsys: pyt
 def test_training_summary_lists_every_validation_metric_the_run_reported(tmp_path: Path) -> None:
     from xlm_core.jobs.train import format_summary
 
-    star = format_summary({"step": 3200, "val/lm/accumulated_loss": 0.15, "val/prediction/exact_match": 0.38,
-                           "val/prediction/token_accuracy": 0.5933, "train/loss": 0.1}, tmp_path, 95302.0, None, None,
-                          monitor="val/lm/accumulated_loss")
+    star = format_summary(
+        {
+            "step": 3200,
+            "val/lm/accumulated_loss": 0.15,
+            "val/prediction/exact_match": 0.38,
+            "val/prediction/token_accuracy": 0.5933,
+            "train/loss": 0.1,
+        },
+        tmp_path,
+        95302.0,
+        None,
+        None,
+        monitor="val/lm/accumulated_loss",
+    )
     assert "monitored (val/lm/accumulated_loss): 0.1500" in star
     assert "val/prediction/exact_match: 0.3800" in star and "val/prediction/token_accuracy: 0.5933" in star
     assert "throughput: 95,302 tokens/s" in star and "train/loss" not in star
-    gsm = format_summary({"step": 40, "val/lm/accumulated_loss": 5.73, "val/prediction/code_exec_accuracy": 0.25,
-                          "val/prediction/n_correct": 1.0, "val/prediction/n_total": 4.0,
-                          "val/prediction/gsm8k/code_exec_accuracy": 0.0, "val/prediction/gsm8k/n_correct": 0.0,
-                          "val/prediction/gsm8k/n_total": 100.0}, tmp_path, None, None, None)
-    for line in ("val/prediction/code_exec_accuracy: 0.2500", "val/prediction/n_correct: 1.0000",
-                 "val/prediction/gsm8k/n_total: 100.0000"):
+    gsm = format_summary(
+        {
+            "step": 40,
+            "val/lm/accumulated_loss": 5.73,
+            "val/prediction/code_exec_accuracy": 0.25,
+            "val/prediction/n_correct": 1.0,
+            "val/prediction/n_total": 4.0,
+            "val/prediction/gsm8k/code_exec_accuracy": 0.0,
+            "val/prediction/gsm8k/n_correct": 0.0,
+            "val/prediction/gsm8k/n_total": 100.0,
+        },
+        tmp_path,
+        None,
+        None,
+        None,
+    )
+    for line in (
+        "val/prediction/code_exec_accuracy: 0.2500",
+        "val/prediction/n_correct: 1.0000",
+        "val/prediction/gsm8k/n_total: 100.0000",
+    ):
         assert line in gsm
     assert "exact match" not in gsm and "throughput: n/a" in gsm
     bare = format_summary({"step": 3, "val/lm/loss": 2.0}, tmp_path, None, None, None, monitor="val/lm/loss")
@@ -142,9 +212,9 @@ def test_ddp_relaunch_finds_the_xlm_program_without_an_activated_venv(
 ) -> None:
     # Lightning reruns sys.argv for each DDP rank; the CLI hands Hydra argv[0] = "xlm". With
     # `.venv/bin/xlm ...` run from a shell whose PATH lacks .venv/bin, `which xlm` finds nothing.
-    import __main__
     import sys
 
+    import __main__
     from xlm_core.errors import UsageError
     from xlm_core.jobs.common import _ensure_argv0_is_a_path
 
@@ -178,7 +248,9 @@ def test_export_writes_a_directory_transformers_loads(trained: Path, capsys: pyt
     out = trained.parent / "exported"
     assert main([*TINY, "job_type=export", f"paths.root_dir={trained.parent.parent}", f"export.dir={out}"]) == 0
     assert f"as export.format=hf to {out}" in capsys.readouterr().out
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in out.iterdir()
+    }
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.model_type == "gpt_neox" and tokenizer("1 2 3")["input_ids"] == [8, 9, 10]
@@ -187,7 +259,9 @@ def test_export_writes_a_directory_transformers_loads(trained: Path, capsys: pyt
     assert (trained / "export" / "hf-step4" / "config.json").is_file()
 
 
-def test_export_to_an_unknown_format_lists_the_available_ones(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_to_an_unknown_format_lists_the_available_ones(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*TINY, "job_type=export", "export.format=onnx", f"paths.root_dir={trained.parent.parent}"]) == 2
     assert "cannot export export.format='onnx'; available formats: hf" in capsys.readouterr().err
 

@@ -10,23 +10,46 @@ import yaml
 from xlm_core.cli import main
 
 TINY = [
-    "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1",
-    "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
-    "predictor.max_steps=10", "trainer.max_steps=2", "trainer.val_check_interval=2", "torch_num_threads=1",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=32",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=10",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "torch_num_threads=1",
 ]
 
 
 def test_multirun_jobs_get_their_own_run_directories_and_report_groups_them(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep"
-    code = main(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "seed=1,2",
-                 "target_order=forward,reverse"])
+    code = main(
+        [
+            "-m",
+            *TINY,
+            f"paths.root_dir={tmp_path}",
+            f"hydra.sweep.dir={sweep}",
+            "seed=1,2",
+            "target_order=forward,reverse",
+        ]
+    )
     assert code == 0
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == [f"{i}_star_easy_arlm" for i in range(4)]
     configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in jobs]
-    assert [(c["seed"], c["target_order"]) for c in configs] == [(1, "forward"), (1, "reverse"), (2, "forward"),
-                                                                 (2, "reverse")]
+    assert [(c["seed"], c["target_order"]) for c in configs] == [
+        (1, "forward"),
+        (1, "reverse"),
+        (2, "forward"),
+        (2, "reverse"),
+    ]
     assert all(c["paths"]["run_dir"] == str(p) for c, p in zip(configs, jobs))
     assert all(json.loads((p / "metrics.json").read_text())["step"] == 2 for p in jobs)  # none resumed another
     capsys.readouterr()

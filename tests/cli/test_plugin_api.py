@@ -33,14 +33,17 @@ def test_the_public_surface_is_documented() -> None:
     assert not missing, f"docs/plugins.md does not name {missing}"
 
 
-@pytest.mark.parametrize("declared, problem", [
-    (PLUGIN_API_VERSION, None),
-    ("1.0", None),
-    ("0.9", "targets plugin API 0.9 but this xlm-core provides 1.0"),
-    ("2.0", "targets plugin API 2.0 but this xlm-core provides 1.0"),
-    ("1.7", "targets plugin API 1.7, newer than this xlm-core's 1.0: upgrade xlm-core"),
-    (None, "declares no plugin API version"),
-])
+@pytest.mark.parametrize(
+    "declared, problem",
+    [
+        (PLUGIN_API_VERSION, None),
+        ("1.0", None),
+        ("0.9", "targets plugin API 0.9 but this xlm-core provides 1.0"),
+        ("2.0", "targets plugin API 2.0 but this xlm-core provides 1.0"),
+        ("1.7", "targets plugin API 1.7, newer than this xlm-core's 1.0: upgrade xlm-core"),
+        (None, "declares no plugin API version"),
+    ],
+)
 def test_api_version_problems(declared, problem) -> None:
     got = api_version_problem(declared, provided="1.0")
     assert got is None if problem is None else got.startswith(problem)
@@ -65,8 +68,9 @@ def test_a_malformed_api_version_is_a_plugin_error_naming_it(tmp_path: Path, bad
     assert f"family 'fam': api_version={bad!r} is not 'MAJOR.MINOR'" in reg.errors[0].error
 
 
-@pytest.mark.parametrize("version, pinned", [("0.2.0", "xlm-core>=0.2,<0.3"), ("0.2.7", "xlm-core>=0.2,<0.3"),
-                                             ("1.4.2", "xlm-core>=1.4,<2")])
+@pytest.mark.parametrize(
+    "version, pinned", [("0.2.0", "xlm-core>=0.2,<0.3"), ("0.2.7", "xlm-core>=0.2,<0.3"), ("1.4.2", "xlm-core>=1.4,<2")]
+)
 def test_the_scaffold_pins_the_releases_that_keep_the_api(version, pinned) -> None:
     assert compatible_range("xlm-core", version) == pinned
 
@@ -74,8 +78,9 @@ def test_the_scaffold_pins_the_releases_that_keep_the_api(version, pinned) -> No
 def _block(listing: str, header: str) -> str:
     """The indented lines under ``header`` in ``xlm families`` output."""
     lines = listing.split(header + "\n", 1)[1].splitlines()
-    return "\n".join(line for line in lines[: next((i for i, x in enumerate(lines) if not x.startswith("  ")),
-                                                      len(lines))])
+    return "\n".join(
+        line for line in lines[: next((i for i, x in enumerate(lines) if not x.startswith("  ")), len(lines))]
+    )
 
 
 def test_families_shows_the_api_and_warns_on_a_mismatch(install_families, capsys) -> None:

@@ -7,15 +7,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlm_core.training import precision as P
 from xlm_core.cli import main
 from xlm_core.modules.transformer import RotaryTransformerLayer
+from xlm_core.training import precision as P
 
 TINY = [
-    "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1",
-    "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
-    "predictor.max_steps=6", "trainer_strategy=cpu",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=32",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=6",
+    "trainer_strategy=cpu",
 ]
 
 
@@ -35,9 +44,9 @@ def autocast_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool, torc
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["bf16-cpu", "no-bf16-cpu"])
-def test_auto_precision_is_used_by_train_eval_and_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch, autocast_log,
-                                                          native: bool) -> None:
+def test_auto_precision_is_used_by_train_eval_and_generate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, autocast_log, native: bool
+) -> None:
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: native)
     expected = "bf16-mixed (auto: native bf16 on this CPU)" if native else "32-true (auto: no native bf16 on this CPU)"
     run = [*TINY, f"paths.root_dir={tmp_path}"]

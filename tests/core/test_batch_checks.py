@@ -26,11 +26,15 @@ def test_returns_the_tensors_with_a_bool_mask() -> None:
 def test_a_missing_key_names_the_loss_and_the_key() -> None:
     batch = _batch()
     del batch["attention_mask"]
-    with pytest.raises(KeyError, match=r"MyLoss needs batch keys input_ids, attention_mask, target_ids; missing \['attention_mask'\]"):
+    with pytest.raises(
+        KeyError, match=r"MyLoss needs batch keys input_ids, attention_mask, target_ids; missing \['attention_mask'\]"
+    ):
         training_tensors(batch, "MyLoss")
 
 
 def test_shapes_that_differ_are_named() -> None:
     batch = dict(_batch(), target_ids=torch.zeros(2, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"MyLoss: .* share one \(batch, seq_len\) shape, got \(2, 3\), \(2, 3\), \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"MyLoss: .* share one \(batch, seq_len\) shape, got \(2, 3\), \(2, 3\), \(2, 2\)"
+    ):
         training_tensors(batch, "MyLoss")

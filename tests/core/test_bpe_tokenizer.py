@@ -11,7 +11,7 @@ from xlm_core.data.bpe_tokenizer import BPE_SPECIAL_TOKENS, bpe_cache_path, load
 from xlm_core.data.dataset_manager import tokenizer_fingerprint
 
 CODE = [
-    "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n    return a + b\n",
+    'def add(a, b):\n    """Return a + b."""\n    return a + b\n',
     "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y\n",
     "import os\n\nfor name in os.listdir('.'):\n    print(name)  # naïve ünïcödé ✓\n",
 ] * 5
@@ -23,9 +23,13 @@ def corpus(tmp_path: Path) -> dict:
     root.mkdir()
     for i, text in enumerate(CODE):  # distinct files (identical ones would be left out of the training side)
         (root / f"m{i:02d}.py").write_text(f"{text}# file {i}\n")
-    return {"name": "src", "data_files": str(root / "*.py"), "data_format": "text",
-            "train_test_split": {"test_size": 3, "seed": 1, "take": "train"},
-            "preprocess_function": "xlm_core.data.packing.tokenize_and_pack"}  # ignored by the tokenizer
+    return {
+        "name": "src",
+        "data_files": str(root / "*.py"),
+        "data_format": "text",
+        "train_test_split": {"test_size": 3, "seed": 1, "take": "train"},
+        "preprocess_function": "xlm_core.data.packing.tokenize_and_pack",
+    }  # ignored by the tokenizer
 
 
 def test_special_tokens_and_exact_round_trip(corpus: dict, tmp_path: Path) -> None:

@@ -18,10 +18,13 @@ def test_an_option_set_away_from_its_default_or_a_changed_value_is_a_difference(
     stored = {"model": {"_target_": ARLM, "d_model": 96}}
     current = {"model": {"_target_": ARLM, "d_model": 64, "neighbour_mixing": "causal"}}
     assert config_differences(stored, current, ["model"]) == [
-        "model.d_model: 96 -> 64", "model.neighbour_mixing: '<unset>' -> 'causal'"]
+        "model.d_model: 96 -> 64",
+        "model.neighbour_mixing: '<unset>' -> 'causal'",
+    ]
 
 
 def test_an_unknown_target_has_no_defaults() -> None:
     stored = {"model": {"_target_": "nowhere.Model"}}
     assert config_differences(stored, {"model": {"_target_": "nowhere.Model", "x": False}}, ["model"]) == [
-        "model.x: '<unset>' -> False"]
+        "model.x: '<unset>' -> False"
+    ]

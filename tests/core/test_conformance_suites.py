@@ -158,7 +158,11 @@ def test_shared_fixtures(simple_tokenizer: SimpleSpaceTokenizer, vocab_size: int
 # --- every check rejects a broken variant --------------------------------------------------------
 BROKEN: list[tuple[Callable[[Any], None], Callable[[SimpleSpaceTokenizer], Any], str]] = [
     (mc.check_forward_output_shape, lambda t: model_subject(broken.WrongVocabLM, len(t)), "shape"),
-    (mc.check_logits_depend_on_input_ids, lambda t: model_subject(broken.InputBlindLM, len(t)), "ignores the input_ids"),
+    (
+        mc.check_logits_depend_on_input_ids,
+        lambda t: model_subject(broken.InputBlindLM, len(t)),
+        "ignores the input_ids",
+    ),
     (mc.check_partial_mask_handled, lambda t: model_subject(broken.NaNOnPaddingLM, len(t)), "non-finite"),
     (mc.check_padding_ids_ignored, lambda t: model_subject(broken.PaddingBlindLM, len(t)), "left padding"),
     (mc.check_batch_independence, lambda t: model_subject(broken.BatchNormLM, len(t)), "row"),
@@ -172,7 +176,11 @@ BROKEN: list[tuple[Callable[[Any], None], Callable[[SimpleSpaceTokenizer], Any],
     (lc.check_loss_reaches_model, lambda t: loss_subject(broken.DetachedLoss, t), "does not reach the model"),
     (lc.check_loss_changes_with_targets, lambda t: loss_subject(broken.TargetBlindLoss, t), "ignores"),
     (lc.check_loss_ignores_padding, lambda t: loss_subject(broken.PaddingCountingLoss, t), "padded input ids"),
-    (lc.check_loss_ignores_ignored_targets, lambda t: loss_subject(broken.IgnoredTargetScoringLoss, t), "scores ignored"),
+    (
+        lc.check_loss_ignores_ignored_targets,
+        lambda t: loss_subject(broken.IgnoredTargetScoringLoss, t),
+        "scores ignored",
+    ),
     (cc.check_collator_shapes, lambda t: collator_subject(broken.ShortTargetCollator, t), "target_ids"),
     (cc.check_collator_block_size, lambda t: collator_subject(broken.UntruncatedCollator, t), "block_size"),
     (cc.check_collator_padding, lambda t: collator_subject(broken.PadTargetCollator, t), "ignore index"),
@@ -188,7 +196,9 @@ BROKEN: list[tuple[Callable[[Any], None], Callable[[SimpleSpaceTokenizer], Any],
     ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(BROKEN)],
 )
 def test_check_rejects_broken_variant(
-    check: Callable[[Any], None], make_subject: Callable[[SimpleSpaceTokenizer], Any], reason: str,
+    check: Callable[[Any], None],
+    make_subject: Callable[[SimpleSpaceTokenizer], Any],
+    reason: str,
     simple_tokenizer: SimpleSpaceTokenizer,
 ) -> None:
     with pytest.raises(AssertionError, match=reason):

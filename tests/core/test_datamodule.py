@@ -16,10 +16,18 @@ from xlm_core.tasks.star_graphs import graph_key
 
 
 def _compose(tmp_path: Path, *overrides: str) -> DictConfig:
-    return compose_config("arlm", [
-        "datamodule=star", "model_type=arlm_seq2seq", "block_size=14", "input_block_size=28",
-        "per_device_batch_size=8", f"paths.cache_dir={tmp_path}", *overrides,
-    ])
+    return compose_config(
+        "arlm",
+        [
+            "datamodule=star",
+            "model_type=arlm_seq2seq",
+            "block_size=14",
+            "input_block_size=28",
+            "per_device_batch_size=8",
+            f"paths.cache_dir={tmp_path}",
+            *overrides,
+        ],
+    )
 
 
 def _datamodule(cfg: DictConfig) -> XLMDataModule:
@@ -106,7 +114,11 @@ def test_env_debug_overfit_switches_sources(tmp_path: Path, monkeypatch) -> None
 
 def test_prepare_datamodule_caches_every_dataset(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEBUG_OVERFIT", "1")
-    cfg = _compose(tmp_path, "+tokenizer._target_=xlm_core.data.simple_tokenizer.SimpleSpaceTokenizer.for_numbers", "+tokenizer.n=20")
+    cfg = _compose(
+        tmp_path,
+        "+tokenizer._target_=xlm_core.data.simple_tokenizer.SimpleSpaceTokenizer.for_numbers",
+        "+tokenizer.n=20",
+    )
     dm = prepare_datamodule(cfg)
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("_"))
     assert names == ["star_easy_test_debug", "star_easy_train_debug", "star_easy_validation_debug"]
@@ -169,8 +181,16 @@ def test_lightning_trainer_runs_prepare_setup_and_both_val_loaders(debug_cfg: Di
     dm = _datamodule(debug_cfg)
     module = _CountingModule.make(dm)
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path), accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
     )
     trainer.fit(module, datamodule=dm)
     assert ("lm", "lm", (8, 42)) in module.seen and ("prediction", "prediction", (8, 28)) in module.seen

@@ -213,7 +213,12 @@ def test_infinite_stream_repeats_with_a_new_order_each_pass(tmp_path: Path, tok)
 
 
 def test_debug_block_is_used_only_when_enabled(monkeypatch) -> None:
-    cfg = dict(name="full", generator=GEN, generator_kwargs=SMALL, debug={"name": "small", "generator_kwargs": {"num_validation": 3}})
+    cfg = dict(
+        name="full",
+        generator=GEN,
+        generator_kwargs=SMALL,
+        debug={"name": "small", "generator_kwargs": {"num_validation": 3}},
+    )
     monkeypatch.delenv("DEBUG_OVERFIT", raising=False)
     full = DatasetManager.from_config(cfg, use_debug=debug_overfit_enabled(False))
     assert full.name == "full" and full.generator_kwargs["num_validation"] == 12

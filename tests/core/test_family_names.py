@@ -46,15 +46,23 @@ def config_dir(tmp_path: Path) -> Path:
 def test_defaults_are_todays_names() -> None:
     names = FamilyNames()
     assert (names.token_key, names.mask_key, names.target_key, names.predicted_ids_key, names.ignore_index) == (
-        "input_ids", "attention_mask", "target_ids", "ids", -100)
+        "input_ids",
+        "attention_mask",
+        "target_ids",
+        "ids",
+        -100,
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"token_key": ""}, r"FamilyNames\(token_key=''\): give the key as a non-empty str"),
-    ({"mask_key": "input_ids"}, "token_key, mask_key and target_key must differ"),
-    ({"ignore_index": True}, r"FamilyNames\(ignore_index=True\): give an int"),
-    ({"count_tokens": 3}, r"FamilyNames\(count_tokens=3\): give a function"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"token_key": ""}, r"FamilyNames\(token_key=''\): give the key as a non-empty str"),
+        ({"mask_key": "input_ids"}, "token_key, mask_key and target_key must differ"),
+        ({"ignore_index": True}, r"FamilyNames\(ignore_index=True\): give an int"),
+        ({"count_tokens": 3}, r"FamilyNames\(count_tokens=3\): give a function"),
+    ],
+)
 def test_bad_names_are_refused_with_the_fix(kwargs: dict, message: str) -> None:
     with unchecked(), pytest.raises(ValueError, match=message):  # FamilyNames' own messages, annotations aside
         FamilyNames(**kwargs)
@@ -68,11 +76,14 @@ def test_register_stores_the_names_on_the_family(config_dir: Path) -> None:
     assert load_families(modules={"p": _plugin(config_dir)}).get("named").names == FamilyNames()
 
 
-@pytest.mark.parametrize("names, message", [
-    ({"tokens_key": "x"}, r"family 'named': names has unknown field\(s\) \['tokens_key'\]"),
-    ("tokens", r"family 'named': names='tokens'; pass xlm_core.plugin.names.FamilyNames"),
-    ({"mask_key": "input_ids"}, "family 'named': FamilyNames: token_key, mask_key and target_key must differ"),
-])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        ({"tokens_key": "x"}, r"family 'named': names has unknown field\(s\) \['tokens_key'\]"),
+        ("tokens", r"family 'named': names='tokens'; pass xlm_core.plugin.names.FamilyNames"),
+        ({"mask_key": "input_ids"}, "family 'named': FamilyNames: token_key, mask_key and target_key must differ"),
+    ],
+)
 def test_bad_names_at_register_are_that_plugins_error(config_dir: Path, names: object, message: str) -> None:
     registry = load_families(modules={"p": _plugin(config_dir, names=names)})
     assert "named" not in registry.families
@@ -120,12 +131,27 @@ def test_the_model_gets_the_mask_id_under_the_name_its_constructor_takes() -> No
 
 # --- metric groups -------------------------------------------------------------------------------------------
 REPORTED = {
-    "r2l": {"exact_match": {"kind": "prediction", "metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
-                            "update_fn": "xlm_core.kit.metrics.exact_match_update_fn", "splits": ["val"]},
-            "nll": {"kind": "lm", "metric": {"_target_": "torchmetrics.MeanMetric"},
-                    "update_fn": "xlm_core.kit.metrics.token_nll_metric_update_fn", "splits": ["val"]}},
-    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
-                                   "update_fn": "xlm_core.kit.metrics.exact_match_update_fn", "splits": ["val"]}},
+    "r2l": {
+        "exact_match": {
+            "kind": "prediction",
+            "metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
+            "update_fn": "xlm_core.kit.metrics.exact_match_update_fn",
+            "splits": ["val"],
+        },
+        "nll": {
+            "kind": "lm",
+            "metric": {"_target_": "torchmetrics.MeanMetric"},
+            "update_fn": "xlm_core.kit.metrics.token_nll_metric_update_fn",
+            "splits": ["val"],
+        },
+    },
+    "prediction": {
+        "exact_match": {
+            "metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
+            "update_fn": "xlm_core.kit.metrics.exact_match_update_fn",
+            "splits": ["val"],
+        }
+    },
 }
 
 
@@ -133,18 +159,32 @@ def test_any_group_name_is_logged_under_it_and_fed_by_its_kind() -> None:
     loaders = [("lm", "lm"), ("prediction", "prediction"), ("other", "prediction")]
     metrics = build_metrics(OmegaConf.create(REPORTED), {"val": loaders})
     by_loader = {(w.dataloader_name, w.log_name) for w in metrics.values()}
-    assert by_loader == {("lm", "val/r2l/nll"), ("prediction", "val/r2l/exact_match"),
-                         ("prediction", "val/prediction/exact_match"), ("other", "val/r2l/other/exact_match"),
-                         ("other", "val/prediction/other/exact_match")}
+    assert by_loader == {
+        ("lm", "val/r2l/nll"),
+        ("prediction", "val/r2l/exact_match"),
+        ("prediction", "val/prediction/exact_match"),
+        ("other", "val/r2l/other/exact_match"),
+        ("other", "val/prediction/other/exact_match"),
+    }
     assert logged_metric_names(REPORTED, "val", loaders) == {w.log_name for w in metrics.values()} | {"val/lm/loss"}
 
 
 def test_a_bad_group_or_kind_fails_before_the_run_starts() -> None:
     from xlm_core.config.checks import validate_run_config
 
-    cfg = OmegaConf.create({"per_device_batch_size": 2, "reported_metrics": {"r2l": {
-        "em": {"metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
-               "update_fn": "xlm_core.kit.metrics.exact_match_update_fn"}}}})
+    cfg = OmegaConf.create(
+        {
+            "per_device_batch_size": 2,
+            "reported_metrics": {
+                "r2l": {
+                    "em": {
+                        "metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
+                        "update_fn": "xlm_core.kit.metrics.exact_match_update_fn",
+                    }
+                }
+            },
+        }
+    )
     with pytest.raises(UsageError, match="reported_metrics.r2l.em: group 'r2l' is not a dataloader kind"):
         validate_run_config(cfg, training=False)
     cfg.reported_metrics.r2l.em.kind = "prediction"
@@ -154,10 +194,13 @@ def test_a_bad_group_or_kind_fails_before_the_run_starts() -> None:
 
 
 # --- old names kept for one minor version --------------------------------------------------------------------
-@pytest.mark.parametrize("old, new, names", [
-    ("xlm_arlm.datamodule_arlm", "xlm_arlm.collators_arlm", ["ARLMSeq2SeqCollator", "DefaultARLMCollator"]),
-    ("xlm_mlm.datamodule_mlm", "xlm_mlm.collators_mlm", ["MLMSeq2SeqTrainCollator", "MaskingNoise"]),
-])
+@pytest.mark.parametrize(
+    "old, new, names",
+    [
+        ("xlm_arlm.datamodule_arlm", "xlm_arlm.collators_arlm", ["ARLMSeq2SeqCollator", "DefaultARLMCollator"]),
+        ("xlm_mlm.datamodule_mlm", "xlm_mlm.collators_mlm", ["MLMSeq2SeqTrainCollator", "MaskingNoise"]),
+    ],
+)
 def test_the_old_collator_modules_warn_and_hold_the_same_classes(old: str, new: str, names: list[str]) -> None:
     sys.modules.pop(old, None)
     with pytest.warns(DeprecationWarning, match=f"{old} was renamed {new}"):

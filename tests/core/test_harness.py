@@ -9,24 +9,40 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from xlm_core.training.callbacks import NaNGuard
 from xlm_core.config.compose import compose_config
-from xlm_core.training.harness import XLMHarness
 from xlm_core.jobs.common import build_datamodule, build_trainer
-from xlm_core.training.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
 from xlm_core.run.files import predictions_path, write_jsonl
+from xlm_core.training.callbacks import NaNGuard
+from xlm_core.training.harness import XLMHarness
+from xlm_core.training.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
 from xlm_core.training.runtime import build_runtime
 
-TINY_MODEL = ["model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1", "model.nhead=2",
-              "model.dim_feedforward=64", "model.rotary_emb_dim=16"]
+TINY_MODEL = [
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+]
 
 
 def compose_cfg(root: Path, *overrides: str) -> DictConfig:
     """The composed star_easy_arlm config (as the CLI builds it) with a tiny model."""
-    return compose_config("arlm", [
-        "experiment=star_easy_arlm", "job_name=unit", f"paths.root_dir={root}", "debug=overfit",
-        "per_device_batch_size=16", "global_batch_size=16", "trainer.num_sanity_val_steps=0", *TINY_MODEL, *overrides,
-    ])
+    return compose_config(
+        "arlm",
+        [
+            "experiment=star_easy_arlm",
+            "job_name=unit",
+            f"paths.root_dir={root}",
+            "debug=overfit",
+            "per_device_batch_size=16",
+            "global_batch_size=16",
+            "trainer.num_sanity_val_steps=0",
+            *TINY_MODEL,
+            *overrides,
+        ],
+    )
 
 
 @pytest.fixture
@@ -87,8 +103,16 @@ def test_scheduler_warmup_is_honoured_per_optimizer_step() -> None:
 
 
 def test_trainer_steps_the_schedule_every_optimizer_step(tmp_path: Path) -> None:
-    cfg = compose_cfg(tmp_path, "lr_scheduler.name=linear", "lr_scheduler.num_warmup_steps=4", "optimizer.lr=1.0",
-                      "trainer.max_steps=3", "trainer.limit_val_batches=0", "~callbacks", "~logger")
+    cfg = compose_cfg(
+        tmp_path,
+        "lr_scheduler.name=linear",
+        "lr_scheduler.num_warmup_steps=4",
+        "optimizer.lr=1.0",
+        "trainer.max_steps=3",
+        "trainer.limit_val_batches=0",
+        "~callbacks",
+        "~logger",
+    )
     harness = _harness(cfg)
     dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
@@ -100,8 +124,15 @@ def test_trainer_steps_the_schedule_every_optimizer_step(tmp_path: Path) -> None
 def test_mixed_precision_with_gradient_clipping_trains(tmp_path: Path, precision: str) -> None:
     # Lightning cannot clip the gradients of a fused AdamW under AMP: the default (fused: null) must
     # then pick the unfused kernel, so bf16-mixed + gradient_clip_val trains instead of raising.
-    cfg = compose_cfg(tmp_path, f"trainer.precision={precision}", "trainer.gradient_clip_val=1.0",
-                      "trainer.max_steps=2", "trainer.limit_val_batches=0", "~callbacks", "~logger")
+    cfg = compose_cfg(
+        tmp_path,
+        f"trainer.precision={precision}",
+        "trainer.gradient_clip_val=1.0",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=0",
+        "~callbacks",
+        "~logger",
+    )
     harness = _harness(cfg)
     trainer = build_trainer(cfg)
     trainer.fit(harness, datamodule=build_datamodule(cfg, build_runtime(cfg)))
@@ -110,9 +141,16 @@ def test_mixed_precision_with_gradient_clipping_trains(tmp_path: Path, precision
 
 
 def test_explicit_fused_adamw_with_amp_clipping_is_a_config_error(tmp_path: Path) -> None:
-    cfg = compose_cfg(tmp_path, "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
-                      "optimizer.fused=true", "trainer.max_steps=2", "trainer.limit_val_batches=0",
-                      "~callbacks", "~logger")
+    cfg = compose_cfg(
+        tmp_path,
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=1.0",
+        "optimizer.fused=true",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=0",
+        "~callbacks",
+        "~logger",
+    )
     harness = _harness(cfg)
     trainer = build_trainer(cfg)
     with pytest.raises(ValueError, match=r"optimizer.fused=true.*bf16-mixed.*gradient_clip_val=1.0"):
@@ -120,8 +158,16 @@ def test_explicit_fused_adamw_with_amp_clipping_is_a_config_error(tmp_path: Path
 
 
 def test_nan_guard_saves_a_checkpoint_of_finite_weights_then_raises(tmp_path: Path) -> None:
-    cfg = compose_cfg(tmp_path, "optimizer.lr=1e12", "trainer.gradient_clip_val=null", "trainer.max_steps=50",
-                      "trainer.limit_val_batches=0", "~callbacks", "~logger", "model.dropout=0")
+    cfg = compose_cfg(
+        tmp_path,
+        "optimizer.lr=1e12",
+        "trainer.gradient_clip_val=null",
+        "trainer.max_steps=50",
+        "trainer.limit_val_batches=0",
+        "~callbacks",
+        "~logger",
+        "model.dropout=0",
+    )
     harness = _harness(cfg)
     dm = build_datamodule(cfg, build_runtime(cfg))
     trainer = build_trainer(cfg)
@@ -152,13 +198,17 @@ def test_validating_twice_at_one_step_rewrites_the_predictions_file(tmp_path: Pa
     rows = (Path(cfg.paths.run_dir) / "predictions/val/prediction/step_0.jsonl").read_text().splitlines()
     assert len(rows) == 32  # the debug validation split, once
     assert {"text", "ids", "prompt", "target"} <= json.loads(rows[0]).keys()
-    assert set(trainer.callback_metrics) >= {"val/lm/accumulated_loss", "val/prediction/exact_match",
-                                             "val/prediction/token_accuracy"}
+    assert set(trainer.callback_metrics) >= {
+        "val/lm/accumulated_loss",
+        "val/prediction/exact_match",
+        "val/prediction/token_accuracy",
+    }
 
 
 def test_ema_weights_are_used_for_evaluation_and_saved(tmp_path: Path) -> None:
-    cfg = compose_cfg(tmp_path, "+ema.decay=0.5", "trainer.max_steps=2", "trainer.limit_val_batches=0",
-                      "~callbacks", "~logger")
+    cfg = compose_cfg(
+        tmp_path, "+ema.decay=0.5", "trainer.max_steps=2", "trainer.limit_val_batches=0", "~callbacks", "~logger"
+    )
     harness = _harness(cfg)
     assert harness.ema is not None
     dm = build_datamodule(cfg, build_runtime(cfg))

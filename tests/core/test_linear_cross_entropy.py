@@ -205,8 +205,9 @@ def test_under_torch_compile_with_a_compiled_block(fresh_dynamo) -> None:
     hidden, weight, b, targets = _inputs()
 
     def step(h: torch.Tensor, compile_block: bool) -> torch.Tensor:
-        return linear_cross_entropy(torch.tanh(h) * 2, weight, targets, bias=b, chunk_size=16,
-                                    compile_block=compile_block)[0]
+        return linear_cross_entropy(
+            torch.tanh(h) * 2, weight, targets, bias=b, chunk_size=16, compile_block=compile_block
+        )[0]
 
     with unchecked():
         eager = step(hidden, False)

@@ -11,10 +11,22 @@ import pytest
 from xlm_core.cli import main
 
 TINY = [
-    "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32", "model.num_layers=1",
-    "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0", "predictor.max_steps=10",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "job_type=train",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=32",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=10",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "job_type=train",
 ]
 
 
@@ -74,8 +86,12 @@ def test_wandb_offline_together_with_csv_and_mlflow(tmp_path: Path, monkeypatch:
     (offline,) = (run / "wandb").glob("offline-run-*")
     (log,) = offline.glob("run-*.wandb")
     records = _wandb_records(log)
-    history = {item.key or ".".join(item.nested_key) for r in records if r.WhichOneof("record_type") == "history"
-               for item in r.history.item}
+    history = {
+        item.key or ".".join(item.nested_key)
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+        for item in r.history.item
+    }
     assert _csv_metric_names(run) <= history
     config = {u.key for r in records if r.WhichOneof("record_type") == "config" for u in r.config.update}
     assert {"optimizer", "model", "job_name"} <= config

@@ -66,20 +66,38 @@ def _em_update(batch, preds, tokenizer=None):
 
 
 REPORTED = {
-    "lm": {"accumulated_loss": {"metric": {"_target_": "torchmetrics.MeanMetric"},
-                                "update_fn": f"{__name__}._nll_update", "splits": ["train", "val", "test"]}},
-    "prediction": {"exact_match": {"metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
-                                   "update_fn": f"{__name__}._em_update", "splits": ["val"]}},
+    "lm": {
+        "accumulated_loss": {
+            "metric": {"_target_": "torchmetrics.MeanMetric"},
+            "update_fn": f"{__name__}._nll_update",
+            "splits": ["train", "val", "test"],
+        }
+    },
+    "prediction": {
+        "exact_match": {
+            "metric": {"_target_": "xlm_core.kit.metrics.ExactMatch"},
+            "update_fn": f"{__name__}._em_update",
+            "splits": ["val"],
+        }
+    },
 }
 
 
 def test_build_metrics_names_by_split_kind_and_distinguishes_second_loader() -> None:
-    dataloaders = {"train": [("lm", "lm")], "val": [("lm", "lm"), ("prediction", "prediction"),
-                                                   ("extra", "prediction")], "test": [("lm", "lm")]}
+    dataloaders = {
+        "train": [("lm", "lm")],
+        "val": [("lm", "lm"), ("prediction", "prediction"), ("extra", "prediction")],
+        "test": [("lm", "lm")],
+    }
     metrics = build_metrics(OmegaConf.create(REPORTED), dataloaders)
     names = sorted(w.log_name for w in metrics.values())
-    assert names == ["test/lm/accumulated_loss", "train/lm/accumulated_loss", "val/lm/accumulated_loss",
-                     "val/prediction/exact_match", "val/prediction/extra/exact_match"]
+    assert names == [
+        "test/lm/accumulated_loss",
+        "train/lm/accumulated_loss",
+        "val/lm/accumulated_loss",
+        "val/prediction/exact_match",
+        "val/prediction/extra/exact_match",
+    ]
     assert [w.log_name for w in metrics_for(metrics, "val", 2)] == ["val/prediction/extra/exact_match"]
 
 
@@ -97,19 +115,27 @@ def test_wrapper_token_weighted_mean_and_exact_match() -> None:
 
 def test_bad_reported_metrics_fail_with_the_fix() -> None:
     entry = {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": f"{__name__}._nll_update"}
-    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.generation\.x: group 'generation' is not a "
-                                                   r"dataloader kind, so say .* kind: prediction .* or kind: lm"):
+    with pytest.raises(
+        ReportedMetricsError,
+        match=r"reported_metrics\.generation\.x: group 'generation' is not a "
+        r"dataloader kind, so say .* kind: prediction .* or kind: lm",
+    ):
         build_metrics({"generation": {"x": entry}}, {"val": []})
-    with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.r2l\.x\.kind: 'r2l' is not a dataloader kind; use "
-                                                   r"kind: prediction"):
+    with pytest.raises(
+        ReportedMetricsError,
+        match=r"reported_metrics\.r2l\.x\.kind: 'r2l' is not a dataloader kind; use "
+        r"kind: prediction",
+    ):
         build_metrics({"r2l": {"x": {**entry, "kind": "r2l"}}}, {"val": []})
     with pytest.raises(ReportedMetricsError, match=r"reported_metrics\.val/x: group name 'val/x'"):
         build_metrics({"val/x": {"x": entry}}, {"val": []})
     with pytest.raises(ValueError, match="missing"):
         build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}}}}, {"val": [("lm", "lm")]})
     with pytest.raises(ValueError, match="no module 'nope' is installed"):
-        build_metrics({"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": "nope.fn"}}},
-                      {"val": [("lm", "lm")]})
+        build_metrics(
+            {"lm": {"x": {"metric": {"_target_": "torchmetrics.MeanMetric"}, "update_fn": "nope.fn"}}},
+            {"val": [("lm", "lm")]},
+        )
 
 
 def test_perplexity_is_exp_of_the_token_weighted_mean_nll() -> None:

@@ -35,12 +35,14 @@ def test_rotary_hand_computed_example() -> None:
     for p in (0, 1, 5):
         out = rope(x, torch.tensor([[p]])).view(4)
         a, b = p, p / 100
-        expected = torch.tensor([
-            1 * math.cos(a) - 3 * math.sin(a),
-            2 * math.cos(b) - 4 * math.sin(b),
-            3 * math.cos(a) + 1 * math.sin(a),
-            4 * math.cos(b) + 2 * math.sin(b),
-        ])
+        expected = torch.tensor(
+            [
+                1 * math.cos(a) - 3 * math.sin(a),
+                2 * math.cos(b) - 4 * math.sin(b),
+                3 * math.cos(a) + 1 * math.sin(a),
+                4 * math.cos(b) + 2 * math.sin(b),
+            ]
+        )
         torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
@@ -133,9 +135,14 @@ def test_build_mask_key_padding_is_causal_and_guards_empty_rows() -> None:
     pad = torch.tensor([[False, True, True]])  # left-padded row
     mask, is_causal = build_attention_mask(pad, 3, causal=True)
     assert not is_causal
-    expected = torch.tensor([[1, 0, 0],   # padding query: no key allowed -> its own slot only
-                             [0, 1, 0],
-                             [0, 1, 1]], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 0, 0],  # padding query: no key allowed -> its own slot only
+            [0, 1, 0],
+            [0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(mask, expected[None, None])
 
 
@@ -204,8 +211,9 @@ def test_kv_cache_dtype_and_validation() -> None:
 # --- layers ------------------------------------------------------------------------------------
 
 
-def _reference_layer(layer: RotaryTransformerLayer, x: torch.Tensor, positions: torch.Tensor,
-                     allowed: torch.Tensor, rotary_dim: int) -> torch.Tensor:
+def _reference_layer(
+    layer: RotaryTransformerLayer, x: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor, rotary_dim: int
+) -> torch.Tensor:
     """Plain-torch attention with an explicit softmax, to check the SDPA path of the layer."""
     B, L, D = x.shape
     H, Dh = layer.n_heads, layer.head_dim
@@ -260,7 +268,7 @@ def test_layer_kv_cache_incremental_equals_full() -> None:
     steps = [layer(x[:, :3], *rope.cos_sin(positions[:, :3]), is_causal=True)]
     for t in range(3, 6):
         mask, _ = build_attention_mask(None, 1, past_len=t)
-        steps.append(layer(x[:, t:t + 1], *rope.cos_sin(positions[:, t:t + 1]), attn_mask=mask))
+        steps.append(layer(x[:, t : t + 1], *rope.cos_sin(positions[:, t : t + 1]), attn_mask=mask))
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 

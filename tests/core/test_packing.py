@@ -24,8 +24,9 @@ PACK = "xlm_core.data.packing.tokenize_and_pack"
 
 
 def test_documents_are_joined_with_bos_and_eos_and_cut_into_full_blocks() -> None:
-    out = pack_token_lists([[10, 11, 12], [], [20, 21], [30, 31, 32, 33, 34]], block_size=4, bos_token_id=1,
-                           eos_token_id=2)
+    out = pack_token_lists(
+        [[10, 11, 12], [], [20, 21], [30, 31, 32, 33, 34]], block_size=4, bos_token_id=1, eos_token_id=2
+    )
     # stream: 1 10 11 12 2 | 1 20 21 2 | 1 30 31 32 33 34 2  (17 tokens -> 4 blocks, 1 token dropped)
     assert out["input_ids"] == [[1, 10, 11, 12], [2, 1, 20, 21], [2, 1, 30, 31], [32, 33, 34, 2]]
     assert out["document_lengths"] == [[4], [1, 3], [1, 3], [4]]
@@ -90,10 +91,14 @@ def test_split_by_document_then_pack(tmp_path: Path) -> None:
 
     def manager(take: str, **kw) -> DatasetManager:
         return DatasetManager(
-            name=f"docs_{take}", data_files=str(f), train_test_split={"test_size": 3, "seed": 7, "take": take},
-            preprocess_function=PACK, preprocess_batched=True,
+            name=f"docs_{take}",
+            data_files=str(f),
+            train_test_split={"test_size": 3, "seed": 7, "take": take},
+            preprocess_function=PACK,
+            preprocess_batched=True,
             preprocess_function_kwargs={"block_size": 8, "text_field": "body"},
-            columns_to_keep=["input_ids", "document_lengths"], **kw,
+            columns_to_keep=["input_ids", "document_lengths"],
+            **kw,
         )
 
     train = manager("train").load(tmp_path / "cache", tok)
@@ -101,9 +106,12 @@ def test_split_by_document_then_pack(tmp_path: Path) -> None:
     assert train.column_names == ["input_ids", "document_lengths"]
     assert all(len(r) == 8 for r in train["input_ids"]) and all(sum(n) == 8 for n in train["document_lengths"])
     # the documents of each side, recovered from the raw split (same seed), never overlap
-    raw = {take: DatasetManager(name=f"raw_{take}", data_files=str(f),
-                                train_test_split={"test_size": 3, "seed": 7, "take": take}).build()["id"]
-           for take in ("train", "test")}
+    raw = {
+        take: DatasetManager(
+            name=f"raw_{take}", data_files=str(f), train_test_split={"test_size": 3, "seed": 7, "take": take}
+        ).build()["id"]
+        for take in ("train", "test")
+    }
     assert len(raw["test"]) == 3 and not set(raw["train"]) & set(raw["test"])
     n_tokens = {take: sum(len(docs[i].split()) + 2 for i in raw[take]) for take in raw}
     assert len(train) == n_tokens["train"] // 8 and len(val) == n_tokens["test"] // 8
@@ -117,8 +125,9 @@ def test_a_new_file_in_the_glob_builds_a_new_cache(tmp_path: Path) -> None:
     assert m.prepare(tmp_path / "cache") != first
 
 
-def test_hub_source_goes_through_load_dataset_with_a_local_repo_standing_in(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_source_goes_through_load_dataset_with_a_local_repo_standing_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The hub code path (``full_name: repo/name/split`` -> ``datasets.load_dataset``), on local data: a
     directory laid out like a hub dataset repo is what ``load_dataset`` resolves the id to."""
     repo = tmp_path / "someorg" / "corpus"
@@ -128,8 +137,13 @@ def test_hub_source_goes_through_load_dataset_with_a_local_repo_standing_in(tmp_
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # never ask the real hub first
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     tok = SimpleSpaceTokenizer.for_numbers(10)
-    m = DatasetManager(name="hub_docs", full_name="someorg/corpus/train", preprocess_function=PACK,
-                       preprocess_batched=True, columns_to_keep=["input_ids", "document_lengths"],
-                       preprocess_function_kwargs={"block_size": 5, "text_field": "content"})
+    m = DatasetManager(
+        name="hub_docs",
+        full_name="someorg/corpus/train",
+        preprocess_function=PACK,
+        preprocess_batched=True,
+        columns_to_keep=["input_ids", "document_lengths"],
+        preprocess_function_kwargs={"block_size": 5, "text_field": "content"},
+    )
     ds = m.load(tmp_path / "cache", tok)
     assert len(ds) == 6 and ds[0]["input_ids"] == [4, 7, 8, 9, 3]  # BOS 0 1 2 EOS

@@ -162,7 +162,9 @@ def test_raising_hook_discards_its_families(tmp_path: Path) -> None:
         modules={"raising": as_module(register_families=register_families), "ok": family_plugin(("ok", cfg, ""))}
     )
     assert list(reg.families) == ["ok"]
-    assert [str(e) for e in reg.errors] == ["plugin 'raising' ((not installed)): register_families raised RuntimeError: boom"]
+    assert [str(e) for e in reg.errors] == [
+        "plugin 'raising' ((not installed)): register_families raised RuntimeError: boom"
+    ]
 
 
 def test_misspelled_hook_fails_check_pending(tmp_path: Path) -> None:

@@ -30,12 +30,18 @@ def test_mixing_modes_from_config_values() -> None:
     assert neighbour_mixing_mode(True) == "bidirectional"  # the MLM's `neighbour_mixing: true` keeps its meaning
     assert neighbour_mixing_mode("bidirectional") == "bidirectional"
     assert neighbour_mixing_mode("causal") == "causal"
-    with pytest.raises(ValueError, match=r"^neighbour_mixing='both' is not supported by the MLM; use one of none, "
-                                         r"bidirectional, causal\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^neighbour_mixing='both' is not supported by the MLM; use one of none, "
+        r"bidirectional, causal\.$",
+    ):
         neighbour_mixing_mode("both", family="the MLM")
-    with pytest.raises(ValueError, match=r"^neighbour_mixing=True is not supported by an ARLM \(bidirectional mixing "
-                                         r"lets each token see the next one, which a causal model must not\); use one "
-                                         r"of none, causal\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^neighbour_mixing=True is not supported by an ARLM \(bidirectional mixing "
+        r"lets each token see the next one, which a causal model must not\); use one "
+        r"of none, causal\.$",
+    ):
         neighbour_mixing_mode(True, allowed=("none", "causal"), family="an ARLM")
 
 
@@ -118,8 +124,13 @@ def test_a_3d_mask_keeps_packed_documents_apart() -> None:
     torch.testing.assert_close(out[0, 1], h[0, 1] + m.prev(h[0, 0]), rtol=0, atol=1e-6)  # not token 2: other document
     torch.testing.assert_close(out[0, 2], h[0, 2] + m.next(h[0, 3]), rtol=0, atol=1e-6)
     causal = _mixing("causal")
-    cached = torch.cat([causal(h[:, :2], both[:, :2, :2])] + [  # 3-D masks over every slot, with a cache
-        causal(h, both)[:, 2:]], 1)
+    cached = torch.cat(
+        [causal(h[:, :2], both[:, :2, :2])]
+        + [  # 3-D masks over every slot, with a cache
+            causal(h, both)[:, 2:]
+        ],
+        1,
+    )
     causal.set_cache(1, 4)
     steps = [causal(h[:, :2], both[:, :2, :2]), causal(h[:, 2:3], both[:, 2:3, :3]), causal(h[:, 3:], both[:, 3:])]
     torch.testing.assert_close(torch.cat(steps, 1), cached, rtol=0, atol=1e-6)
@@ -165,7 +176,9 @@ def test_gpt2_init_draws_in_module_order_and_zeroes_padding() -> None:
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert torch.equal(a.embed.weight[0], torch.zeros(8))
     assert all(layer.mlp[0].bias.abs().sum() == 0 for layer in a.layers)
-    assert float(a.layers[0].o_proj.weight.detach().std()) < float(a.layers[0].attn_qkv.weight.detach().std())  # residual scaled down
+    assert float(a.layers[0].o_proj.weight.detach().std()) < float(
+        a.layers[0].attn_qkv.weight.detach().std()
+    )  # residual scaled down
 
 
 def test_weight_decay_groups_split_linear_weights_from_the_rest() -> None:
@@ -176,13 +189,16 @@ def test_weight_decay_groups_split_linear_weights_from_the_rest() -> None:
     assert decay | no_decay == {n for n, _ in model.named_parameters()} and not decay & no_decay
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(d_model=30, nhead=4), r"d_model \(30\) must be divisible by nhead \(4\)"),
-    (dict(rotary_emb_dim=3), r"rotary_emb_dim \(3\) must be even and at most the head dimension"),
-    (dict(num_layers=True), r"num_layers must be a positive int, got True"),
-    (dict(padding_idx=99), r"padding_idx \(99\) must lie in \[0, num_embeddings=20\)"),
-    (dict(padding_idx=2, mask_idx=2), r"mask_idx and padding_idx are both 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(d_model=30, nhead=4), r"d_model \(30\) must be divisible by nhead \(4\)"),
+        (dict(rotary_emb_dim=3), r"rotary_emb_dim \(3\) must be even and at most the head dimension"),
+        (dict(num_layers=True), r"num_layers must be a positive int, got True"),
+        (dict(padding_idx=99), r"padding_idx \(99\) must lie in \[0, num_embeddings=20\)"),
+        (dict(padding_idx=2, mask_idx=2), r"mask_idx and padding_idx are both 2"),
+    ],
+)
 def test_model_config_validation_names_the_value(kwargs: dict, message: str) -> None:
     args = dict(num_embeddings=20, d_model=32, num_layers=2, nhead=4, rotary_emb_dim=8, max_length=16)
     with unchecked(), pytest.raises(ValueError, match=message):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from xlm_core.training import precision as P
 from xlm_core.jobs.common import trainer_kwargs
+from xlm_core.training import precision as P
 
 
 @pytest.fixture
@@ -25,8 +25,9 @@ def bf16_cpu(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
 @pytest.mark.parametrize("accelerator", ["cpu", "auto", None])
-def test_auto_on_the_cpu_is_bf16_mixed_only_with_native_bf16(bf16_cpu, native: bool, expected: str,
-                                                           accelerator: str | None) -> None:
+def test_auto_on_the_cpu_is_bf16_mixed_only_with_native_bf16(
+    bf16_cpu, native: bool, expected: str, accelerator: str | None
+) -> None:
     bf16_cpu(native)
     assert P.resolve_precision("auto", accelerator) == expected
     assert P.resolve_precision("AUTO", accelerator) == expected
@@ -50,8 +51,12 @@ def test_explicit_precisions_pass_through(bf16_cpu, given) -> None:
 def test_cpu_detection_reads_the_cpu_feature_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     if not hasattr(torch.cpu, "get_capabilities") or not torch.backends.mkldnn.is_available():
         pytest.skip("needs torch.cpu.get_capabilities and oneDNN")
-    for caps, native in (({"avx512_bf16": True}, True), ({"amx_bf16": True}, True), ({"bf16": True}, True),
-                         ({"avx2": True, "avx512_f": True}, False)):
+    for caps, native in (
+        ({"avx512_bf16": True}, True),
+        ({"amx_bf16": True}, True),
+        ({"bf16": True}, True),
+        ({"avx2": True, "avx512_f": True}, False),
+    ):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
         P.cpu_has_native_bf16.cache_clear()
         assert P.cpu_has_native_bf16() is native, caps
@@ -59,8 +64,9 @@ def test_cpu_detection_reads_the_cpu_feature_flags(monkeypatch: pytest.MonkeyPat
 
 
 def test_trainer_kwargs_resolve_auto(bf16_cpu, tmp_path: Path) -> None:
-    cfg = OmegaConf.create({"trainer": {"precision": "auto", "accelerator": "cpu", "devices": 1},
-                            "paths": {"run_dir": str(tmp_path)}})
+    cfg = OmegaConf.create(
+        {"trainer": {"precision": "auto", "accelerator": "cpu", "devices": 1}, "paths": {"run_dir": str(tmp_path)}}
+    )
     bf16_cpu(True)
     assert trainer_kwargs(cfg)["precision"] == "bf16-mixed"
     bf16_cpu(False)

@@ -15,7 +15,7 @@ pytest_plugins = ["pytester"]
 
 TESTING_FAMILY = Path(__file__).resolve().parents[1]
 
-REFERENCE_STYLE_TESTS = f'''
+REFERENCE_STYLE_TESTS = f"""
 import sys
 sys.path.insert(0, {str(TESTING_FAMILY)!r})
 
@@ -60,7 +60,7 @@ class TestLoss(BaseLossTests):
         tok = SimpleSpaceTokenizer.for_numbers(50)
         rows = [{{"input_ids": tok.encode(t)}} for t in ("1 2 3 4 5 6 7 8", "9 10 11", "12 13 14 15")]
         return TinyCollator(tok, 6)(rows)
-'''
+"""
 
 
 def test_reference_fixture_contract_runs_and_skips_with_reasons(pytester: pytest.Pytester) -> None:
@@ -69,7 +69,11 @@ def test_reference_fixture_contract_runs_and_skips_with_reasons(pytester: pytest
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors", 0) == 0 and outcomes.get("failed", 0) == 0, result.stdout.str()
     skipped = "\n".join(line for line in result.stdout.lines if line.startswith("SKIPPED"))
-    for check in ("check_logits_depend_on_input_ids", "check_padding_ids_ignored", "check_batch_independence",
-                  "check_causal"):
+    for check in (
+        "check_logits_depend_on_input_ids",
+        "check_padding_ids_ignored",
+        "check_batch_independence",
+        "check_causal",
+    ):
         assert f"{check} needs controlled inputs: give run_forward keyword arguments input_ids=None" in skipped
     result.assert_outcomes(passed=10, skipped=4)

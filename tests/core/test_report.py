@@ -14,14 +14,22 @@ from xlm_core.cli import main
 from xlm_core.run.report import build_report, find_run_dirs, format_markdown, load_records, write_report
 
 
-def make_run(root: Path, name: str, seed: int, lr: float, metrics: dict | None, max_steps: int = 10,
-             extra: dict | None = None) -> Path:
+def make_run(
+    root: Path, name: str, seed: int, lr: float, metrics: dict | None, max_steps: int = 10, extra: dict | None = None
+) -> Path:
     """A run directory as the train job leaves it: config.yaml (resolved) and metrics.json."""
     run = root / name
     run.mkdir(parents=True)
-    config = {"seed": seed, "job_type": "train", "paths": {"run_dir": str(run)},
-              "datamodule": {"seed": seed}, "trainer": {"max_steps": max_steps, "default_root_dir": str(run)},
-              "optimizer": {"lr": lr}, "collator": {"train": {"lr_copy": lr}}, "model": {"d_model": 8}}
+    config = {
+        "seed": seed,
+        "job_type": "train",
+        "paths": {"run_dir": str(run)},
+        "datamodule": {"seed": seed},
+        "trainer": {"max_steps": max_steps, "default_root_dir": str(run)},
+        "optimizer": {"lr": lr},
+        "collator": {"train": {"lr_copy": lr}},
+        "model": {"d_model": 8},
+    }
     for key, value in (extra or {}).items():
         node = config
         *parents, leaf = key.split(".")
@@ -101,7 +109,9 @@ def test_evaluations_merge_into_their_run_or_become_their_own_rows(tmp_path: Pat
     report = build_report(records, metrics=["test/em", "val/em"])
     assert report.group_keys == ["predictor.order"]
     assert [(g.settings["predictor.order"], g.stats["test/em"].mean) for g in report.groups] == [
-        ("<unset>", 0.375), ("random", 0.875)]
+        ("<unset>", 0.375),
+        ("random", 0.875),
+    ]
     assert "val/em" not in report.groups[1].stats and report.problems == []  # evaluation-only: no val metrics
 
 
@@ -128,8 +138,14 @@ def test_writes_markdown_csv_json_and_a_plot(sweep: Path, tmp_path: Path) -> Non
     rows = list(csv.DictReader(written["csv"].open()))
     assert rows[0]["optimizer.lr"] == "0.001" and float(rows[0]["val/em:mean"]) == 0.5 and rows[1]["val/em:std"] == ""
     data = json.loads(written["json"].read_text())
-    assert data["groups"][1]["metrics"]["val/em"] == {"mean": 0.5, "std": None, "min": 0.5, "max": 0.5, "n": 1,
-                                                      "values": [0.5]}
+    assert data["groups"][1]["metrics"]["val/em"] == {
+        "mean": 0.5,
+        "std": None,
+        "min": 0.5,
+        "max": 0.5,
+        "n": 1,
+        "values": [0.5],
+    }
     assert len(data["problems"]) == 4
     assert written["plot"].stat().st_size > 5000
 
@@ -138,8 +154,12 @@ def test_cli_writes_into_the_sweep_and_a_second_report_ignores_the_first(sweep: 
     assert main(["report", str(sweep), "--metrics", "val/em"]) == 0
     out = capsys.readouterr().out
     assert "| 0.001 | 2 | 0.5 ± 0.3536 [0.25–0.75] (2) |" in out
-    assert sorted(p.name for p in (sweep / "report").iterdir()) == ["report.csv", "report.json", "report.md",
-                                                                    "report.png"]
+    assert sorted(p.name for p in (sweep / "report").iterdir()) == [
+        "report.csv",
+        "report.json",
+        "report.md",
+        "report.png",
+    ]
     assert main(["report", str(sweep / "[0-3]"), "--metrics", "val/em"]) == 0  # a glob, and report/ is no run
     assert "Runs left out or incomplete (1)" in capsys.readouterr().out
     assert json.loads((sweep / "report" / "report.json").read_text())["command"].endswith("[0-3] --metrics val/em")

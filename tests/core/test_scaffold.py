@@ -8,8 +8,8 @@ import json
 import re
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -22,11 +22,21 @@ from xlm_core.scaffold import placeholders, render_files, scaffold_family
 NAME = "scaffoldtest"
 PACKAGE = f"xlm_{NAME}"
 EXPECTED_FILES = {
-    "README.md", "conftest.py", "pyproject.toml", f"tests/test_{NAME}.py",
+    "README.md",
+    "conftest.py",
+    "pyproject.toml",
+    f"tests/test_{NAME}.py",
     *(f"{PACKAGE}/{m}.py" for m in ("__init__", "collators", "loss", "model", "plugin", "predictor")),
-    *(f"{PACKAGE}/configs/{c}.yaml" for c in (
-        f"collator/prediction_{NAME}", f"collator/seq2seq_{NAME}",
-        f"experiment/star_easy_{NAME}", f"model/rotary_transformer_{NAME}", f"model_type/{NAME}")),
+    *(
+        f"{PACKAGE}/configs/{c}.yaml"
+        for c in (
+            f"collator/prediction_{NAME}",
+            f"collator/seq2seq_{NAME}",
+            f"experiment/star_easy_{NAME}",
+            f"model/rotary_transformer_{NAME}",
+            f"model_type/{NAME}",
+        )
+    ),
 }
 
 
@@ -110,9 +120,18 @@ def test_the_scaffolded_family_passes_xlm_check(installed: Path, capsys: pytest.
 
 
 def test_the_scaffolded_family_trains_and_generates(installed: Path, tmp_path: Path) -> None:
-    run = [f"family={NAME}", f"experiment=star_easy_{NAME}", "debug=overfit", f"paths.root_dir={tmp_path}",
-           "model.d_model=32", "model.dim_feedforward=64", "trainer.max_steps=2", "trainer.val_check_interval=2",
-           "checkpointing.every_n_steps=2", "predictor.max_new_tokens=3"]
+    run = [
+        f"family={NAME}",
+        f"experiment=star_easy_{NAME}",
+        "debug=overfit",
+        f"paths.root_dir={tmp_path}",
+        "model.d_model=32",
+        "model.dim_feedforward=64",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "checkpointing.every_n_steps=2",
+        "predictor.max_new_tokens=3",
+    ]
     assert main(run) == 0
     run_dir = tmp_path / "outputs" / f"star_easy_{NAME}"
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} >= {"best.ckpt", "last.ckpt"}

@@ -17,17 +17,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(tmp_path: Path, **over: object) -> object:
-    base = {"trainer": {"precision": "auto", "accelerator": "cpu", "gradient_clip_val": 1.0},
-            "paths": {"run_dir": str(tmp_path / "run")}, "monitor": "val/lm/loss", "monitor_mode": "min"}
+    base = {
+        "trainer": {"precision": "auto", "accelerator": "cpu", "gradient_clip_val": 1.0},
+        "paths": {"run_dir": str(tmp_path / "run")},
+        "monitor": "val/lm/loss",
+        "monitor_mode": "min",
+    }
     return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(dict(over)))
 
 
-@pytest.mark.parametrize("native, precision, dtype, clipping", [
-    (True, "bf16-mixed", torch.bfloat16, "trainer.precision=bf16-mixed with trainer.gradient_clip_val=1.0"),
-    (False, "32-true", None, None),
-])
-def test_auto_precision_is_resolved_once_with_what_follows_from_it(monkeypatch, tmp_path, native, precision, dtype,
-                                                                   clipping) -> None:
+@pytest.mark.parametrize(
+    "native, precision, dtype, clipping",
+    [
+        (True, "bf16-mixed", torch.bfloat16, "trainer.precision=bf16-mixed with trainer.gradient_clip_val=1.0"),
+        (False, "32-true", None, None),
+    ],
+)
+def test_auto_precision_is_resolved_once_with_what_follows_from_it(
+    monkeypatch, tmp_path, native, precision, dtype, clipping
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: native)
     s = run_settings(_cfg(tmp_path))
@@ -36,8 +44,10 @@ def test_auto_precision_is_resolved_once_with_what_follows_from_it(monkeypatch, 
     assert s.run_dir == tmp_path / "run"
 
 
-@pytest.mark.parametrize("given, named", [(32, "32-true"), ("32", "32-true"), ("bf16", "bf16-mixed"),
-                                          ("16-mixed", "16-mixed"), ("64", "64-true")])
+@pytest.mark.parametrize(
+    "given, named",
+    [(32, "32-true"), ("32", "32-true"), ("bf16", "bf16-mixed"), ("16-mixed", "16-mixed"), ("64", "64-true")],
+)
 def test_explicit_precisions_get_lightnings_names(given, named) -> None:
     assert lightning_precision(given) == named
 
@@ -48,8 +58,9 @@ def test_no_clipping_no_amp_clipping(tmp_path) -> None:
 
 
 def test_monitor_and_mode(tmp_path) -> None:
-    assert run_settings(_cfg(tmp_path, monitor="val/prediction/exact_match", monitor_mode="max")).monitor == \
-        Monitor("val/prediction/exact_match", "max")
+    assert run_settings(_cfg(tmp_path, monitor="val/prediction/exact_match", monitor_mode="max")).monitor == Monitor(
+        "val/prediction/exact_match", "max"
+    )
     assert run_settings(_cfg(tmp_path, monitor=None)).monitor is None
 
 

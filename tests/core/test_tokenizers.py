@@ -130,8 +130,11 @@ def test_from_hydra_config() -> None:
 def test_auto_tokenizer_from_hydra_config_with_special_tokens(numbers: SimpleSpaceTokenizer, tmp_path: Path) -> None:
     """Hydra hands ``special_tokens`` over as a DictConfig (the checked suite holds the annotation to that)."""
     numbers.save_pretrained(tmp_path)
-    cfg = {"_target_": "xlm_core.data.auto_tokenizer.load_auto_tokenizer", "name_or_path": tmp_path,
-           "special_tokens": {"extra_special_tokens": ["<sep2>"]}}
+    cfg = {
+        "_target_": "xlm_core.data.auto_tokenizer.load_auto_tokenizer",
+        "name_or_path": tmp_path,
+        "special_tokens": {"extra_special_tokens": ["<sep2>"]},
+    }
     tokenizer = instantiate(cfg)
     assert isinstance(tokenizer, SimpleSpaceTokenizer) and tokenizer.encode("1 <sep2> 2") == [8, 27, 9]
 

@@ -131,8 +131,13 @@ def test_xlm_check_jaxtyping_finds_what_the_plain_check_misses(tmp_path: Path) -
 
     def xlm_check(*flags: str) -> subprocess.CompletedProcess[str]:
         code = "import sys; from xlm_core.cli import main; sys.exit(main(sys.argv[1:]))"
-        return subprocess.run([sys.executable, "-c", code, "check", "shapebug", "--no-configs", *flags],
-                              env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-c", code, "check", "shapebug", "--no-configs", *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     plain = xlm_check()
     assert plain.returncode == 0, plain.stdout + plain.stderr

@@ -28,8 +28,15 @@ def make_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> RotaryTrans
     """d_model 64, 2 layers, 4 heads (head_dim 16), dropout 0, on the GPU in eval mode."""
     torch.manual_seed(seed)
     model = RotaryTransformerARLMModel(
-        num_embeddings=len(TOK), d_model=64, num_layers=2, nhead=4, padding_idx=PAD,
-        dim_feedforward=128, dropout=0.0, rotary_emb_dim=16, max_length=128,
+        num_embeddings=len(TOK),
+        d_model=64,
+        num_layers=2,
+        nhead=4,
+        padding_idx=PAD,
+        dim_feedforward=128,
+        dropout=0.0,
+        rotary_emb_dim=16,
+        max_length=128,
     )
     return model.to(device=CUDA, dtype=dtype).eval()
 
@@ -108,7 +115,7 @@ def test_bf16_training_step_uses_a_fused_sdpa_kernel_and_3d_mask_matches(lengths
     for use_3d in (False, True):
         loss_fn = ARLMLoss(model=model, use_3d_mask=use_3d)
 
-        def step() -> None:
+        def step(loss_fn: ARLMLoss = loss_fn, use_3d: bool = use_3d) -> None:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = loss_fn(batch)["loss"]
             loss.backward()
@@ -192,8 +199,11 @@ def test_fused_head_loss_equals_the_plain_path_on_cuda(bf16: bool) -> None:
     model = make_model().train()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(7, len(TOK), (3, 24), generator=g).to(CUDA)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool),
-             "target_ids": torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1)}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids, dtype=torch.bool),
+        "target_ids": torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1),
+    }
     results = []
     for fused in (True, False):
         model.zero_grad(set_to_none=True)

@@ -24,19 +24,32 @@ from xlm_core.cli import main
 from xlm_core.run.checkpoints import AtomicCheckpointIO, CheckpointError, checkpoint_step
 
 TINY = [
-    "family=arlm", "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32",
-    "model.num_layers=1", "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=32", "global_batch_size=32", "trainer.num_sanity_val_steps=0", "predictor.max_steps=10",
-    "progress_every_n_steps=1", "trainer.log_every_n_steps=1",
+    "family=arlm",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=32",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=10",
+    "progress_every_n_steps=1",
+    "trainer.log_every_n_steps=1",
 ]
 RUN = "star_easy_arlm"
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` except the per-invocation log files and the lock's holder note."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and "logs" not in p.relative_to(root).parts and p.name != ".xlm.lock"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "logs" not in p.relative_to(root).parts and p.name != ".xlm.lock"
+    }
 
 
 def xlm(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
@@ -57,8 +70,19 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 6-step run: validation at 4 and (the final step) 6, checkpoints every 2 steps."""
     root = tmp_path_factory.mktemp("integrity")
-    assert main([*TINY, f"paths.root_dir={root}", "trainer.max_steps=6", "trainer.val_check_interval=4",
-                 "checkpointing.every_n_steps=2", "checkpointing.keep_every_n_steps=2"]) == 0
+    assert (
+        main(
+            [
+                *TINY,
+                f"paths.root_dir={root}",
+                "trainer.max_steps=6",
+                "trainer.val_check_interval=4",
+                "checkpointing.every_n_steps=2",
+                "checkpointing.keep_every_n_steps=2",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -108,8 +132,9 @@ def test_3_resume_false_refuses_then_overwrite_moves_the_run_aside(run: Path, ca
     code, _, err = xlm(capsys, run, "resume=false", "trainer.max_steps=2")
     one_line_error(code, err, "already holds a run", "job_name=", "overwrite=true")
     assert snapshot(run_dir) == before
-    code, out, err = xlm(capsys, run, "resume=false", "overwrite=true", "trainer.max_steps=2",
-                         "trainer.val_check_interval=2")
+    code, out, err = xlm(
+        capsys, run, "resume=false", "overwrite=true", "trainer.max_steps=2", "trainer.val_check_interval=2"
+    )
     assert code == 0, err
     (aside,) = (run / "outputs").glob(f"{RUN}.replaced-*")
     assert snapshot(aside) == before and f"moved to {aside}" in out
@@ -129,8 +154,10 @@ def test_4_eval_with_a_different_model_is_refused(run: Path, capsys) -> None:
 
 
 # 5. a resume with other hyperparameters is refused before anything is written --------------------------
-@pytest.mark.parametrize("change, shown", [("optimizer.lr=1e-5", "optimizer.lr: 0.0001 -> 1e-05"),
-                                           ("model.d_model=64", "model.d_model: 32 -> 64")])
+@pytest.mark.parametrize(
+    "change, shown",
+    [("optimizer.lr=1e-5", "optimizer.lr: 0.0001 -> 1e-05"), ("model.d_model=64", "model.d_model: 32 -> 64")],
+)
 def test_5_resume_with_changed_hyperparameters_is_refused(run: Path, capsys, change: str, shown: str) -> None:
     run_dir = run / "outputs" / RUN
     before = snapshot(run_dir)
@@ -168,32 +195,50 @@ def test_7_an_explicit_truncated_checkpoint_is_one_line(run: Path, capsys) -> No
     one_line_error(code, err, f"checkpoint {bad} is truncated or corrupt (5,000 bytes")
 
 
-@pytest.mark.parametrize("content, needles", [
-    ("", ["data file", "is empty"]),
-    ('{"question": "q", "code": "def simple_math_problem():\\n    return 1"}\n{"question": "q2", "code": \n',
-     ["line 2 is not valid JSON"]),
-    ("".join(f'{{"q": "what {i}?", "code": "x"}}\n' for i in range(3)), ["lack the field 'question'", "they have q, code"]),
-])
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        ("", ["data file", "is empty"]),
+        (
+            '{"question": "q", "code": "def simple_math_problem():\\n    return 1"}\n{"question": "q2", "code": \n',
+            ["line 2 is not valid JSON"],
+        ),
+        (
+            "".join(f'{{"q": "what {i}?", "code": "x"}}\n' for i in range(3)),
+            ["lack the field 'question'", "they have q, code"],
+        ),
+    ],
+)
 def test_7_bad_local_data_files_are_one_line(tmp_path: Path, capsys, content: str, needles: list[str]) -> None:
     data = tmp_path / "tinygsm.jsonl"
     data.write_text(content)
-    code = main(["family=arlm", "experiment=tinygsm_arlm_offline_demo", "job_type=prepare_data",
-                 f"paths.root_dir={tmp_path}", f"tinygsm_data_files={data}"])
-    one_line_error(code, capsys.readouterr().err, str(data) if "field" not in needles[0] else "tinygsm_train",
-                   *needles)
+    code = main(
+        [
+            "family=arlm",
+            "experiment=tinygsm_arlm_offline_demo",
+            "job_type=prepare_data",
+            f"paths.root_dir={tmp_path}",
+            f"tinygsm_data_files={data}",
+        ]
+    )
+    one_line_error(code, capsys.readouterr().err, str(data) if "field" not in needles[0] else "tinygsm_train", *needles)
 
 
-@pytest.mark.parametrize("override, needles", [
-    ("optimizer.lr=-1", ["optimizer.lr=-1: must be a number > 0"]),
-    ("global_batch_size=-8", ["global_batch_size=-8: must be a positive int"]),
-    ("trainer.max_steps=abc", ["trainer.max_steps='abc'", "positive int"]),
-    ("trainer.accelerator=gpu", ["trainer.accelerator=gpu but this machine has no usable CUDA GPU"]),
-    ("global_batch_size=0", ["global_batch_size=0: must be a positive int"]),          # 8: no longer "unset"
-    ("+lr=5", ["+lr=... adds a top-level key", "optimizer.lr"]),                       # 8: no longer ignored
-    ("model.nhead=3", ["model (_target_=xlm_arlm.model_arlm.RotaryTransformerARLMModel)", "divisible by nhead"]),
-])
-def test_7_and_8_bad_values_are_one_line_and_write_nothing(tmp_path: Path, capsys, override: str,
-                                                           needles: list[str]) -> None:
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ("optimizer.lr=-1", ["optimizer.lr=-1: must be a number > 0"]),
+        ("global_batch_size=-8", ["global_batch_size=-8: must be a positive int"]),
+        ("trainer.max_steps=abc", ["trainer.max_steps='abc'", "positive int"]),
+        ("trainer.accelerator=gpu", ["trainer.accelerator=gpu but this machine has no usable CUDA GPU"]),
+        ("global_batch_size=0", ["global_batch_size=0: must be a positive int"]),  # 8: no longer "unset"
+        ("+lr=5", ["+lr=... adds a top-level key", "optimizer.lr"]),  # 8: no longer ignored
+        ("model.nhead=3", ["model (_target_=xlm_arlm.model_arlm.RotaryTransformerARLMModel)", "divisible by nhead"]),
+    ],
+)
+def test_7_and_8_bad_values_are_one_line_and_write_nothing(
+    tmp_path: Path, capsys, override: str, needles: list[str]
+) -> None:
     if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     code, _, err = xlm(capsys, tmp_path, override)
@@ -216,8 +261,10 @@ def test_an_unexpected_failure_is_one_line_with_the_debug_switch(tmp_path: Path,
     monkeypatch.setattr(train_job, "_train", boom)
     code, _, err = xlm(capsys, tmp_path)
     assert code == 1 and "Traceback" not in err
-    assert err.strip() == ("xlm: error: RuntimeError: something inside broke (this looks like a bug; XLM_DEBUG=1 "
-                           "prints the traceback, which is also in the run's logs/)")
+    assert err.strip() == (
+        "xlm: error: RuntimeError: something inside broke (this looks like a bug; XLM_DEBUG=1 "
+        "prints the traceback, which is also in the run's logs/)"
+    )
     monkeypatch.setenv("XLM_DEBUG", "1")
     code, _, err = xlm(capsys, tmp_path)
     assert code == 1 and "Traceback (most recent call last)" in err
@@ -272,8 +319,13 @@ def test_r2_3_a_changed_monitor_keeps_the_old_best_checkpoint(run: Path, capsys)
     before = snapshot(run_dir)
     new = ["monitor=val/prediction/token_accuracy", "monitor_mode=max", "trainer.max_steps=8"]
     code, out, err = xlm(capsys, run, *new)
-    no_traceback(code, out, err, "monitor=val/lm/accumulated_loss monitor_mode=min -> monitor=val/prediction/token_"
-                 "accuracy monitor_mode=max", "allow_config_mismatch=true")
+    no_traceback(
+        code,
+        out,
+        err,
+        "monitor=val/lm/accumulated_loss monitor_mode=min -> monitor=val/prediction/token_accuracy monitor_mode=max",
+        "allow_config_mismatch=true",
+    )
     assert snapshot(run_dir) == before
     code, out, err = xlm(capsys, run, *new, "allow_config_mismatch=true")
     assert code == 0, err
@@ -300,11 +352,22 @@ def test_r2_4_a_resume_with_another_lr_uses_and_records_it(run: Path, capsys) ->
 
 # 5. the NaN guard: truthful labels, the last finite checkpoint, advice that works, nothing overwritten --
 def test_r2_5_the_nan_guard_names_the_last_finite_checkpoint_and_its_advice_works(tmp_path: Path, capsys) -> None:
-    diverging = ["optimizer.lr=1e6", "lr_scheduler.num_warmup_steps=1000", "trainer.max_steps=12",
-                 "checkpointing.every_n_steps=2", "trainer.val_check_interval=1000"]
+    diverging = [
+        "optimizer.lr=1e6",
+        "lr_scheduler.num_warmup_steps=1000",
+        "trainer.max_steps=12",
+        "checkpointing.every_n_steps=2",
+        "trainer.val_check_interval=1000",
+    ]
     code, out, err = xlm(capsys, tmp_path, *diverging)
-    line = no_traceback(code, out, err, "the training loss became nan at step", "for inspection, not to continue from",
-                        "the newest checkpoint with a finite loss and finite weights is")
+    line = no_traceback(
+        code,
+        out,
+        err,
+        "the training loss became nan at step",
+        "for inspection, not to continue from",
+        "the newest checkpoint with a finite loss and finite weights is",
+    )
     step = int(line.split("became nan at step ")[1].split()[0])
     guard = Path(line.split("the weights that gave it (largest |w| ")[1].split(") are in ")[1].split()[0])
     good = Path(line.split("resume_from=")[1].split()[0])
@@ -317,8 +380,9 @@ def test_r2_5_the_nan_guard_names_the_last_finite_checkpoint_and_its_advice_work
     code, out, err = xlm(capsys, tmp_path, *diverging)  # the same again: an earlier attempt's file stays
     assert code == 2 and (guard.parent / f"nan_guard_step_{step}-2.ckpt").is_file()
     assert hashlib.sha256(guard.read_bytes()).hexdigest() == first
-    code, out, err = xlm(capsys, tmp_path, *diverging[1:], f"resume_from={good}", "optimizer.lr=1e-4",
-                         "allow_config_mismatch=true")  # the advice, with a lower learning rate
+    code, out, err = xlm(
+        capsys, tmp_path, *diverging[1:], f"resume_from={good}", "optimizer.lr=1e-4", "allow_config_mismatch=true"
+    )  # the advice, with a lower learning rate
     assert code == 0, err
     assert f"resuming from {good} (step {good_step};" in out
     assert checkpoint_step(tmp_path / "outputs" / RUN / "checkpoints" / "last.ckpt") == 12
@@ -334,8 +398,17 @@ def test_r2_6_a_self_link_and_copies_do_not_leak_documents_into_training(tmp_pat
         (corpus / "sub" / f"copy{i}.py").write_text("class Same:\n    value = 'same text'\n" * 5)
     (corpus / "self").symlink_to(".")
     (corpus / "sub" / "up").symlink_to("..")
-    code = main(["experiment=pystdlib_arlm_cpu", f"corpus.data_files={corpus}/**/*.py", "corpus.val_size=3",
-                 "tokenizer.vocab_size=300", "block_size=32", "job_type=prepare_data", f"paths.root_dir={tmp_path}"])
+    code = main(
+        [
+            "experiment=pystdlib_arlm_cpu",
+            f"corpus.data_files={corpus}/**/*.py",
+            "corpus.val_size=3",
+            "tokenizer.vocab_size=300",
+            "block_size=32",
+            "job_type=prepare_data",
+            f"paths.root_dir={tmp_path}",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     (manifest,) = (tmp_path / ".xlm_cache" / "pystdlib_train").glob("*/xlm_manifest.json")
@@ -354,8 +427,9 @@ def test_r2_6_followed_links_enter_each_real_directory_once(tmp_path: Path) -> N
     (tmp_path / "a" / "self").symlink_to(".")
     (tmp_path / "a" / "y.txt").symlink_to("b/x.txt")
     for follow in (False, True):
-        assert expand_data_files(str(tmp_path / "a" / "**" / "*.txt"), follow_symlinks=follow) == \
-            [str(tmp_path / "a" / "b" / "x.txt")]
+        assert expand_data_files(str(tmp_path / "a" / "**" / "*.txt"), follow_symlinks=follow) == [
+            str(tmp_path / "a" / "b" / "x.txt")
+        ]
 
 
 # 7. a damaged dataset cache is refused with the directory to delete, never scored with fewer rows -----
@@ -377,8 +451,10 @@ def test_r2_7_a_truncated_cache_is_refused_and_names_the_directory(run: Path, ca
 # 8. tiny temperatures are greedy, special tokens typed into a prompt are refused ----------------------
 def test_r2_8_a_tiny_temperature_samples_the_greedy_tokens(trained: Path, capsys) -> None:
     texts = []
-    for sampling in (["predictor.sampling_method=sample", "predictor.temperature=1e-40"],
-                     ["predictor.sampling_method=sample_top_k", "predictor.top_k=1"]):
+    for sampling in (
+        ["predictor.sampling_method=sample", "predictor.temperature=1e-40"],
+        ["predictor.sampling_method=sample_top_k", "predictor.top_k=1"],
+    ):
         code, out, err = xlm(capsys, trained, "job_type=generate", '+prompts=["1 2 3 4", "5 6"]', *sampling)
         assert code == 0, err
         newest = max((trained / "outputs" / RUN / "generate").iterdir(), key=lambda p: p.stat().st_mtime_ns)
@@ -396,11 +472,21 @@ def test_r2_8_special_tokens_typed_into_a_prompt_are_refused(trained: Path, caps
 
 # 9. notes: warm-up longer than the run, a resume with another batch size or seed -----------------------
 def test_r2_9_notes_for_a_short_warmup_and_a_changed_data_order(run: Path, capsys) -> None:
-    code, out, err = xlm(capsys, run, "per_device_batch_size=16", "global_batch_size=16", "seed=7",
-                         "trainer.max_steps=8", "lr_scheduler.num_warmup_steps=100", "allow_config_mismatch=true")
+    code, out, err = xlm(
+        capsys,
+        run,
+        "per_device_batch_size=16",
+        "global_batch_size=16",
+        "seed=7",
+        "trainer.max_steps=8",
+        "lr_scheduler.num_warmup_steps=100",
+        "allow_config_mismatch=true",
+    )
     assert code == 0, err
-    assert ("lr_scheduler.num_warmup_steps=100 is longer than the 8 steps this run trains, so the learning rate never "
-            "reaches optimizer.lr (it ends at 8% of it)") in out
+    assert (
+        "lr_scheduler.num_warmup_steps=100 is longer than the 8 steps this run trains, so the learning rate never "
+        "reaches optimizer.lr (it ends at 8% of it)"
+    ) in out
     assert "resuming with seed 42 -> 7, per_device_batch_size 32 -> 16, global_batch_size 32 -> 16" in out
     assert "the batches differ from those of an uninterrupted run" in out
 
@@ -417,11 +503,13 @@ def test_r2_10_auto_without_an_isolating_sandbox_is_one_line(tmp_path: Path, cap
     evaluator = "post_hoc_evaluator={_target_:xlm_core.tasks.code_exec.Gsm8kCodeEval,allow_code_execution:true}"
     try:
         code, out, err = xlm(capsys, tmp_path / "root", evaluator, "trainer.max_steps=2")
-        no_traceback(code, out, err, "no isolating sandbox works on this machine", "apt-get install bubblewrap",
-                     "isolation=none")
+        no_traceback(
+            code, out, err, "no isolating sandbox works on this machine", "apt-get install bubblewrap", "isolation=none"
+        )
         code, out, err = xlm(capsys, tmp_path / "root", evaluator, "+post_hoc_evaluator.isolation=process")
-        no_traceback(code, out, err, "isolation='process' runs generated code with no isolation",
-                     "spelled isolation='none'")
+        no_traceback(
+            code, out, err, "isolation='process' runs generated code with no isolation", "spelled isolation='none'"
+        )
     finally:
         for fn in (sandbox.probe_isolation, sandbox.resolve_isolation):
             fn.cache_clear()
@@ -453,15 +541,23 @@ def test_r2_11_a_pickled_code_checkpoint_is_skipped_for_an_intact_one(run: Path,
 
 
 # 12. one line (exit 2), never a traceback ---------------------------------------------------------------
-@pytest.mark.parametrize("args, needles", [
-    (["trainer.max_step=5"], ["trainer.max_step: the config has no such key", "did you mean trainer.max_steps"]),
-    (["job_name=a,b"], ["job_name=a,b: a comma makes this a sweep", "job_name='a,b'", "--multirun"]),
-    (["job_name=my", "run"], ["'run' is not a key=value override", "quote the whole override as one word"]),
-    (["+optimizer.foo=1"], ["optimizer.foo: the AdamW optimizer has no option 'foo'"]),
-    (["+lr_scheduler.num_warmup_step=5"], ["lr_scheduler.num_warmup_step:", "did you mean lr_scheduler.num_warmup_steps"]),
-    (["model=rotary_transformer_tiny"], ["model=rotary_transformer_tiny: no such config",
-                                         "did you mean model=rotary_transformer_tiny_arlm"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["trainer.max_step=5"], ["trainer.max_step: the config has no such key", "did you mean trainer.max_steps"]),
+        (["job_name=a,b"], ["job_name=a,b: a comma makes this a sweep", "job_name='a,b'", "--multirun"]),
+        (["job_name=my", "run"], ["'run' is not a key=value override", "quote the whole override as one word"]),
+        (["+optimizer.foo=1"], ["optimizer.foo: the AdamW optimizer has no option 'foo'"]),
+        (
+            ["+lr_scheduler.num_warmup_step=5"],
+            ["lr_scheduler.num_warmup_step:", "did you mean lr_scheduler.num_warmup_steps"],
+        ),
+        (
+            ["model=rotary_transformer_tiny"],
+            ["model=rotary_transformer_tiny: no such config", "did you mean model=rotary_transformer_tiny_arlm"],
+        ),
+    ],
+)
 def test_r2_12_mistakes_in_overrides_are_one_line(tmp_path: Path, capsys, args: list[str], needles: list[str]) -> None:
     code, out, err = xlm(capsys, tmp_path, *args)
     no_traceback(code, out, err, *needles)
@@ -474,16 +570,32 @@ def test_r2_12_a_value_left_as_missing_is_one_line(tmp_path: Path, capsys) -> No
     no_traceback(code, out, err, "corpus.data_files=??? is a value the config leaves for you to set")
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["job_type=generate", "generate.batch_size=-1", '+prompts=["1 2"]'], ["generate.batch_size=-1: must be a positive"]),
-    (["job_type=eval", "model.d_model=64", "allow_config_mismatch=true"],
-     ["the checkpoint does not fit this model (model.embed_tokens.weight: checkpoint (27, 32) vs model (27, 64)"]),
-    (["job_type=generate", "model.d_model=64", "allow_config_mismatch=true", '+prompts=["1 2"]'],
-     ["the checkpoint does not fit this model"]),
-    (["job_type=export", "model.d_model=64", "allow_config_mismatch=true"], ["the checkpoint does not fit this model"]),
-])
-def test_r2_12_and_13_failed_jobs_are_one_line_and_leave_no_directory(run: Path, capsys, args: list[str],
-                                                                       needles: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (
+            ["job_type=generate", "generate.batch_size=-1", '+prompts=["1 2"]'],
+            ["generate.batch_size=-1: must be a positive"],
+        ),
+        (
+            ["job_type=eval", "model.d_model=64", "allow_config_mismatch=true"],
+            [
+                "the checkpoint does not fit this model (model.embed_tokens.weight: checkpoint (27, 32) vs model (27, 64)"
+            ],
+        ),
+        (
+            ["job_type=generate", "model.d_model=64", "allow_config_mismatch=true", '+prompts=["1 2"]'],
+            ["the checkpoint does not fit this model"],
+        ),
+        (
+            ["job_type=export", "model.d_model=64", "allow_config_mismatch=true"],
+            ["the checkpoint does not fit this model"],
+        ),
+    ],
+)
+def test_r2_12_and_13_failed_jobs_are_one_line_and_leave_no_directory(
+    run: Path, capsys, args: list[str], needles: list[str]
+) -> None:
     run_dir = run / "outputs" / RUN
     before, dirs = snapshot(run_dir), sorted(p for p in run_dir.rglob("*") if p.is_dir() and "logs" not in p.parts)
     code, out, err = xlm(capsys, run, *args)
@@ -519,11 +631,21 @@ def test_r2_1_under_slurm_lightnings_auto_requeue_is_off(tmp_path: Path, monkeyp
     from xlm_core.config.compose import compose_config
     from xlm_core.jobs.common import build_trainer
 
-    for key, value in {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "xlm", "SLURM_JOB_ID": "7",
-                       "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}.items():
+    for key, value in {
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_JOB_NAME": "xlm",
+        "SLURM_JOB_ID": "7",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+    }.items():
         monkeypatch.setenv(key, value)
     cfg = compose_config("arlm", [*TINY[1:], f"paths.root_dir={tmp_path}", "trainer.accelerator=cpu"])
-    environment = build_trainer(cfg)._accelerator_connector.cluster_environment  # what Lightning's signal handling reads
+    environment = build_trainer(
+        cfg
+    )._accelerator_connector.cluster_environment  # what Lightning's signal handling reads
     assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue is False
 
 

@@ -44,7 +44,8 @@ def test_code_blocks_are_excerpts_of_the_scaffold_or_the_core_configs(language: 
         lines = [line.rstrip() for line in body.splitlines() if line.strip()]
         assert any(_is_excerpt(lines, text.splitlines()) for text in sources.values()), (
             f"this {language} block of docs/plugins.md is not an excerpt of the scaffold (xlm_core/scaffold/template, "
-            f"rendered for '{FAMILY}') or of the core's configs/; copy it from there again:\n{body}")
+            f"rendered for '{FAMILY}') or of the core's configs/; copy it from there again:\n{body}"
+        )
 
 
 def test_the_file_tree_is_what_new_family_writes() -> None:
@@ -58,12 +59,20 @@ def test_every_shell_command_of_the_page_runs(tmp_path: Path) -> None:
     venv = make_venv(tmp_path)
     home = tmp_path / "home"
     copy_sources(REPO, home / "xlm", only=CORE_SOURCES)
-    script = "set -euo pipefail\n" + "".join(f"echo '>>> docs/plugins.md bash block {i}'\n{body}"
-                                              for i, body in enumerate(fenced("bash")))
-    proc = subprocess.run(["bash", "-c", script], cwd=home, env={**venv.env(), **_OFFLINE_PIP},
-                          capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, (f"exit {proc.returncode}\n--- stdout (end)\n{proc.stdout[-6000:]}\n"
-                                  f"--- stderr (end)\n{proc.stderr[-6000:]}")
+    script = "set -euo pipefail\n" + "".join(
+        f"echo '>>> docs/plugins.md bash block {i}'\n{body}" for i, body in enumerate(fenced("bash"))
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        cwd=home,
+        env={**venv.env(), **_OFFLINE_PIP},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n--- stdout (end)\n{proc.stdout[-6000:]}\n--- stderr (end)\n{proc.stderr[-6000:]}"
+    )
     # What the walk-through promises is there: checkpoints, one evaluation, one generation, the family's wheel.
     run = home / "outputs" / f"star_easy_{FAMILY}"
     assert {p.name for p in (run / "checkpoints").iterdir()} >= {"best.ckpt", "last.ckpt"}

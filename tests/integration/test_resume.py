@@ -38,8 +38,9 @@ TINY = [
 
 
 def _train(root: Path, job_name: str, max_steps: int) -> dict:
-    code = main([*TINY, "job_type=train", f"job_name={job_name}", f"paths.root_dir={root}",
-                 f"trainer.max_steps={max_steps}"])
+    code = main(
+        [*TINY, "job_type=train", f"job_name={job_name}", f"paths.root_dir={root}", f"trainer.max_steps={max_steps}"]
+    )
     assert code == 0
     return json.loads((root / "outputs" / job_name / "metrics.json").read_text())
 

@@ -20,18 +20,36 @@ from xlm_core.run.checkpoints import checkpoint_step
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TINY = [
-    "family=arlm", "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32",
-    "model.num_layers=1", "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "debug=overfit",
-    "per_device_batch_size=8", "global_batch_size=8", "trainer.num_sanity_val_steps=0", "predictor.max_steps=10",
-    "progress_every_n_steps=1", "trainer.log_every_n_steps=1", "trainer.val_check_interval=1000",
+    "family=arlm",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "debug=overfit",
+    "per_device_batch_size=8",
+    "global_batch_size=8",
+    "trainer.num_sanity_val_steps=0",
+    "predictor.max_steps=10",
+    "progress_every_n_steps=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.val_check_interval=1000",
 ]
 RUN = "star_easy_arlm"
 
 
 def start(root: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "xlm_core.cli", *TINY, f"paths.root_dir={root}", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "xlm_core.cli", *TINY, f"paths.root_dir={root}", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=root,
+        env=env,
+    )
 
 
 def wait_for_step(proc: subprocess.Popen[str], step: int, timeout_s: float = 240.0) -> list[str]:
@@ -47,7 +65,8 @@ def wait_for_step(proc: subprocess.Popen[str], step: int, timeout_s: float = 240
         if line.startswith(f"step {step}/"):
             return lines
     proc.kill()
-    raise AssertionError("the job never reached step %d:\n%s" % (step, "".join(lines[-40:])))
+    tail = "".join(lines[-40:])
+    raise AssertionError(f"the job never reached step {step}:\n{tail}")
 
 
 def finish(proc: subprocess.Popen[str], timeout_s: float = 240.0) -> tuple[int, str]:
@@ -59,11 +78,18 @@ def test_6_a_second_job_on_a_running_run_is_refused(tmp_path: Path) -> None:
     first = start(tmp_path, "trainer.max_steps=100000")
     try:
         wait_for_step(first, 3)
-        second = subprocess.run([sys.executable, "-m", "xlm_core.cli", *TINY, f"paths.root_dir={tmp_path}"],
-                                capture_output=True, text=True, cwd=tmp_path, timeout=240)
+        second = subprocess.run(
+            [sys.executable, "-m", "xlm_core.cli", *TINY, f"paths.root_dir={tmp_path}"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=240,
+        )
         assert second.returncode == 2
-        assert second.stderr.strip().startswith(f"xlm: error: run directory {tmp_path / 'outputs' / RUN} is in use "
-                                                f"by another xlm train job (pid {first.pid} on ")
+        assert second.stderr.strip().startswith(
+            f"xlm: error: run directory {tmp_path / 'outputs' / RUN} is in use "
+            f"by another xlm train job (pid {first.pid} on "
+        )
         assert "choose another job_name=" in second.stderr
     finally:
         first.kill()
@@ -101,8 +127,12 @@ def test_9_ctrl_c_saves_the_current_step_and_prints_the_resume_command(tmp_path:
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
     where.mkdir(parents=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_1_a_full_disk_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -110,23 +140,27 @@ def test_1_a_full_disk_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     if not _mount_tmpfs(runs, "3m"):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        code, out = finish(start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=2", "checkpointing.every_n_steps=2"))
+        code, out = finish(
+            start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=2", "checkpointing.every_n_steps=2")
+        )
         assert code == 0, out
         last = runs / RUN / "checkpoints" / "last.ckpt"
         good = hashlib.sha256(last.read_bytes()).hexdigest()
         filler = runs / "filler.bin"
         free = os.statvfs(runs).f_bavail * os.statvfs(runs).f_frsize
         filler.write_bytes(b"\0" * max(free - 20_000, 0))  # leave far less than a checkpoint
-        code, out = finish(start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=4",
-                                 "checkpointing.every_n_steps=2"))
+        code, out = finish(
+            start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=4", "checkpointing.every_n_steps=2")
+        )
         assert code == 2, out
         errors = [line for line in out.splitlines() if line.startswith("xlm: error:")]
         assert len(errors) == 1 and "no space left" in errors[0] and "Traceback" not in out
         assert hashlib.sha256(last.read_bytes()).hexdigest() == good
         assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]
         filler.unlink()
-        code, out = finish(start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=4",
-                                 "checkpointing.every_n_steps=2"))
+        code, out = finish(
+            start(tmp_path, f"paths.runs_dir={runs}", "trainer.max_steps=4", "checkpointing.every_n_steps=2")
+        )
         assert code == 0 and "(step 2;" in out and checkpoint_step(last) == 4
     finally:
         subprocess.run(["umount", str(runs)], capture_output=True)
@@ -170,8 +204,16 @@ def test_r2_1_sigterm_to_rank_0_stops_every_ddp_rank_at_one_step(tmp_path: Path)
     `docker stop`: both ranks stop at the same step, rank 0 saves last.ckpt, nothing is left running."""
     if not torch.distributed.is_gloo_available():
         pytest.skip("needs the gloo backend")
-    proc = start(tmp_path, "trainer.max_steps=100000", "checkpointing.every_n_steps=1000", "trainer_strategy=ddp",
-                 "trainer.accelerator=cpu", "trainer.devices=2", "global_batch_size=16", "trainer.precision=32")
+    proc = start(
+        tmp_path,
+        "trainer.max_steps=100000",
+        "checkpointing.every_n_steps=1000",
+        "trainer_strategy=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "global_batch_size=16",
+        "trainer.precision=32",
+    )
     wait_for_step(proc, 3)
     ranks = _children(proc.pid)
     assert ranks, "Lightning started no second rank"

@@ -19,8 +19,14 @@ NAME = "wheelfam"
 PACKAGE = f"xlm_{NAME}"
 EXPERIMENT = f"star_easy_{NAME}"
 # 20 steps on the debug splits (512 train, 32 val, 64 test graphs), validating and checkpointing at 10 and 20.
-RUN = [f"family={NAME}", f"experiment={EXPERIMENT}", "debug=overfit", "trainer.max_steps=20",
-       "trainer.val_check_interval=10", "checkpointing.every_n_steps=10"]
+RUN = [
+    f"family={NAME}",
+    f"experiment={EXPERIMENT}",
+    "debug=overfit",
+    "trainer.max_steps=20",
+    "trainer.val_check_interval=10",
+    "checkpointing.every_n_steps=10",
+]
 PROMPT = "8 7 2 11 1 10 17 12 11 1 6 18 3 2 3 0 3 17 12 6 7 16 0 8 3 16"  # a star graph: edges, source, goal
 
 
@@ -62,8 +68,10 @@ def test_families_lists_the_family_and_its_components(installed: tuple[Venv, Pat
         "model_protocol": f"{cls}LM",
         "models": [f"{PACKAGE}.model.{cls}Model [capabilities=causal,key_padding; tiny]"],
         "losses": [f"{PACKAGE}.loss.{cls}Loss"],
-        "collators": [f"{PACKAGE}.collators.{cls}Seq2SeqCollator [role=seq2seq; tiny]",
-                      f"{PACKAGE}.collators.{cls}PredictionCollator [role=prediction; tiny]"],
+        "collators": [
+            f"{PACKAGE}.collators.{cls}Seq2SeqCollator [role=seq2seq; tiny]",
+            f"{PACKAGE}.collators.{cls}PredictionCollator [role=prediction; tiny]",
+        ],
         "predictors": [f"{PACKAGE}.predictor.{cls}Predictor [tiny]"],
         "metrics": ["xlm_core.kit.metrics.exact_match_update_fn", "xlm_core.kit.metrics.token_accuracy_update_fn"],
         "exporters": {},

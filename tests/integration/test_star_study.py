@@ -18,7 +18,10 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     out = tmp_path / "study"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(out), "--seeds", "1,2", "--lrs", "1e-3,2e-3", "--toy"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=3000,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=3000,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # prepare, sweep (rows x rates, first seed), select, seeds (rows x other seeds), test, orders, report

@@ -18,11 +18,25 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~1-4 min on a shared
 
 BIN = Path(sys.executable).parent
 TINY = [
-    "family=arlm", "experiment=star_easy_arlm", "model=rotary_transformer_tiny_arlm", "model.d_model=32",
-    "model.num_layers=1", "model.nhead=2", "model.dim_feedforward=64", "model.rotary_emb_dim=16", "model.dropout=0",
-    "debug=overfit", "per_device_batch_size=16", "global_batch_size=32", "trainer.num_sanity_val_steps=0",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "optimizer.lr=3e-3",
-    "predictor.max_steps=10", "trainer.deterministic=false",
+    "family=arlm",
+    "experiment=star_easy_arlm",
+    "model=rotary_transformer_tiny_arlm",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=16",
+    "model.dropout=0",
+    "debug=overfit",
+    "per_device_batch_size=16",
+    "global_batch_size=32",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "optimizer.lr=3e-3",
+    "predictor.max_steps=10",
+    "trainer.deterministic=false",
     "trainer.precision=32",  # the equivalence is exact in fp32; bf16 (precision=auto) rounds differently per process
 ]
 NODES = ["trainer_strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2"]
@@ -39,8 +53,13 @@ def _free_port() -> int:
 
 
 def _xlm(root: Path, *args: str) -> None:
-    proc = subprocess.run([str(BIN / "xlm"), *TINY, f"paths.root_dir={root}", *args], capture_output=True, text=True,
-                          env=_env(), timeout=600)
+    proc = subprocess.run(
+        [str(BIN / "xlm"), *TINY, f"paths.root_dir={root}", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -51,10 +70,25 @@ def test_two_torchrun_nodes_train_as_one_run(tmp_path: Path) -> None:
     port = _free_port()
     nodes = [
         subprocess.Popen(
-            [str(BIN / "torchrun"), "--nnodes=2", "--nproc-per-node=1", f"--node-rank={rank}",
-             "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "xlm_core.cli", *TINY, *NODES,
-             "job_type=train", "job_name=nodes", f"paths.root_dir={tmp_path}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+            [
+                str(BIN / "torchrun"),
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                "-m",
+                "xlm_core.cli",
+                *TINY,
+                *NODES,
+                "job_type=train",
+                "job_name=nodes",
+                f"paths.root_dir={tmp_path}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
         )
         for rank in (0, 1)
     ]

@@ -45,7 +45,10 @@ def test_wheels_ship_config_trees_and_entry_points(installed) -> None:
 
 def test_packages_are_imported_from_the_venv(installed) -> None:
     venv, work, _, _ = installed
-    proc = venv.run(["python", "-c", "import json, xlm_core, xlm_arlm; print(json.dumps([xlm_core.__file__, xlm_arlm.__file__]))"], cwd=work)
+    proc = venv.run(
+        ["python", "-c", "import json, xlm_core, xlm_arlm; print(json.dumps([xlm_core.__file__, xlm_arlm.__file__]))"],
+        cwd=work,
+    )
     for path in json.loads(proc.stdout):
         assert Path(path).is_relative_to(venv.root), f"{path} is not inside the test venv {venv.root}"
 

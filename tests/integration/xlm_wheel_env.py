@@ -55,14 +55,26 @@ def build_wheel(source: Path, workdir: Path, only: tuple[str, ...] | None = None
     out = workdir / "wheels"
     before = set(out.glob("*.whl")) if out.exists() else set()
     run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check", "--outdir", str(out), str(copy)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--skip-dependency-check",
+            "--outdir",
+            str(out),
+            str(copy),
+        ],
         cwd=workdir,
     )
     (wheel,) = set(out.glob("*.whl")) - before
     return wheel
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd``; on failure (with ``check``) raise with its full output, for a readable test failure."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
@@ -104,7 +116,20 @@ class Venv:
 
     def install(self, *wheels: Path) -> None:
         """Install wheels without dependencies (they come from the parent environment)."""
-        self.run(["python", "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q", *map(str, wheels)], cwd=self.root)
+        self.run(
+            [
+                "python",
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--disable-pip-version-check",
+                "-q",
+                *map(str, wheels),
+            ],
+            cwd=self.root,
+        )
 
 
 def make_venv(workdir: Path) -> Venv:

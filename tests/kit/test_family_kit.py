@@ -63,8 +63,15 @@ def test_star_preset_batches_get_the_positions_each_family_gave_them(family: str
     from xlm_core.config.compose import compose_config
     from xlm_core.data.datamodule import prepare_datamodule
 
-    cfg = compose_config(family, [f"experiment=star_easy_{family}_cpu", "debug=overfit", f"paths.root_dir={tmp_path}",
-                                  f"paths.cache_dir={tmp_path / 'cache'}"])
+    cfg = compose_config(
+        family,
+        [
+            f"experiment=star_easy_{family}_cpu",
+            "debug=overfit",
+            f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     dm = prepare_datamodule(cfg)
     dm.setup("fit")
     batches, padded = 0, 0
@@ -112,8 +119,10 @@ def test_special_ids_and_vocab_size_of_the_tokenizer() -> None:
 
 
 def test_row_metadata_keeps_the_scalar_fields_every_row_has() -> None:
-    rows = [{"prompt_ids": [1], "input_ids": [2], "answer": "7", "id": 1, "note": None, "extra": [1]},
-            {"prompt_ids": [3], "input_ids": [4], "answer": "8", "id": 2, "note": "n"}]
+    rows = [
+        {"prompt_ids": [1], "input_ids": [2], "answer": "7", "id": 1, "note": None, "extra": [1]},
+        {"prompt_ids": [3], "input_ids": [4], "answer": "8", "id": 2, "note": "n"},
+    ]
     assert row_metadata(rows) == {"answer": ["7", "8"], "id": [1, 2], "note": [None, "n"]}
     assert row_metadata([]) == {}
 
@@ -144,26 +153,35 @@ def test_exact_match_and_token_accuracy_read_other_keys_when_told() -> None:
     with pytest.raises(KeyError, match="'ids' in the prediction dict"):
         exact_match_update_fn(batch, preds, TOK)
     assert set(token_accuracy_update_fn({"target_ids": batch["labels"]}, {**preds, "ids": preds["seq"]})) == {
-        "pred", "target", "pred_mask"}
+        "pred",
+        "target",
+        "pred_mask",
+    }
     assert len(UPDATE_FUNCTIONS) == 5
 
 
 # --- renamed names -------------------------------------------------------------------------------------------
 def test_a_moved_name_resolves_with_a_warning_naming_the_new_path() -> None:
     getattr_ = moved_attributes("old.module", {"old_fn": "xlm_core.kit.metrics.exact_match_update_fn"}, "xlm 0.3")
-    with pytest.warns(DeprecationWarning, match="old.module.old_fn moved to xlm_core.kit.metrics.exact_match_update_fn "
-                                                "and the old name goes away in xlm 0.3"):
+    with pytest.warns(
+        DeprecationWarning,
+        match="old.module.old_fn moved to xlm_core.kit.metrics.exact_match_update_fn "
+        "and the old name goes away in xlm 0.3",
+    ):
         assert getattr_("old_fn") is exact_match_update_fn
     with pytest.raises(AttributeError, match="has no attribute 'other'"):
         getattr_("other")
 
 
-@pytest.mark.parametrize("old, new", [
-    ("xlm_arlm.metrics_arlm.seq2seq_exact_match_update_fn", exact_match_update_fn),
-    ("xlm_arlm.metrics_arlm.token_nll_metric_update_fn", token_nll_metric_update_fn),
-    ("xlm_mlm.metrics_mlm.seq2seq_token_accuracy_update_fn", token_accuracy_update_fn),
-    ("xlm_mlm.metrics_mlm.perplexity_metric_update_fn", perplexity_metric_update_fn),
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("xlm_arlm.metrics_arlm.seq2seq_exact_match_update_fn", exact_match_update_fn),
+        ("xlm_arlm.metrics_arlm.token_nll_metric_update_fn", token_nll_metric_update_fn),
+        ("xlm_mlm.metrics_mlm.seq2seq_token_accuracy_update_fn", token_accuracy_update_fn),
+        ("xlm_mlm.metrics_mlm.perplexity_metric_update_fn", perplexity_metric_update_fn),
+    ],
+)
 def test_the_families_old_metric_paths_still_resolve(old: str, new) -> None:
     from xlm_core.config.tools import import_object
 

@@ -33,8 +33,10 @@ LIBC = "libc = open.__globals__['ctypes'].CDLL(None)\n"
 
 # ---------------------------------------------------------------- extraction and answers
 def test_extract_fence_stop_and_trailing_junk():
-    text = ("Here you go:\n```python\ndef simple_math_problem() -> int:\n    x = 3\n    return x * 2\n"
-            "```\nDone<|endoftext|>garbage")
+    text = (
+        "Here you go:\n```python\ndef simple_math_problem() -> int:\n    x = 3\n    return x * 2\n"
+        "```\nDone<|endoftext|>garbage"
+    )
     assert extract_program(text).code == "def simple_math_problem() -> int:\n    x = 3\n    return x * 2\n"
     raw = "def helper():\n    return 1\ndef simple_math_problem():\n    return 5\nThe answer is 5 because\n"
     assert extract_program(raw).code == "def simple_math_problem():\n    return 5\n"
@@ -108,13 +110,17 @@ HOSTILE = {
     "forbidden_import": (prog("import socket\nreturn 1"), "error: ImportError"),
     "deep_recursion": (prog("def f(n): return f(n + 1)\nreturn f(0)"), "error: RecursionError"),
     "signal_tamper": (prog("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)"), "error: ImportError"),
-    "timer_tamper_bypass": (prog(LIBC + "libc.signal(14, 1)\nlibc.signal(24, 1)\nlibc.alarm(0)\nwhile True: pass"),
-                            "timeout"),
+    "timer_tamper_bypass": (
+        prog(LIBC + "libc.signal(14, 1)\nlibc.signal(24, 1)\nlibc.alarm(0)\nwhile True: pass"),
+        "timeout",
+    ),
     "kill_parent": (prog("import os\nos.kill(os.getppid(), 9)"), "error: ImportError"),
     "kill_evaluator_bypass": (prog(LIBC + "return libc.kill(EVAL_PID, 9)"), "ok:-1"),
     "killpg_evaluator_bypass": (prog(LIBC + "return libc.killpg(EVAL_PGID, 9)"), "ok:-1"),
-    "spoofed_result_line": (prog("print('0' * 32 + ' {\"status\": \"ok\", \"value\": {\"kind\": \"int\", \"value\": \"7\"}}')\n"
-                                 "return 1"), "ok:1"),
+    "spoofed_result_line": (
+        prog('print(\'0\' * 32 + \' {"status": "ok", "value": {"kind": "int", "value": "7"}}\')\nreturn 1'),
+        "ok:1",
+    ),
 }
 
 
@@ -125,8 +131,13 @@ def test_hostile_programs_are_contained(mode, tmp_path):
     watch = tmp_path / "watch"
     watch.mkdir()
     names = list(HOSTILE)
-    sources = [HOSTILE[n][0].replace("WATCH", str(watch)).replace("EVAL_PID", str(os.getpid()))
-               .replace("EVAL_PGID", str(os.getpgid(0))) for n in names]
+    sources = [
+        HOSTILE[n][0]
+        .replace("WATCH", str(watch))
+        .replace("EVAL_PID", str(os.getpid()))
+        .replace("EVAL_PGID", str(os.getpgid(0)))
+        for n in names
+    ]
     start = time.monotonic()
     results = run_programs(sources, SandboxLimits(timeout_s=2.0), isolation=mode, num_workers=4)
     elapsed = time.monotonic() - start
@@ -140,7 +151,7 @@ def test_hostile_programs_are_contained(mode, tmp_path):
         else:
             assert res.status == expected, (name, res)
     assert os.listdir(watch) == []  # no file written outside the sandbox's private directory
-    assert elapsed < 30, elapsed   # timeouts bounded; the test process is still alive to assert this
+    assert elapsed < 30, elapsed  # timeouts bounded; the test process is still alive to assert this
 
 
 @pytest.mark.parametrize("mode", STRONG_MODES)

@@ -52,16 +52,26 @@ def test_generated_programs_are_scored_against_the_gold_answers_of_their_rows() 
     assert [float(e["answer"]) for e in examples] == pytest.approx([float(r["answer"]) for r in rows], abs=1e-3)
 
     # Rows 0 and 2 replay their reference program; row 1 returns a wrong number; row 3 is not code.
-    programs = [rows[0]["code"], "def simple_math_problem() -> int:\n    return -12345\n", rows[2]["code"],
-                "I do not know."]
+    programs = [
+        rows[0]["code"],
+        "def simple_math_problem() -> int:\n    return -12345\n",
+        rows[2]["code"],
+        "I do not know.",
+    ]
     scripts = [tok.encode(p.strip(), add_special_tokens=False) for p in programs]
     collate = ARLMSeq2SeqPredCollator(tok, block_size=512, input_block_size=0, add_bos=None, add_eos=True)
     batch = collate(examples)
     assert batch["metadata"]["answer"] == [e["answer"] for e in examples]
     prompt_lens = batch["attention_mask"].sum(1).tolist()
     model = ReplayModel(scripts, prompt_lens, len(tok), tok.eos_token_id)
-    predictor = ARLMPredictor(max_steps=max(map(len, scripts)) + 1, max_length=None, tokenizer=tok, model=model, top_k=1,
-                              sampling_method="sample_top_k")
+    predictor = ARLMPredictor(
+        max_steps=max(map(len, scripts)) + 1,
+        max_length=None,
+        tokenizer=tok,
+        model=model,
+        top_k=1,
+        sampling_method="sample_top_k",
+    )
     pred_rows = predictor.to_dict(batch, predictor.predict(batch), 0, 0, "prediction")
     assert [r["answer"] for r in pred_rows] == [e["answer"] for e in examples]
 

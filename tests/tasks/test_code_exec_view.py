@@ -76,8 +76,10 @@ def planted(tmp_path, monkeypatch):
 
 def site_package_files() -> list[str]:
     """One existing file in each site-packages the evaluator's Python uses (venv and base)."""
-    dirs = {sysconfig.get_paths()["purelib"],
-            sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})["purelib"]}
+    dirs = {
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})["purelib"],
+    }
     found = []
     for d in sorted(dirs):
         files = sorted(p for p in Path(d).glob("*/__init__.py")) if os.path.isdir(d) else []
@@ -110,9 +112,11 @@ def test_path_chain_reproduces_symlinks(tmp_path):
     (tmp_path / "real" / "lib.so.1").symlink_to("lib.so.1.2")
     (tmp_path / "alias").symlink_to(tmp_path / "real")
     chain = [(e.kind, e.path, e.target) for e in path_chain(str(tmp_path / "alias" / "lib.so.1"))]
-    assert chain == [("symlink", str(tmp_path / "alias"), str(tmp_path / "real")),
-                     ("symlink", str(tmp_path / "real" / "lib.so.1"), "lib.so.1.2"),
-                     ("bind", str(tmp_path / "real" / "lib.so.1.2"), "")]
+    assert chain == [
+        ("symlink", str(tmp_path / "alias"), str(tmp_path / "real")),
+        ("symlink", str(tmp_path / "real" / "lib.so.1"), "lib.so.1.2"),
+        ("bind", str(tmp_path / "real" / "lib.so.1.2"), ""),
+    ]
     # ".." after a symlink walks up from the link's target, as the kernel does
     (tmp_path / "real" / "sub").mkdir()
     (tmp_path / "hop").symlink_to(tmp_path / "real" / "sub")
@@ -126,9 +130,14 @@ def test_path_chain_reproduces_symlinks(tmp_path):
 @pytest.mark.parametrize("mode", STRONG_MODES)
 def test_program_cannot_read_planted_files(mode, planted):
     (repo, repo_text), (home, home_text), (cwd, cwd_text) = planted["repo"], planted["home"], planted["cwd"]
-    sources = [read_prog(repo), read_prog(home), read_prog(cwd), read_prog("secret.txt"),
-               prog(f"return open({OS}.path.expanduser('~/secret.txt')).read()"),
-               read_prog(REPO / "pyproject.toml")]
+    sources = [
+        read_prog(repo),
+        read_prog(home),
+        read_prog(cwd),
+        read_prog("secret.txt"),
+        prog(f"return open({OS}.path.expanduser('~/secret.txt')).read()"),
+        read_prog(REPO / "pyproject.toml"),
+    ]
     texts = [repo_text, home_text, cwd_text, cwd_text, home_text, None]
     for res, text in zip(run_programs(sources, SandboxLimits(timeout_s=5.0), isolation=mode, num_workers=2), texts):
         assert_refused(res, text)
@@ -137,16 +146,17 @@ def test_program_cannot_read_planted_files(mode, planted):
 @pytest.mark.parametrize("mode", STRONG_MODES)
 def test_program_cannot_read_etc_site_packages_or_real_home(mode):
     home = real_home()
-    home_files = sorted(p for p in Path(home).iterdir() if p.is_file() and os.access(p, os.R_OK)) \
-        if os.path.isdir(home) else []
+    home_files = (
+        sorted(p for p in Path(home).iterdir() if p.is_file() and os.access(p, os.R_OK)) if os.path.isdir(home) else []
+    )
     paths = ["/etc/passwd", "/etc/hostname", *site_package_files(), *[str(p) for p in home_files[:3]]]
     sources = [read_prog(p) for p in paths] + [prog(f"return str({OS}.listdir({home!r}))")]
     results = run_programs(sources, SandboxLimits(timeout_s=5.0), isolation=mode, num_workers=2)
-    for path, res in zip(paths, results[:-1]):
+    for res in results[:-1]:
         assert_refused(res)
     listing = results[-1]
     if sys.base_prefix.startswith(home + "/"):  # the interpreter lives in $HOME: only its path shows
-        first = sys.base_prefix[len(home) + 1:].split("/")[0]
+        first = sys.base_prefix[len(home) + 1 :].split("/")[0]
         assert listing.value == {"kind": "str", "value": str([first])}, listing
     else:
         assert_refused(listing)
@@ -158,9 +168,13 @@ def test_host_file_text_never_reaches_prediction_rows(mode, planted):
     numeric.write_text("7312")
     numeric.chmod(0o644)
     secrets_ = [planted["home"][1], planted["repo"][1], "7312"]
-    programs = [read_prog("/etc/passwd"), read_prog(planted["home"][0]), read_prog(planted["repo"][0]),
-                prog(f"raise ValueError(open({str(planted['home'][0])!r}).read())"),
-                prog(f"return int(open({str(numeric)!r}).read())")]
+    programs = [
+        read_prog("/etc/passwd"),
+        read_prog(planted["home"][0]),
+        read_prog(planted["repo"][0]),
+        prog(f"raise ValueError(open({str(planted['home'][0])!r}).read())"),
+        prog(f"return int(open({str(numeric)!r}).read())"),
+    ]
     preds = [{"generated_text": p, "answer": "7312"} for p in programs]
     rows, metrics = Gsm8kCodeEval(timeout_s=5, isolation=mode, allow_code_execution=True).eval(preds)
     assert metrics["n_correct"] == 0 and metrics["n_exec_failures"] == len(programs)
@@ -190,7 +204,8 @@ STDLIB = prog(
     "e = statistics.mean([1, 2, 3]) + math.comb(5, 2) + collections.Counter('aab')['a']\n"
     "f = len(list(itertools.permutations(range(3)))) + random.Random(0).randint(0, 0)\n"
     "g = len(open.__globals__['json'].dumps({'k': [1, 2]}))\n"
-    "return float(a) + float(b) + c + d + e + f + g\n")
+    "return float(a) + float(b) + c + d + e + f + g\n"
+)
 STDLIB_VALUE = 0.5 + 3.3 + 42 + 29 + (2 + 10 + 2) + 6 + 13
 
 
@@ -206,8 +221,10 @@ def test_modules_not_preloaded_load_from_the_view(mode):
     """Stdlib sources and an extension module the child did not preload are readable in the view."""
     load = "imp = open.__globals__['sys'].modules['_frozen_importlib'].__import__\n"
     textwrap = os.path.join(os.path.dirname(os.__file__), "textwrap.py")
-    sources = [prog(f"return open({textwrap!r}).read()[:20]"),
-               prog(load + "return sum(imp('array').array('i', [3, 4]))")]
+    sources = [
+        prog(f"return open({textwrap!r}).read()[:20]"),
+        prog(load + "return sum(imp('array').array('i', [3, 4]))"),
+    ]
     results = run_programs(sources, SandboxLimits(timeout_s=5.0), isolation=mode, num_workers=2)
     with open(textwrap) as f:
         head = f.read()[:20]

@@ -18,9 +18,9 @@ from xlm_core.tasks.gsm8k import (
 
 NATALIA = {
     "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
-                "May. How many clips did Natalia sell altogether in April and May?",
+    "May. How many clips did Natalia sell altogether in April and May?",
     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
-              "altogether in April and May.\n#### 72",
+    "altogether in April and May.\n#### 72",
 }
 
 
@@ -46,8 +46,7 @@ def test_preprocess_real_rows(qwen_tokenizer):
     out = gsm8k_preprocess_fn(rows[0], qwen_tokenizer)
     assert out["answer"] == "18" and out["input_ids"] == []
     assert qwen_tokenizer.decode(out["prompt_ids"]) == rows[0]["question"].strip() + "\n"
-    batched = gsm8k_preprocess_batched_fn({k: [r[k] for r in rows] for k in ("question", "answer")},
-                                          qwen_tokenizer)
+    batched = gsm8k_preprocess_batched_fn({k: [r[k] for r in rows] for k in ("question", "answer")}, qwen_tokenizer)
     assert batched["prompt_ids"][0] == out["prompt_ids"]
     assert batched["answer"] == [parse_gsm8k_gold(r["answer"]) for r in rows]
 
@@ -83,5 +82,5 @@ def test_shipped_derived_rows_have_tinygsm_shape():
         rows = read_jsonl(shipped_data_path(name), limit=20)
         for r in rows:
             assert set(r) == {"question", "code", "answer"}
-            assert r["code"].startswith("def simple_math_problem() -> int:\n    \"\"\"")
+            assert r["code"].startswith('def simple_math_problem() -> int:\n    """')
             assert r["code"].rstrip().endswith("return result")

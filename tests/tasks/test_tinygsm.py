@@ -36,7 +36,8 @@ def test_train_preprocess(rows, qwen_tokenizer):
     assert qwen_tokenizer.decode(out["input_ids"]) == rows[0]["code"].strip()
     assert out["input_ids"] == qwen_tokenizer.encode(rows[0]["code"].strip(), add_special_tokens=False)
     batched = tinygsm_preprocess_batched_fn(
-        {"question": [r["question"] for r in rows], "code": [r["code"] for r in rows]}, qwen_tokenizer)
+        {"question": [r["question"] for r in rows], "code": [r["code"] for r in rows]}, qwen_tokenizer
+    )
     assert batched["input_ids"][1] == tinygsm_preprocess_fn(rows[1], qwen_tokenizer)["input_ids"]
 
 
@@ -44,14 +45,17 @@ def test_pred_preprocess_executes_reference_code(rows, qwen_tokenizer):
     out = tinygsm_pred_preprocess_fn(rows[0], qwen_tokenizer)
     assert out["input_ids"] == [] and float(out["answer"]) == pytest.approx(float(rows[0]["answer"]), abs=1e-3)
     batched = tinygsm_pred_preprocess_batched_fn(
-        {"question": [r["question"] for r in rows], "code": [r["code"] for r in rows]}, qwen_tokenizer)
+        {"question": [r["question"] for r in rows], "code": [r["code"] for r in rows]}, qwen_tokenizer
+    )
     assert [float(a) for a in batched["answer"]] == pytest.approx([float(r["answer"]) for r in rows], abs=1e-3)
 
 
 def test_gold_from_code_types():
-    codes = ["def simple_math_problem():\n    return 3\n",
-             "def simple_math_problem():\n    return 0.5\n",
-             "def simple_math_problem():\n    return 1/0\n"]
+    codes = [
+        "def simple_math_problem():\n    return 3\n",
+        "def simple_math_problem():\n    return 0.5\n",
+        "def simple_math_problem():\n    return 1/0\n",
+    ]
     assert gold_answers_from_code(codes, timeout_s=5) == ["3", "0.5", ""]
 
 

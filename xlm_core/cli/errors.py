@@ -81,8 +81,10 @@ def _missing_line(exc: BaseException, cfg: Any) -> str | None:
         if key not in unset:  # read through an interpolation: name the key the user sets
             same = [k for k in unset if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
             key = same[0] if len(same) == 1 else key
-        return (f"{key}=??? is a value the config leaves for you to set; give it on the command line, "
-                f"e.g. {key}=<value> (`xlm ... job_type=name` prints the config)")
+        return (
+            f"{key}=??? is a value the config leaves for you to set; give it on the command line, "
+            f"e.g. {key}=<value> (`xlm ... job_type=name` prints the config)"
+        )
     return None
 
 
@@ -114,23 +116,29 @@ def _override_line(exc: ConfigCompositionException) -> str | None:
     bad = str(getattr(cause, "key", "") or full.rsplit(".", 1)[-1])
     parts = full.split(".")
     prefix = ".".join(parts[: parts.index(bad)]) if bad in parts else ".".join(parts[:-1])
-    rest = ".".join(parts[parts.index(bad) + 1:]) if bad in parts else ""
+    rest = ".".join(parts[parts.index(bad) + 1 :]) if bad in parts else ""
     near = [".".join(p for p in (prefix, k, rest) if p) for k in nearest_keys(parent, bad)]
     hint = f"did you mean {' or '.join(near)}? " if near else "(`xlm ... job_type=name` prints every key) "
-    return (f"{full}: the config has no such key, so the override would change nothing; {hint}"
-            f"(+{full}=... adds a new key, which only a component that reads it would use)")
+    return (
+        f"{full}: the config has no such key, so the override would change nothing; {hint}"
+        f"(+{full}=... adds a new key, which only a component that reads it would use)"
+    )
 
 
 def _os_line(exc: OSError) -> str | None:
     """Full disks and places xlm may not write to, with the fix."""
     if exc.errno in _SPACE_ERRNOS:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return (f"no space left on the device{where} ({exc.strerror}); checkpoints are written atomically, so the "
-                "last good one is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume")
+        return (
+            f"no space left on the device{where} ({exc.strerror}); checkpoints are written atomically, so the "
+            "last good one is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume"
+        )
     if exc.errno in _WRITE_ERRNOS and exc.filename:
-        return (f"cannot write {exc.filename} ({exc.strerror}); xlm writes its run directory (checkpoints, logs/, "
-                "eval/, generate/) and the export directory: make that place writable, or choose another with "
-                "paths.runs_dir=... (a copy of the run) or export.dir=...")
+        return (
+            f"cannot write {exc.filename} ({exc.strerror}); xlm writes its run directory (checkpoints, logs/, "
+            "eval/, generate/) and the export directory: make that place writable, or choose another with "
+            "paths.runs_dir=... (a copy of the run) or export.dir=..."
+        )
     return None
 
 
@@ -141,8 +149,12 @@ def error_line(exc: BaseException, cfg: Any = None) -> ErrorLine:
     if isinstance(exc, UsageError) and not any(_MISSING_RE.search(str(c)) for c in _chain(exc)):
         return ErrorLine(exc.label, str(exc), exc.exit_code)
     if isinstance(exc, SIGTERMException):
-        return ErrorLine("stopped", "stopped by SIGTERM before training reached a step it could save; nothing new "
-                         "was written; rerun the same command to continue", 128 + signal.SIGTERM)
+        return ErrorLine(
+            "stopped",
+            "stopped by SIGTERM before training reached a step it could save; nothing new "
+            "was written; rerun the same command to continue",
+            128 + signal.SIGTERM,
+        )
     missing = _missing_line(exc, cfg)
     if missing is not None:
         return ErrorLine("error", missing, 2)
@@ -157,8 +169,12 @@ def error_line(exc: BaseException, cfg: Any = None) -> ErrorLine:
                 return ErrorLine("error", line, 2)
     if isinstance(exc, (ConfigCompositionException, OmegaConfBaseException)):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return ErrorLine("error", f"{first} (see Hydra's override grammar: key=value, +key=value to add, "
-                         "quote values with spaces or commas, e.g. 'key=\"a b\"')", 2)
+        return ErrorLine(
+            "error",
+            f"{first} (see Hydra's override grammar: key=value, +key=value to add, "
+            "quote values with spaces or commas, e.g. 'key=\"a b\"')",
+            2,
+        )
     first = (str(exc).strip().splitlines() or [""])[0]
     return ErrorLine("error", f"{type(exc).__name__}: {first} ({_BUG_HINT})", 1)
 
@@ -167,7 +183,8 @@ def log_to_files(line: ErrorLine, exc: BaseException) -> None:
     """Write ``line`` and the traceback of ``exc`` to the log files of this invocation only (the
     console shows just the one line)."""
     record = logging.getLogger("xlm").makeRecord(
-        "xlm", logging.ERROR, __file__, 0, f"xlm: {line.label}: {line.text}", (), (type(exc), exc, exc.__traceback__))
+        "xlm", logging.ERROR, __file__, 0, f"xlm: {line.label}: {line.text}", (), (type(exc), exc, exc.__traceback__)
+    )
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             try:

@@ -120,8 +120,11 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     except HydraException as exc:
         raise _CliError(str(exc).splitlines()[0]) from None
     by_key: dict[str, Override] = {o.key_or_group: o for o in parsed if not o.is_delete()}
-    new_keys = [o.key_or_group for o in parsed if o.is_add() and "." not in o.key_or_group and "/" not in o.key_or_group
-                and o.package is None]
+    new_keys = [
+        o.key_or_group
+        for o in parsed
+        if o.is_add() and "." not in o.key_or_group and "/" not in o.key_or_group and o.package is None
+    ]
     user_args = list(args)
     extra: list[str] = []
     notes: list[str] = []
@@ -142,7 +145,9 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     if info is not None:
         unknown = [e for e in experiments if e not in info.experiments]
         if unknown:
-            listed = ", ".join(info.experiments) if info.experiments else f"none (no {info.config_dir}/experiment/*.yaml)"
+            listed = (
+                ", ".join(info.experiments) if info.experiments else f"none (no {info.config_dir}/experiment/*.yaml)"
+            )
             raise _CliError(f"unknown experiment '{unknown[0]}' for family '{info.name}'; its experiments: {listed}")
         if not families:
             extra.append(f"family={info.name}")
@@ -162,7 +167,9 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
         _refuse_sweeps_and_stray_words(args, parsed)
     if "job_name" in by_key:
         given = by_key["job_name"]
-        for name in _values(given) if given.is_sweep_override() else ["" if given.value() is None else str(given.value())]:
+        for name in (
+            _values(given) if given.is_sweep_override() else ["" if given.value() is None else str(given.value())]
+        ):
             if "${" not in name:
                 try:
                     check_job_name(name)
@@ -185,13 +192,34 @@ def _plan(args: list[str], registry: FamilyRegistry) -> _Plan:
     dry_run = job_type == DRY_RUN_JOB_TYPE and not multirun and not inspect_only and "hydra.run.dir" not in by_key
     if dry_run:  # printing a config needs no log files or logging setup
         extra += [f"{group}=none" for group in ("hydra/job_logging", "hydra/hydra_logging") if group not in by_key]
-    return _Plan(user_args=user_args, extra_overrides=extra, job_type=job_type, dry_run=dry_run, notes=notes,
-                 new_top_level_keys=new_keys)
+    return _Plan(
+        user_args=user_args,
+        extra_overrides=extra,
+        job_type=job_type,
+        dry_run=dry_run,
+        notes=notes,
+        new_top_level_keys=new_keys,
+    )
 
 
 # Hydra flags whose value is the next word (`--config-name NAME`), so that word is no override.
-_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
-                     "--cfg", "-c", "--package", "-p", "--info", "-i", "--shell-completion", "-sc"}
+_FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def _refuse_sweeps_and_stray_words(args: list[str], parsed: list[Override]) -> None:
@@ -208,7 +236,12 @@ def _refuse_sweeps_and_stray_words(args: list[str], parsed: list[Override]) -> N
     previous = ""
     for word in args:
         deletion = word.startswith("~")  # `~key` deletes a key: Hydra's one override without '='
-        if "=" not in word and not deletion and not word.startswith("-") and previous.split("=")[0] not in _FLAGS_WITH_VALUE:
+        if (
+            "=" not in word
+            and not deletion
+            and not word.startswith("-")
+            and previous.split("=")[0] not in _FLAGS_WITH_VALUE
+        ):
             raise _CliError(
                 f"{word!r} is not a key=value override (a value with spaces was split by the shell?); quote the whole "
                 "override as one word, e.g. 'job_name=my_run' or '+prompts=[\"1 2 3\"]'"

@@ -31,8 +31,10 @@ class ConfigAlias:
 
     def stored(self) -> dict[str, Any]:
         """What the ConfigStore holds for the old name."""
-        message = (f"config {self.group}/{self.name} was renamed in xlm-core 0.2 and goes away in {self.removed_in}: "
-                   f"{self.note}")
+        message = (
+            f"config {self.group}/{self.name} was renamed in xlm-core 0.2 and goes away in {self.removed_in}: "
+            f"{self.note}"
+        )
         return {"defaults": [self.new, "_self_"], **self.node, DEPRECATED_KEY: message}
 
 
@@ -42,13 +44,20 @@ def _star_aliases() -> list[ConfigAlias]:
     for setting in ("easy", "medium", "hard"):
         for old_split, split in (("train", "train"), ("val", "validation"), ("test", "test")):
             name = f"star_{setting}_{old_split}"
-            out.append(ConfigAlias(
-                group="datasets", name=name, new="star",
-                node={"name": name, "generator_kwargs": {"setting": setting, "split": split},
-                      "debug": {"name": f"{name}_debug"}},
-                note=f"use datasets/star (the setting comes from the top-level key star_setting={setting}, "
-                     "the split from the datamodule), or datamodule=star for the whole seq2seq datamodule",
-            ))
+            out.append(
+                ConfigAlias(
+                    group="datasets",
+                    name=name,
+                    new="star",
+                    node={
+                        "name": name,
+                        "generator_kwargs": {"setting": setting, "split": split},
+                        "debug": {"name": f"{name}_debug"},
+                    },
+                    note=f"use datasets/star (the setting comes from the top-level key star_setting={setting}, "
+                    "the split from the datamodule), or datamodule=star for the whole seq2seq datamodule",
+                )
+            )
     return out
 
 

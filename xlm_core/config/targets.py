@@ -58,8 +58,9 @@ def _current_path(target: str) -> str:
         return target
 
 
-def check_component_targets(cfg: DictConfig, family: FamilyInfo,
-                            families: Mapping[str, FamilyInfo]) -> tuple[list[str], list[str]]:
+def check_component_targets(
+    cfg: DictConfig, family: FamilyInfo, families: Mapping[str, FamilyInfo]
+) -> tuple[list[str], list[str]]:
     """``(errors, notes)`` for the component targets of ``cfg`` run as ``family``."""
     owners: dict[str, list[str]] = {}
     for info in families.values():
@@ -76,9 +77,13 @@ def check_component_targets(cfg: DictConfig, family: FamilyInfo,
         if others:
             mine = [c.target for c in getattr(family.components, f"{kind}s", ()) if c.kind == kind]
             choice = f"; family '{family.name}' registers: {', '.join(mine)}" if mine else ""
-            errors.append(f"{key}={target} is a {kind} of family '{others[0]}', not of family '{family.name}'; "
-                          f"use family={others[0]} or one of {family.name}'s own {kind}s{choice}")
+            errors.append(
+                f"{key}={target} is a {kind} of family '{others[0]}', not of family '{family.name}'; "
+                f"use family={others[0]} or one of {family.name}'s own {kind}s{choice}"
+            )
         elif family.components:
-            notes.append(f"{key}={target} is not a registered component of family '{family.name}' "
-                         "(`xlm families --verbose` lists them); it runs without `xlm check` having checked it")
+            notes.append(
+                f"{key}={target} is not a registered component of family '{family.name}' "
+                "(`xlm families --verbose` lists them); it runs without `xlm check` having checked it"
+            )
     return errors, notes

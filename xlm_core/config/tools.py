@@ -62,8 +62,9 @@ def import_object(dotted: str) -> Any:
             continue
         for attr in parts[split:]:
             if not hasattr(obj, attr):
-                raise ImportError(f"Module {module_name!r} has no attribute {'.'.join(parts[split:])!r} "
-                                  f"(from {dotted!r}).")
+                raise ImportError(
+                    f"Module {module_name!r} has no attribute {'.'.join(parts[split:])!r} (from {dotted!r})."
+                )
             obj = getattr(obj, attr)
         return obj
     raise ImportError(f"Cannot import {dotted!r}: no module {parts[0]!r} is installed.")

@@ -16,9 +16,9 @@ from typing import Any
 from huggingface_hub import constants as hf_constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from xlm_core.errors import UsageError
 from xlm_core.config.tools import to_plain
 from xlm_core.data.hub import offline_requested, use_hub_or_cache
+from xlm_core.errors import UsageError
 
 __all__ = ["load_auto_tokenizer", "TokenizerNotFoundError"]
 
@@ -140,9 +140,4 @@ def _check_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Ma
 
 def _looks_like_path(name: str) -> bool:
     """Hub ids are ``name`` or ``org/name``; anything else (absolute, ./, ~, deeper) is a path."""
-    return (
-        os.path.isabs(name)
-        or name.startswith((".", "~"))
-        or name.count("/") > 1
-        or os.sep != "/" and os.sep in name
-    )
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name

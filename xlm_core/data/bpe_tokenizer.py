@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -45,8 +46,19 @@ BPE_SPECIAL_TOKENS: tuple[tuple[str, str], ...] = (
     ("mask_token", "<|mask|>"),
 )
 # The DatasetManager keys that decide which documents the tokenizer is trained on.
-_CORPUS_KEYS = ("name", "full_name", "data_files", "data_format", "exclude", "follow_symlinks", "load_kwargs",
-                "generator", "generator_kwargs", "train_test_split", "debug")
+_CORPUS_KEYS = (
+    "name",
+    "full_name",
+    "data_files",
+    "data_format",
+    "exclude",
+    "follow_symlinks",
+    "load_kwargs",
+    "generator",
+    "generator_kwargs",
+    "train_test_split",
+    "debug",
+)
 
 
 def _corpus_manager(corpus: Mapping[str, Any]) -> DatasetManager:
@@ -57,18 +69,21 @@ def _corpus_manager(corpus: Mapping[str, Any]) -> DatasetManager:
     return DatasetManager.from_config(cfg, use_debug=debug_overfit_enabled())
 
 
-def bpe_cache_path(corpus: Mapping[str, Any], vocab_size: int, min_frequency: int, text_field: str,
-                   cache_dir: str | os.PathLike[str]) -> Path:
+def bpe_cache_path(
+    corpus: Mapping[str, Any], vocab_size: int, min_frequency: int, text_field: str, cache_dir: str | os.PathLike[str]
+) -> Path:
     """Where the tokenizer trained with these settings is (or will be) saved."""
     manager = _corpus_manager(corpus)
-    key = Hasher.hash({
-        "version": BPE_FORMAT_VERSION,
-        "corpus": manager.cache_key(None),
-        "vocab_size": int(vocab_size),
-        "min_frequency": int(min_frequency),
-        "text_field": text_field,
-        "special_tokens": BPE_SPECIAL_TOKENS,
-    })
+    key = Hasher.hash(
+        {
+            "version": BPE_FORMAT_VERSION,
+            "corpus": manager.cache_key(None),
+            "vocab_size": int(vocab_size),
+            "min_frequency": int(min_frequency),
+            "text_field": text_field,
+            "special_tokens": BPE_SPECIAL_TOKENS,
+        }
+    )
     return Path(cache_dir) / f"bpe_{int(vocab_size)}_{key[:16]}"
 
 
@@ -82,21 +97,27 @@ def _texts(dataset: Any, text_field: str, batch_size: int = 256) -> Iterator[lis
         yield [t for t in dataset[start : start + batch_size][text_field] if isinstance(t, str)]
 
 
-def train_bpe_tokenizer(texts: Iterator[list[str]] | list[str], vocab_size: int, min_frequency: int = 2,
-                        length: int | None = None) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(
+    texts: Iterator[list[str]] | list[str], vocab_size: int, min_frequency: int = 2, length: int | None = None
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE fast tokenizer trained on ``texts`` (strings, or batches of strings)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     specials = [token for _, token in BPE_SPECIAL_TOKENS]
     if vocab_size < 256 + len(specials):
-        raise ValueError(f"vocab_size={vocab_size} is too small for byte-level BPE; use at least "
-                         f"{256 + len(specials)} (256 bytes + {len(specials)} special tokens).")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for byte-level BPE; use at least "
+            f"{256 + len(specials)} (256 bytes + {len(specials)} special tokens)."
+        )
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=int(vocab_size), min_frequency=int(min_frequency), special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=int(vocab_size),
+        min_frequency=int(min_frequency),
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     backend.train_from_iterator(texts, trainer, length=length)
     return PreTrainedTokenizerFast(
@@ -121,8 +142,7 @@ def load_bpe_tokenizer(
         manager = _corpus_manager(corpus)
         logger.info("BPE tokenizer: training vocab_size=%d on %s -> %s", vocab_size, manager.name, path)
         documents = manager.build(hf_cache_dir=str(Path(cache_dir) / "_hf"))
-        tokenizer = train_bpe_tokenizer(_texts(documents, text_field), vocab_size, min_frequency,
-                                        length=len(documents))
+        tokenizer = train_bpe_tokenizer(_texts(documents, text_field), vocab_size, min_frequency, length=len(documents))
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -84,7 +84,12 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = 2  # 2: the manifest records row count and file hashes
 _MANIFEST = "xlm_manifest.json"
 _FILE_FORMATS = {
-    ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".txt": "text",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".csv": "csv",
+    ".txt": "text",
 }
 # `text` means whole-file documents here (datasets' own default is one row per line).
 _FORMAT_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {"text": {"sample_by": "document"}}
@@ -149,12 +154,14 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not hasattr(backend, "to_str"):
         return Hasher.hash(tokenizer)
-    return Hasher.hash({
-        "class": type(tokenizer).__name__,
-        "backend": backend.to_str(),
-        "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
-        "added": sorted(tokenizer.get_added_vocab().items()),
-    })
+    return Hasher.hash(
+        {
+            "class": type(tokenizer).__name__,
+            "backend": backend.to_str(),
+            "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+            "added": sorted(tokenizer.get_added_vocab().items()),
+        }
+    )
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,7 +280,7 @@ class DatasetManager:
         self.use_cache = use_cache
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], use_debug: bool = False) -> "DatasetManager":
+    def from_config(cls, cfg: Mapping[str, Any], use_debug: bool = False) -> DatasetManager:
         """Build from a config mapping; ``use_debug`` merges its ``debug`` block over the rest."""
         cfg = dict(to_plain(cfg))
         debug = cfg.pop("debug", None)
@@ -333,8 +340,12 @@ class DatasetManager:
                 raise DatasetSourceError(
                     f"Could not load hub dataset {self.full_name!r} (path={hub.path!r}, config={hub.config!r}, "
                     f"split={hub.split!r}): {type(e).__name__}: {e}. "
-                    + ("The hub is not reachable from here (or HF_HUB_OFFLINE is set), so only the local cache was "
-                       "searched. " if offline else "")
+                    + (
+                        "The hub is not reachable from here (or HF_HUB_OFFLINE is set), so only the local cache was "
+                        "searched. "
+                        if offline
+                        else ""
+                    )
                     + "If the hub is unreachable, download the files elsewhere and point `data_files` at the "
                     "local copies, or use a `generator` source."
                 ) from e
@@ -382,8 +393,10 @@ class DatasetManager:
             if where is not None:
                 raise DatasetSourceError(f"Dataset {self.name!r}: {where}; fix or remove that line.") from exc
             cause = exc.__cause__ or exc
-            raise DatasetSourceError(f"Dataset {self.name!r}: could not read {', '.join(files)} as {fmt}: "
-                                     f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from exc
+            raise DatasetSourceError(
+                f"Dataset {self.name!r}: could not read {', '.join(files)} as {fmt}: "
+                f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+            ) from exc
 
     def _preprocess_rows(self, rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
         """Apply the preprocess function to in-memory rows (same semantics as ``Dataset.map``).
@@ -405,8 +418,13 @@ class DatasetManager:
         """Load the source, split, preprocess and select columns (no caching)."""
         preprocessed = False
         in_memory = not (self.preprocess_batched and self.columns_to_keep)  # row-count changes need .map
-        if (self.generator is not None and self.preprocess_function is not None and not self.train_test_split
-                and num_proc <= 1 and in_memory):
+        if (
+            self.generator is not None
+            and self.preprocess_function is not None
+            and not self.train_test_split
+            and num_proc <= 1
+            and in_memory
+        ):
             rows = self.generator(**self.generator_kwargs)
             if isinstance(rows, (list, tuple)):
                 ds = datasets.Dataset.from_list(self._preprocess_rows(list(rows), tokenizer))
@@ -420,8 +438,9 @@ class DatasetManager:
                     test_size=tts["test_size"], seed=tts.get("seed", 42), shuffle=tts.get("shuffle", True)
                 )
             except ValueError as exc:
-                raise DatasetSourceError(f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split="
-                                         f"{tts}: {exc}") from None
+                raise DatasetSourceError(
+                    f"Dataset {self.name!r}: cannot split {len(ds)} rows with train_test_split={tts}: {exc}"
+                ) from None
             ds = parts[tts.get("take", "train")]
             if tts.get("take", "train") == "train":
                 ds = _without_rows_of(ds, parts["test"], self.name)
@@ -565,8 +584,11 @@ def _row_digest(row: Mapping[str, Any]) -> str:
 def _without_rows_of(train: datasets.Dataset, held_out: datasets.Dataset, name: str) -> datasets.Dataset:
     """``train`` without the rows identical to a row of ``held_out`` (a document on both sides of a split
     would be validated on after training on it), with a warning that counts them."""
-    seen = {_row_digest(row) for batch in held_out.iter(batch_size=1000)
-            for row in (dict(zip(batch, values)) for values in zip(*batch.values()))}
+    seen = {
+        _row_digest(row)
+        for batch in held_out.iter(batch_size=1000)
+        for row in (dict(zip(batch, values)) for values in zip(*batch.values()))
+    }
     keep, dropped, index = [], 0, 0
     for batch in train.iter(batch_size=1000):
         for values in zip(*batch.values()):
@@ -578,10 +600,16 @@ def _without_rows_of(train: datasets.Dataset, held_out: datasets.Dataset, name: 
     if not dropped:
         return train
     if not keep:
-        raise DatasetSourceError(f"Dataset {name!r}: every training row of the split is identical to a held-out row, so "
-                                 "none is left to train on; give it distinct documents")
-    logger.warning("Dataset %s: %d training row(s) are identical to held-out rows and were left out of training, so "
-                   "no document is on both sides of the split", name, dropped)
+        raise DatasetSourceError(
+            f"Dataset {name!r}: every training row of the split is identical to a held-out row, so "
+            "none is left to train on; give it distinct documents"
+        )
+    logger.warning(
+        "Dataset %s: %d training row(s) are identical to held-out rows and were left out of training, so "
+        "no document is on both sides of the split",
+        name,
+        dropped,
+    )
     return train.select(keep)
 
 
@@ -601,8 +629,10 @@ _VERIFIED: dict[str, tuple[tuple[str, int, int], ...]] = {}  # cache dir -> (nam
 
 
 def _damaged(path: Path, name: str, why: str) -> DatasetSourceError:
-    return DatasetSourceError(f"Dataset {name!r}: cache {path} is damaged ({why}); delete that directory (rm -r "
-                              f"{path}) and rerun: it is rebuilt from the source")
+    return DatasetSourceError(
+        f"Dataset {name!r}: cache {path} is damaged ({why}); delete that directory (rm -r "
+        f"{path}) and rerun: it is rebuilt from the source"
+    )
 
 
 def verify_cache(path: Path, name: str) -> dict[str, Any]:
@@ -615,8 +645,11 @@ def verify_cache(path: Path, name: str) -> dict[str, Any]:
         int(manifest["num_rows"])
     except (OSError, ValueError, KeyError, TypeError):
         raise _damaged(path, name, f"no readable {_MANIFEST} with the row count and file hashes") from None
-    state = tuple(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                         for p in path.rglob("*") if p.is_file()))
+    state = tuple(
+        sorted(
+            (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()
+        )
+    )
     if _VERIFIED.get(str(path)) == state:
         return manifest
     actual = _file_digests(path)  # files beyond the listed ones do not change the rows and are ignored
@@ -625,8 +658,12 @@ def verify_cache(path: Path, name: str) -> dict[str, Any]:
         if found is None:
             raise _damaged(path, name, f"{file} is missing")
         if found != expected:
-            raise _damaged(path, name, f"{file} has {found['bytes']:,} bytes and sha256 {found['sha256'][:12]}..., the "
-                           f"manifest says {expected['bytes']:,} bytes and {expected['sha256'][:12]}...")
+            raise _damaged(
+                path,
+                name,
+                f"{file} has {found['bytes']:,} bytes and sha256 {found['sha256'][:12]}..., the "
+                f"manifest says {expected['bytes']:,} bytes and {expected['sha256'][:12]}...",
+            )
     _VERIFIED[str(path)] = state
     return manifest
 

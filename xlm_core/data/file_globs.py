@@ -38,9 +38,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         elif pattern[i] == "?":
             out.append("[^/.]" if start else "[^/]")
             i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
             end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
             i = end + 1
         else:
@@ -94,8 +94,9 @@ def _matches(pattern: str, follow_symlinks: bool) -> list[str]:
     return sorted(p[strip:] for p in _walk(root, follow_symlinks) if regex.match(p[strip:]))
 
 
-def expand_data_files(data_files: str | list[str], exclude: list[str] | None = None,
-                      follow_symlinks: bool = False) -> list[str]:
+def expand_data_files(
+    data_files: str | list[str], exclude: list[str] | None = None, follow_symlinks: bool = False
+) -> list[str]:
     """Expand globs into a sorted file list, dropping ``exclude`` matches (fnmatch on the full path) and
     second names of the same real file.
 

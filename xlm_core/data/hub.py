@@ -21,8 +21,10 @@ _PROBE_TIMEOUT_S = 3.0
 
 def offline_requested() -> bool:
     """The user's own offline switches (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` / ``HF_DATASETS_OFFLINE``)."""
-    return any(os.environ.get(var, "").strip().lower() in _TRUTHY
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(var, "").strip().lower() in _TRUTHY
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _endpoint() -> tuple[str, int]:

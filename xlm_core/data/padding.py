@@ -88,9 +88,7 @@ class TruncationCounter:
     def update(self, num_truncated: int, num_examples: int, hint: str) -> None:
         """Record one batch: ``num_truncated`` of its ``num_examples`` examples were cut."""
         if num_truncated < 0 or num_examples < num_truncated:
-            raise ValueError(
-                f"Need 0 <= num_truncated <= num_examples, got {num_truncated} and {num_examples}."
-            )
+            raise ValueError(f"Need 0 <= num_truncated <= num_examples, got {num_truncated} and {num_examples}.")
         self.num_examples += num_examples
         self.num_truncated += num_truncated
         if num_truncated == 0:
@@ -100,8 +98,7 @@ class TruncationCounter:
             return
         self._last_warning = now
         logger.warning(
-            "%s truncated %d of %d examples in this batch (%d of %d so far, %.2f%%); "
-            "raise %s to keep whole sequences.",
+            "%s truncated %d of %d examples in this batch (%d of %d so far, %.2f%%); raise %s to keep whole sequences.",
             self.name,
             num_truncated,
             num_examples,

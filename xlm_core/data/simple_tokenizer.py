@@ -71,7 +71,7 @@ class SimpleSpaceTokenizer(PreTrainedTokenizer):
         super().__init__(**kwargs)
 
     @classmethod
-    def for_numbers(cls, n: int, **kwargs: Any) -> "SimpleSpaceTokenizer":
+    def for_numbers(cls, n: int, **kwargs: Any) -> SimpleSpaceTokenizer:
         """Tokenizer whose vocabulary is the words ``"0" .. str(n-1)`` (word ``k`` has id ``k + 7``)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"SimpleSpaceTokenizer.for_numbers needs a positive int n; got n={n!r}.")

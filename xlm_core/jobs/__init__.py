@@ -32,8 +32,9 @@ def load_job(job_type: str) -> Callable[[DictConfig], None]:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise  # the job exists but one of its own imports is missing: a real error
-        raise JobNotAvailableError(f"job_type={job_type}: its module {module_name} is missing from this installation; "
-                                   "reinstall xlm-core") from None
+        raise JobNotAvailableError(
+            f"job_type={job_type}: its module {module_name} is missing from this installation; reinstall xlm-core"
+        ) from None
     run = getattr(module, "run", None)
     if not callable(run):
         raise JobNotAvailableError(f"module {module_name} has no run(cfg) function")

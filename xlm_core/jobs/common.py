@@ -81,8 +81,9 @@ def build_harness(cfg: DictConfig, runtime: Runtime, settings: RunSettings | Non
 
     for key in ("model", "loss"):
         if cfg.get(key) is None:
-            raise UsageError(f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that "
-                             f"sets `{key}`.")
+            raise UsageError(
+                f"No {key} in the config; pick an experiment (experiment=<name>) or model_type that sets `{key}`."
+            )
     return XLMHarness(cfg, runtime, settings or run_settings(cfg))
 
 
@@ -100,13 +101,14 @@ def num_devices(devices: Any, accelerator: str | None) -> int:
     return int(devices)
 
 
-def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, devices: int,
-                            num_nodes: int) -> int:
+def accumulate_grad_batches(global_batch_size: int, per_device_batch_size: int, devices: int, num_nodes: int) -> int:
     """``global / (per_device * devices * nodes)``; a clear error when it does not divide."""
     per_step = int(per_device_batch_size) * int(devices) * int(num_nodes)
     if per_step <= 0:
-        raise UsageError(f"per_device_batch_size ({per_device_batch_size}) x devices ({devices}) x num_nodes "
-                         f"({num_nodes}) must be positive.")
+        raise UsageError(
+            f"per_device_batch_size ({per_device_batch_size}) x devices ({devices}) x num_nodes "
+            f"({num_nodes}) must be positive."
+        )
     if int(global_batch_size) % per_step:
         raise UsageError(
             f"global_batch_size={global_batch_size} is not divisible by per_device_batch_size x devices x num_nodes "
@@ -128,9 +130,11 @@ def trainer_kwargs(cfg: DictConfig, settings: RunSettings | None = None) -> dict
     computed = accumulate_grad_batches(int(global_bs), per_device, devices, nodes) if global_bs else 1
     given = kw.get("accumulate_grad_batches")
     if given not in (None, computed):
-        raise UsageError(f"trainer.accumulate_grad_batches={given} contradicts global_batch_size={global_bs} / "
-                         f"(per_device_batch_size={per_device} x devices={devices} x num_nodes={nodes}) = {computed}; "
-                         "set global_batch_size instead and leave accumulate_grad_batches null.")
+        raise UsageError(
+            f"trainer.accumulate_grad_batches={given} contradicts global_batch_size={global_bs} / "
+            f"(per_device_batch_size={per_device} x devices={devices} x num_nodes={nodes}) = {computed}; "
+            "set global_batch_size instead and leave accumulate_grad_batches null."
+        )
     kw["accumulate_grad_batches"] = computed
     kw["precision"] = (settings or run_settings(cfg)).precision
     vci = kw.get("val_check_interval")
@@ -145,8 +149,7 @@ def trainer_kwargs(cfg: DictConfig, settings: RunSettings | None = None) -> dict
     return kw
 
 
-def _instantiate_group(group: Any, what: str,
-                       extra: Callable[[Any], dict[str, Any] | None] | None = None) -> list[Any]:
+def _instantiate_group(group: Any, what: str, extra: Callable[[Any], dict[str, Any] | None] | None = None) -> list[Any]:
     """Instantiate every entry of a config group; ``extra(entry)`` gives more kwargs, or None to leave it out."""
     if group is None:
         return []
@@ -204,8 +207,9 @@ def trainer_plugins() -> list[Any]:
     return plugins
 
 
-def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, training: bool = True,
-                  **overrides: Any) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, settings: RunSettings | None = None, *, training: bool = True, **overrides: Any
+) -> L.Trainer:
     """A lightning.Trainer from ``cfg.trainer``, ``cfg.callbacks`` and ``cfg.logger`` under ``settings``
     (default: resolved from ``cfg``); ``best.ckpt`` tracks ``settings.monitor``.
 
@@ -220,8 +224,12 @@ def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, train
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks", extra=_monitor_kwargs(settings.monitor))
     if training:
         run_dir = settings.run_dir
-        callbacks += [FinalValidation(), ValidationMetricsFile(run_dir), RunConfigWriter(cfg, run_dir),
-                      GracefulInterrupt(run_dir / "checkpoints" / "last.ckpt")]
+        callbacks += [
+            FinalValidation(),
+            ValidationMetricsFile(run_dir),
+            RunConfigWriter(cfg, run_dir),
+            GracefulInterrupt(run_dir / "checkpoints" / "last.ckpt"),
+        ]
     if not training:
         callbacks = [c for c in callbacks if type(c).__name__ not in _TRAINING_ONLY_CALLBACKS]
     loggers = _instantiate_group(cfg.get("logger"), "logger")
@@ -230,7 +238,10 @@ def build_trainer(cfg: DictConfig, settings: RunSettings | None = None, *, train
     if not any(isinstance(c, ModelCheckpoint) for c in kw["callbacks"]):
         kw.setdefault("enable_checkpointing", False)
     kw.setdefault("plugins", trainer_plugins())
-    if kw.get("strategy") not in (None, "auto", "single_device") or num_devices(kw.get("devices"), kw.get("accelerator")) > 1:
+    if (
+        kw.get("strategy") not in (None, "auto", "single_device")
+        or num_devices(kw.get("devices"), kw.get("accelerator")) > 1
+    ):
         _ensure_argv0_is_a_path()
     try:
         return L.Trainer(**kw)
@@ -288,8 +299,10 @@ def check_against_checkpoint(cfg: DictConfig, checkpoint: Path, sections: tuple[
         echo(f"xlm: warning: {doing} with a config that differs from {checkpoint.name}'s: {'; '.join(diffs)}")
         return
     shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 6 else "")
-    raise UsageError(f"{checkpoint} was trained with a different {'/'.join(sections)} config ({shown}); use the "
-                     f"settings it was trained with, or allow_config_mismatch=true to {doing} anyway")
+    raise UsageError(
+        f"{checkpoint} was trained with a different {'/'.join(sections)} config ({shown}); use the "
+        f"settings it was trained with, or allow_config_mismatch=true to {doing} anyway"
+    )
 
 
 def load_for_evaluation(cfg: DictConfig, checkpoint_key: str) -> Evaluation:

@@ -43,8 +43,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             update_metrics_json(out, {**metrics, "step": ev.step, "checkpoint": str(ckpt)})
     finish_loggers(trainer.loggers)
     shown = "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
-    echo(f"xlm: {split} metrics of {ckpt.name} (step {ev.step}):\n{shown}\n"
-         f"  predictions: {out / 'predictions' / split}\n  metrics: {out / 'metrics.json'}")
+    echo(
+        f"xlm: {split} metrics of {ckpt.name} (step {ev.step}):\n{shown}\n"
+        f"  predictions: {out / 'predictions' / split}\n  metrics: {out / 'metrics.json'}"
+    )
     return metrics
 
 

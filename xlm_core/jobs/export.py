@@ -4,8 +4,9 @@ exporter the run's family provides (e.g. ``hf``: a Hugging Face transformers dir
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,6 +19,7 @@ __all__ = ["run", "export", "exporter_for", "Exporter"]
 
 Exporter = Callable[[Any, Any, Path], Path]
 """``exporter(model, tokenizer, out_dir) -> out_dir``; refuses what it cannot express with a ValueError."""
+
 
 def exporter_for(family_name: str, fmt: str) -> Exporter:
     """The exporter ``family_name`` registered for format ``fmt``; an unknown format lists the available ones."""
@@ -39,12 +41,16 @@ def export(cfg: DictConfig) -> Path:
     ckpt, harness = ev.checkpoint, ev.harness
     harness.load_weights(ckpt)
     harness._swap_ema()
-    out_dir = Path(str(OmegaConf.select(cfg, "export.dir") or ev.run_dir / "export" / f"{fmt}-step{ev.step}")).expanduser()
+    out_dir = Path(
+        str(OmegaConf.select(cfg, "export.dir") or ev.run_dir / "export" / f"{fmt}-step{ev.step}")
+    ).expanduser()
     if not is_rank_zero():
         return out_dir
     if out_dir.is_dir() and any(out_dir.iterdir()) and not OmegaConf.select(cfg, "export.overwrite", default=False):
-        raise UsageError(f"export.dir {out_dir} is not empty; choose another export.dir=... or add "
-                         "export.overwrite=true to replace its files")
+        raise UsageError(
+            f"export.dir {out_dir} is not empty; choose another export.dir=... or add "
+            "export.overwrite=true to replace its files"
+        )
     fresh = not out_dir.exists()  # a failed export removes the directory it created
     with removed_on_failure(out_dir, keep=None, parent=False) if fresh else contextlib.nullcontext(out_dir):
         try:

@@ -50,13 +50,17 @@ def prompt_rows(prompts: Sequence[str], tokenizer: Tokenizer) -> list[dict[str, 
         ids = list(tokenizer.encode(text, add_special_tokens=False))
         if unk is not None and unk in ids:
             unknown = sorted({w for w in str(text).split() if unk in tokenizer.encode(w, add_special_tokens=False)})
-            raise UsageError(f"prompt {text!r} has words the tokenizer does not know: {', '.join(unknown) or '?'}; "
-                             "use words of the experiment's vocabulary.")
+            raise UsageError(
+                f"prompt {text!r} has words the tokenizer does not know: {', '.join(unknown) or '?'}; "
+                "use words of the experiment's vocabulary."
+            )
         special = _special_tokens_in(ids, tokenizer)
         if special:
-            raise UsageError(f"prompt {text!r} contains the special token(s) {', '.join(special)}, which the tokenizer "
-                             "reserves (the collator adds BOS/EOS/padding itself); give the prompt as plain text "
-                             "without them.")
+            raise UsageError(
+                f"prompt {text!r} contains the special token(s) {', '.join(special)}, which the tokenizer "
+                "reserves (the collator adds BOS/EOS/padding itself); give the prompt as plain text "
+                "without them."
+            )
         rows.append({"prompt_ids": ids, "input_ids": [], "prompt": str(text)})
     return rows
 
@@ -83,23 +87,35 @@ def _prediction_collator_cfg(cfg: DictConfig) -> Any:
                 return spec.collator
     collator = OmegaConf.select(cfg, "collator.prediction")
     if collator is None:
-        raise UsageError("No prediction collator (a datamodule dataloader of kind 'prediction' or "
-                         "collator.prediction) to turn prompts into a batch; pick an experiment that has one.")
+        raise UsageError(
+            "No prediction collator (a datamodule dataloader of kind 'prediction' or "
+            "collator.prediction) to turn prompts into a batch; pick an experiment that has one."
+        )
     return collator
 
 
 def _prompts_datamodule_cfg(cfg: DictConfig, rows: list[dict[str, Any]]) -> DictConfig:
     """The run's datamodule config with a single predict dataloader over the prompt rows."""
-    base = to_plain(cfg.get("datamodule")) or {"_target_": "xlm_core.data.datamodule.XLMDataModule",
-                                                  "cache_dir": str(OmegaConf.select(cfg, "paths.cache_dir"))}
+    base = to_plain(cfg.get("datamodule")) or {
+        "_target_": "xlm_core.data.datamodule.XLMDataModule",
+        "cache_dir": str(OmegaConf.select(cfg, "paths.cache_dir")),
+    }
     batch_size = OmegaConf.select(cfg, "generate.batch_size") or cfg.get("per_device_batch_size") or len(rows)
     base["eval_batch_size"] = int(batch_size)
-    base["dataloaders"] = {"predict": {PROMPTS_DATALOADER: {
-        "kind": "prediction",
-        "dataset": {"name": PROMPTS_DATALOADER, "generator": f"{__name__}.identity_rows",
-                    "generator_kwargs": {"rows": rows}, "use_cache": False},
-        "collator": to_plain(_prediction_collator_cfg(cfg)),
-    }}}
+    base["dataloaders"] = {
+        "predict": {
+            PROMPTS_DATALOADER: {
+                "kind": "prediction",
+                "dataset": {
+                    "name": PROMPTS_DATALOADER,
+                    "generator": f"{__name__}.identity_rows",
+                    "generator_kwargs": {"rows": rows},
+                    "use_cache": False,
+                },
+                "collator": to_plain(_prediction_collator_cfg(cfg)),
+            }
+        }
+    }
     return OmegaConf.create(base)
 
 
@@ -122,20 +138,25 @@ def generate(cfg: DictConfig) -> list[Path]:
     else:
         datamodule = build_datamodule(cfg, ev.runtime) if cfg.get("datamodule") is not None else None
         if datamodule is None or not datamodule.dataloader_specs("predict"):
-            raise UsageError("Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) "
-                             "or use an experiment whose datamodule has predict dataloaders.")
+            raise UsageError(
+                "Nothing to generate from: give prompts (+prompts='[\"...\"]' or generate.prompts=[...]) "
+                "or use an experiment whose datamodule has predict dataloaders."
+            )
     trainer = build_trainer(cfg, ev.settings, training=False, logger=False)
     out = job_output_dir(ev.run_dir, "generate", f"step{ev.step}", create=is_rank_zero())
     with removed_on_failure(out):
         ev.harness.output_dir = out
         if is_rank_zero():
             save_run_config(cfg, out)
-        outputs = trainer.predict(ev.harness, datamodule=datamodule, ckpt_path=str(ev.checkpoint),
-                                  return_predictions=True, weights_only=True)
+        outputs = trainer.predict(
+            ev.harness, datamodule=datamodule, ckpt_path=str(ev.checkpoint), return_predictions=True, weights_only=True
+        )
     paths = [predictions_path(out, "predict", spec.name, ev.step) for spec in datamodule.dataloader_specs("predict")]
     if prompts:
         rows = [row for batch in (outputs or []) for row in batch]
-        echo(f"xlm: generated {len(rows)} continuation(s) with {ev.checkpoint}:\n{_show(rows)}\n  written to {paths[0]}")
+        echo(
+            f"xlm: generated {len(rows)} continuation(s) with {ev.checkpoint}:\n{_show(rows)}\n  written to {paths[0]}"
+        )
     else:
         echo(f"xlm: generated with {ev.checkpoint}; predictions in:\n" + "\n".join(f"  {p}" for p in paths))
     return paths

@@ -50,14 +50,23 @@ from xlm_core.training.reported_metrics import logged_metric_names
 from xlm_core.training.runtime import build_runtime
 from xlm_core.training.settings import RunSettings, run_settings
 
-__all__ = ["run", "train", "resume_checkpoint", "move_aside", "check_monitor", "format_summary", "sample_lines",
-           "log_config"]
+__all__ = [
+    "run",
+    "train",
+    "resume_checkpoint",
+    "move_aside",
+    "check_monitor",
+    "format_summary",
+    "sample_lines",
+    "log_config",
+]
 
 
 def move_aside(run_dir: Path) -> Path:
     """Rename ``run_dir`` to ``<name>.replaced-<time>`` beside it (nothing is deleted); return the new path."""
-    aside = unused_path(run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"),
-                        keep_suffix=False)
+    aside = unused_path(
+        run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"), keep_suffix=False
+    )
     run_dir.rename(aside)
     return aside
 
@@ -108,8 +117,10 @@ def _check_resume(cfg: DictConfig, ckpt: Path, settings: RunSettings) -> tuple[P
     changes = optimizer_changes(cfg, stored)
     if changes and cfg.get("allow_config_mismatch", False):
         callbacks.append(ApplyOptimizerSettings(changes))
-        echo("xlm: note: allow_config_mismatch=true: the new optimizer / schedule settings are applied to the resumed "
-             "optimizer (its moment estimates stay the checkpoint's); config.resume-*.yaml and new checkpoints record them")
+        echo(
+            "xlm: note: allow_config_mismatch=true: the new optimizer / schedule settings are applied to the resumed "
+            "optimizer (its moment estimates stay the checkpoint's); config.resume-*.yaml and new checkpoints record them"
+        )
     if is_rank_zero():
         aside = check_monitor_unchanged(cfg, stored, settings)
         if aside is not None:
@@ -122,8 +133,11 @@ def _check_resume(cfg: DictConfig, ckpt: Path, settings: RunSettings) -> tuple[P
     old_steps = (stored.get("trainer") or {}).get("max_steps")
     new_steps = cfg.trainer.get("max_steps")
     if old_steps is not None and old_steps != new_steps:
-        schedule = ("; the learning-rate schedule now runs to step " + str(new_steps)
-                    if (cfg.get("lr_scheduler") or {}).get("num_training_steps") is None else "")
+        schedule = (
+            "; the learning-rate schedule now runs to step " + str(new_steps)
+            if (cfg.get("lr_scheduler") or {}).get("num_training_steps") is None
+            else ""
+        )
         echo(f"xlm: note: trainer.max_steps changed from {old_steps} to {new_steps}{schedule}")
     return ckpt, callbacks
 
@@ -176,9 +190,17 @@ def log_config(loggers: list[Any], cfg: DictConfig) -> None:
         lg.log_hyperparams(params)
 
 
-def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: float | None,
-                   log_dir: str | None, plot: Path | None, monitor: str | None = None, stop_note: str = "",
-                   samples: list[str] | None = None, precision: str | None = None) -> str:
+def format_summary(
+    metrics: dict[str, float],
+    run_dir: Path,
+    tokens_per_second: float | None,
+    log_dir: str | None,
+    plot: Path | None,
+    monitor: str | None = None,
+    stop_note: str = "",
+    samples: list[str] | None = None,
+    precision: str | None = None,
+) -> str:
     """The end-of-training report: the validation metrics, throughput, precision, samples and where the files are."""
     val = {k: v for k, v in sorted(metrics.items()) if k.startswith("val/")}
     lines = ["=" * 72, f"Training finished at step {int(metrics.get('step', 0))}{stop_note}"]
@@ -186,7 +208,8 @@ def format_summary(metrics: dict[str, float], run_dir: Path, tokens_per_second: 
         lines.append(f"  monitored ({monitor}): {_fmt(metrics.get(monitor))}")
     lines += [f"  {k}: {_fmt(v)}" for k, v in val.items() if k != monitor] or ["  validation: n/a (none ran)"]
     lines += [
-        f"  throughput: {tokens_per_second:,.0f} tokens/s" if tokens_per_second and not math.isnan(tokens_per_second)
+        f"  throughput: {tokens_per_second:,.0f} tokens/s"
+        if tokens_per_second and not math.isnan(tokens_per_second)
         else "  throughput: n/a",
         *([f"  precision: {precision}"] if precision else []),
         f"  run directory: {run_dir}",
@@ -244,9 +267,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         trainer.fit(harness, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except TrainingInterrupted as stop:
         by = "" if stop.signum == signal.SIGINT else f"{signal.Signals(stop.signum).name}: "
-        raise JobStopped(f"{by}training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
-                         f"Resume with: {settings.resume_command}", exit_code=128 + stop.signum,
-                         quiet=not is_rank_zero()) from None
+        raise JobStopped(
+            f"{by}training stopped at step {stop.step}; checkpoint saved to {stop.checkpoint}. "
+            f"Resume with: {settings.resume_command}",
+            exit_code=128 + stop.signum,
+            quiet=not is_rank_zero(),
+        ) from None
     has_val = bool(datamodule.dataloader_specs("val")) and trainer.limit_val_batches != 0
     if has_val and harness.last_val_step != trainer.global_step:
         trainer.validate(harness, datamodule=datamodule, verbose=False)

@@ -75,6 +75,7 @@ class TextRowCollator(TruncationCounting):
         width = self.block_size if self.truncate == "block" else max(len(s) for s in seqs)
         clean = torch.tensor([pad_list(s, width, self.pad_token_id) for s in seqs], dtype=torch.long)
         real = torch.tensor([[True] * len(s) + [False] * (width - len(s)) for s in seqs], dtype=torch.bool)
-        fields = document_fields(examples, [len(s) for s in seqs], width, self.document_positions,
-                                 self.document_attention)
+        fields = document_fields(
+            examples, [len(s) for s in seqs], width, self.document_positions, self.document_attention
+        )
         return TextRows(clean, real, fields)

@@ -59,8 +59,9 @@ class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
         neighbour_mixing: bool | str | None = False,
     ) -> None:
         super().__init__()
-        validate_model_config(num_embeddings, d_model, num_layers, nhead, rotary_emb_dim, max_length, padding_idx,
-                              mask_idx)
+        validate_model_config(
+            num_embeddings, d_model, num_layers, nhead, rotary_emb_dim, max_length, padding_idx, mask_idx
+        )
         mixing = neighbour_mixing_mode(neighbour_mixing, family=self.family_label)
         self.num_embeddings = num_embeddings
         self.d_model = d_model
@@ -76,13 +77,19 @@ class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
         self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
         self.layers = nn.ModuleList(
             RotaryTransformerLayer(
-                d_model, nhead, dim_feedforward=dim_feedforward, dropout=dropout,
-                activation=activation, layer_norm_eps=layer_norm_eps,
+                d_model,
+                nhead,
+                dim_feedforward=dim_feedforward,
+                dropout=dropout,
+                activation=activation,
+                layer_norm_eps=layer_norm_eps,
             )
             for _ in range(num_layers)
         )
         self.final_layer = RotaryTransformerFinalLayer(
-            d_model, num_embeddings, layer_norm_eps=layer_norm_eps,
+            d_model,
+            num_embeddings,
+            layer_norm_eps=layer_norm_eps,
             use_final_layer_norm=not final_layer_without_normalization,
         )
         gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)

@@ -7,9 +7,8 @@ from step to step and one compiled graph or one captured CUDA graph serves every
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import contextlib
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Integer
@@ -79,8 +78,10 @@ class StaticDecoder:
 
     def __init__(self, model: nn.Module, backend: Backend) -> None:
         if not hasattr(model, "decode_step"):
-            raise ValueError(f"{type(model).__name__} has no decode_step(token, position, slot, key_mask); "
-                             "use the eager decoding path (compile_decode=false).")
+            raise ValueError(
+                f"{type(model).__name__} has no decode_step(token, position, slot, key_mask); "
+                "use the eager decoding path (compile_decode=false)."
+            )
         self.model = model
         self.backend = backend
         self._module = _Step(model)

@@ -29,8 +29,12 @@ class KVCache(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("n_heads", n_heads),
-                            ("max_seq_length", max_seq_length), ("head_dim", head_dim)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("n_heads", n_heads),
+            ("max_seq_length", max_seq_length),
+            ("head_dim", head_dim),
+        ):
             if value < 1:
                 raise ValueError(f"KVCache {name} must be >= 1, got {value}.")
         shape = (batch_size, n_heads, max_seq_length, head_dim)

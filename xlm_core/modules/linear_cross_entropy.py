@@ -194,8 +194,17 @@ def _run_blocks(
     for start in range(0, n, c):
         end = min(start + c, n)
         nll_c, grad_c = block(
-            hidden[start:end].detach(), safe_targets[start:end], w[start:end], weight_mm, bias_mm,
-            scratch[: end - start], grad_weight, grad_bias, emulate, excluded_class, start == 0,
+            hidden[start:end].detach(),
+            safe_targets[start:end],
+            w[start:end],
+            weight_mm,
+            bias_mm,
+            scratch[: end - start],
+            grad_weight,
+            grad_bias,
+            emulate,
+            excluded_class,
+            start == 0,
         )
         nll[start:end] = nll_c
         if grad_hidden is not None:
@@ -232,7 +241,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         hidden_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grads = [None, None, None]
-        for i, (g, dtype) in enumerate(((grad_hidden, hidden_dtype), (grad_weight, weight_dtype), (grad_bias, bias_dtype))):
+        for i, (g, dtype) in enumerate(
+            ((grad_hidden, hidden_dtype), (grad_weight, weight_dtype), (grad_bias, bias_dtype))
+        ):
             if g is not None and ctx.needs_input_grad[i]:
                 grads[i] = g.mul_(grad_loss).to(dtype)
         return grads[0], grads[1], grads[2], None, None, None
@@ -272,9 +283,7 @@ def linear_cross_entropy(
         compile_block: run each block through ``torch.compile`` (one graph per block shape).
     """
     if hidden.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"hidden {tuple(hidden.shape)} must be targets' shape {tuple(targets.shape)} plus d_model."
-        )
+        raise ValueError(f"hidden {tuple(hidden.shape)} must be targets' shape {tuple(targets.shape)} plus d_model.")
     if hidden.shape[-1] != weight.shape[1]:
         raise ValueError(f"hidden has d_model {hidden.shape[-1]} but the head weight is {tuple(weight.shape)}.")
     if token_weights is not None and token_weights.shape != targets.shape:
@@ -292,9 +301,7 @@ def linear_cross_entropy(
         "matmul_dtype": _matmul_dtype(hidden.device.type, weight.dtype),
         "compile_block": compile_block,
     }
-    wants_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (hidden, weight, bias)
-    )
+    wants_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
     with torch.autocast(hidden.device.type, enabled=False):
         if wants_grad:
             loss, nll = _LinearCrossEntropy.apply(flat_hidden, weight, bias, flat_targets, flat_weights, options)
@@ -322,9 +329,14 @@ def scored_linear_cross_entropy(
     """
     flat = scored.reshape(-1)
     loss, nll_scored = linear_cross_entropy(
-        hidden.reshape(-1, hidden.shape[-1])[flat], head.weight, targets.reshape(-1)[flat], bias=head.bias,
+        hidden.reshape(-1, hidden.shape[-1])[flat],
+        head.weight,
+        targets.reshape(-1)[flat],
+        bias=head.bias,
         token_weights=None if token_weights is None else token_weights.reshape(-1)[flat],
-        excluded_class=excluded_class, chunk_size=chunk_size, compile_block=compile_block,
+        excluded_class=excluded_class,
+        chunk_size=chunk_size,
+        compile_block=compile_block,
     )
     nll = torch.zeros(scored.shape, dtype=nll_scored.dtype, device=nll_scored.device)
     return loss, nll.masked_scatter_(scored, nll_scored)

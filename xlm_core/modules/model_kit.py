@@ -31,8 +31,13 @@ def validate_model_config(
     mask_idx: int | None = None,
 ) -> None:
     """Reject inconsistent constructor arguments of a rotary Transformer with a message that says what to change."""
-    for name, value in (("num_embeddings", num_embeddings), ("d_model", d_model),
-                        ("num_layers", num_layers), ("nhead", nhead), ("max_length", max_length)):
+    for name, value in (
+        ("num_embeddings", num_embeddings),
+        ("d_model", d_model),
+        ("num_layers", num_layers),
+        ("nhead", nhead),
+        ("max_length", max_length),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
     if d_model % nhead != 0:

@@ -44,8 +44,11 @@ def neighbour_mixing_mode(
     else:
         mode = value
     if mode is not None and (mode not in NEIGHBOUR_MIXING_MODES or mode not in allowed):
-        causal_hint = (" (bidirectional mixing lets each token see the next one, which a causal model must not)"
-                       if mode == "bidirectional" else "")
+        causal_hint = (
+            " (bidirectional mixing lets each token see the next one, which a causal model must not)"
+            if mode == "bidirectional"
+            else ""
+        )
         raise ValueError(
             f"neighbour_mixing={value!r} is not supported by {family}{causal_hint}; use one of {', '.join(allowed)}."
         )
@@ -82,8 +85,9 @@ class StateCache(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("h", torch.zeros(batch_size, max_seq_length, dim, device=device, dtype=dtype),
-                             persistent=False)
+        self.register_buffer(
+            "h", torch.zeros(batch_size, max_seq_length, dim, device=device, dtype=dtype), persistent=False
+        )
         self.length = 0
 
     def update(self, h_new: Float[TT, "batch t_new dim"]) -> Float[TT, "batch total dim"]:
@@ -172,16 +176,25 @@ class NeighbourMixing(nn.Module):
         return h + self.prev(before * ok.unsqueeze(-1).to(h.dtype))
 
     def set_cache(
-        self, batch_size: int, max_seq_length: int, device: torch.device | str | None = None,
+        self,
+        batch_size: int,
+        max_seq_length: int,
+        device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         """Allocate the previous-token state cache (causal form only; replaces any old one)."""
         if self.mode != "causal":
-            raise ValueError("only causal neighbour mixing can decode incrementally; bidirectional mixing reads "
-                             "the next token, which a KV-cache step has not seen yet.")
-        self.cache = StateCache(batch_size, max_seq_length, self.prev.in_features,
-                                device=device if device is not None else self.prev.weight.device,
-                                dtype=dtype if dtype is not None else self.prev.weight.dtype)
+            raise ValueError(
+                "only causal neighbour mixing can decode incrementally; bidirectional mixing reads "
+                "the next token, which a KV-cache step has not seen yet."
+            )
+        self.cache = StateCache(
+            batch_size,
+            max_seq_length,
+            self.prev.in_features,
+            device=device if device is not None else self.prev.weight.device,
+            dtype=dtype if dtype is not None else self.prev.weight.dtype,
+        )
 
     def clear_cache(self) -> None:
         """Drop the state cache; calls go back to whole sequences."""

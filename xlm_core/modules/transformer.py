@@ -27,9 +27,7 @@ __all__ = [
 ACTIVATIONS = ("relu", "gelu")
 
 
-def causal_mask(
-    query_len: int, key_len: int, device: torch.device | None = None
-) -> Bool[TT, "query_len key_len"]:
+def causal_mask(query_len: int, key_len: int, device: torch.device | None = None) -> Bool[TT, "query_len key_len"]:
     """Query ``i`` (at absolute slot ``key_len - query_len + i``) may see keys up to its own slot."""
     offset = key_len - query_len
     q_slots = torch.arange(query_len, device=device).unsqueeze(1) + offset  # (Lq, 1)
@@ -187,7 +185,9 @@ class RotaryTransformerLayer(nn.Module):
             k, v = k.to(q.dtype), v.to(q.dtype)
         with self._sdpa_backends(q, static=cache_slot is not None):
             y = F.scaled_dot_product_attention(
-                q, k, v,
+                q,
+                k,
+                v,
                 attn_mask=attn_mask,
                 dropout_p=self.dropout if self.training else 0.0,
                 is_causal=is_causal and attn_mask is None,

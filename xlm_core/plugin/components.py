@@ -107,8 +107,14 @@ class FamilyComponents:
     exporters: Mapping[str, Component] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Component]:
-        yield from (*self.models, *self.losses, *self.collators, *self.predictors, *self.metrics,
-                    *self.exporters.values())
+        yield from (
+            *self.models,
+            *self.losses,
+            *self.collators,
+            *self.predictors,
+            *self.metrics,
+            *self.exporters.values(),
+        )
 
     def __bool__(self) -> bool:
         return any(True for _ in self)
@@ -175,12 +181,15 @@ def _check_protocol(cls: type, protocol: type, what: str) -> None:
     for name, spec in protocol_methods(protocol).items():
         impl_name = "forward" if name == "__call__" and issubclass(cls, torch.nn.Module) else name
         if not _defines(cls, impl_name):
-            raise ValueError(f"{what} {qualified_name(cls)} does not satisfy {protocol.__name__}: it has no "
-                             f"{impl_name}(); add it")
+            raise ValueError(
+                f"{what} {qualified_name(cls)} does not satisfy {protocol.__name__}: it has no {impl_name}(); add it"
+            )
         n = _positional_count(spec)
         if not _accepts_positional(getattr(cls, impl_name), n, bound=False):
-            raise ValueError(f"{what} {qualified_name(cls)}.{impl_name} does not take the {n} positional argument(s) "
-                             f"of {protocol.__name__}.{name}{inspect.signature(spec)}; match that signature")
+            raise ValueError(
+                f"{what} {qualified_name(cls)}.{impl_name} does not take the {n} positional argument(s) "
+                f"of {protocol.__name__}.{name}{inspect.signature(spec)}; match that signature"
+            )
 
 
 def _as_component(item: Any, kind: str) -> Component:
@@ -214,8 +223,9 @@ def _validate_class(c: Component, protocol_name: str) -> None:
 def _validate_collator(c: Component) -> None:
     _validate_class(c, "Collator")
     if c.role not in COLLATOR_ROLES:
-        raise ValueError(f"collator {c.target}: role={c.role!r}; give one of {', '.join(COLLATOR_ROLES)} "
-                         "(Component(cls, role=...))")
+        raise ValueError(
+            f"collator {c.target}: role={c.role!r}; give one of {', '.join(COLLATOR_ROLES)} (Component(cls, role=...))"
+        )
 
 
 def _validate_metric(c: Component) -> None:
@@ -265,5 +275,7 @@ def validate_components(
             raise ValueError(f"exporter {fmt!r} ({c.target}) is not callable")
     for c in out:
         if c.tiny is not None and not (callable(c.tiny) or isinstance(c.tiny, Mapping)):
-            raise ValueError(f"{c.kind} {c.target}: tiny must be a dict of kwargs or a factory, got {type(c.tiny).__name__}")
+            raise ValueError(
+                f"{c.kind} {c.target}: tiny must be a dict of kwargs or a factory, got {type(c.tiny).__name__}"
+            )
     return out

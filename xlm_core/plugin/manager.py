@@ -137,8 +137,10 @@ class FamilyRegistry:
         if self.errors:
             text += "; broken plugins: " + "; ".join(str(e) for e in self.errors)
         if not self.families:
-            text += (" (install a family distribution, e.g. `pip install -e xlm_plugins/arlm` from a checkout "
-                     "of xlm or a family's wheel; `xlm families` lists them)")
+            text += (
+                " (install a family distribution, e.g. `pip install -e xlm_plugins/arlm` from a checkout "
+                "of xlm or a family's wheel; `xlm families` lists them)"
+            )
         return text
 
 
@@ -205,9 +207,7 @@ def _as_directory(config_dir: Any) -> Path:
             "importlib.resources.files('<your package>') / 'configs' from a package installed "
             "as plain files (not a zip)"
         )
-    raise ValueError(
-        f"config dir must be a str, os.PathLike or importlib Traversable, got {type(config_dir).__name__}"
-    )
+    raise ValueError(f"config dir must be a str, os.PathLike or importlib Traversable, got {type(config_dir).__name__}")
 
 
 def _experiments(config_dir: Path) -> tuple[str, ...]:
@@ -221,8 +221,7 @@ def _validate_family(name: Any, config_dir: Any, description: Any) -> tuple[str,
     """Check one ``register(...)`` call; returns normalised values or raises ValueError."""
     if not isinstance(name, str) or not _FAMILY_NAME.match(name):
         raise ValueError(
-            f"invalid family name {name!r}: use letters, digits, '_', '-' or '.', starting with a "
-            "letter, digit or '_'"
+            f"invalid family name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter, digit or '_'"
         )
     if not isinstance(description, str):
         raise ValueError(f"family '{name}': description must be a str, got {type(description).__name__}")
@@ -276,8 +275,14 @@ def load_families(
 
         pending: list[FamilyInfo] = []
 
-        def register(name: Any, config_dir: Any, description: Any = "", api_version: Any = None, names: Any = None,
-                     **components: Any) -> None:
+        def register(
+            name: Any,
+            config_dir: Any,
+            description: Any = "",
+            api_version: Any = None,
+            names: Any = None,
+            **components: Any,
+        ) -> None:
             """The callback handed to ``register_families``: validates and records one family.
 
             ``name`` (str), ``config_dir`` (str, path or Traversable), ``description`` (str) and
@@ -287,6 +292,7 @@ def load_families(
             predictions (``xlm_core.plugin.names.FamilyNames``; default: today's names).
             ``components``: model_protocol, models, losses, collators, predictors, metrics, exporters
             (see ``xlm_core.plugin.components``).
+            The hook runs inside this loop iteration, so the loop variables it reads are the current ones.
             """
             try:
                 fam_name, path, desc = _validate_family(name, config_dir, description)
@@ -298,27 +304,31 @@ def load_families(
                 try:
                     declared = as_family_names(names, fam_name)
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(str(exc) if str(exc).startswith("family") else f"family '{fam_name}': {exc}") from None
+                    raise ValueError(
+                        str(exc) if str(exc).startswith("family") else f"family '{fam_name}': {exc}"
+                    ) from None
                 unknown = sorted(set(components) - _COMPONENT_ARGS)
                 if unknown:
-                    raise ValueError(f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
-                                     f"it takes name, config_dir, description, api_version, names and the components "
-                                     f"{', '.join(sorted(_COMPONENT_ARGS))}")
+                    raise ValueError(
+                        f"family '{fam_name}': register() got unknown argument(s) {unknown}; "
+                        f"it takes name, config_dir, description, api_version, names and the components "
+                        f"{', '.join(sorted(_COMPONENT_ARGS))}"
+                    )
                 try:
                     registered = validate_components(**components)
                 except ValueError as exc:
                     raise ValueError(f"family '{fam_name}': {exc}") from None
             except ValueError as exc:
-                errors.append(fail(str(exc)))
+                errors.append(fail(str(exc)))  # noqa: B023
                 return
-            pending.append(
+            pending.append(  # noqa: B023
                 FamilyInfo(
                     name=fam_name,
-                    distribution=source.distribution,
-                    version=source.version,
+                    distribution=source.distribution,  # noqa: B023
+                    version=source.version,  # noqa: B023
                     config_dir=path,
                     description=desc,
-                    plugin=source.name,
+                    plugin=source.name,  # noqa: B023
                     experiments=_experiments(path),
                     components=registered,
                     names=declared,

@@ -53,8 +53,12 @@ class FamilyNames:
     count_tokens: TokenCounter | None = None
 
     def __post_init__(self) -> None:
-        keys = {"token_key": self.token_key, "mask_key": self.mask_key, "target_key": self.target_key,
-                "predicted_ids_key": self.predicted_ids_key}
+        keys = {
+            "token_key": self.token_key,
+            "mask_key": self.mask_key,
+            "target_key": self.target_key,
+            "predicted_ids_key": self.predicted_ids_key,
+        }
         for field_name, value in keys.items():
             if not isinstance(value, str) or not value:
                 raise ValueError(f"FamilyNames({field_name}={value!r}): give the key as a non-empty str")
@@ -95,8 +99,10 @@ def as_family_names(value: Any, family: str) -> FamilyNames:
         known = {f.name for f in fields(FamilyNames)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"family '{family}': names has unknown field(s) {unknown}; FamilyNames has "
-                             f"{', '.join(sorted(known))}")
+            raise ValueError(
+                f"family '{family}': names has unknown field(s) {unknown}; FamilyNames has {', '.join(sorted(known))}"
+            )
         return FamilyNames(**value)
-    raise ValueError(f"family '{family}': names={value!r}; pass xlm_core.plugin.names.FamilyNames(...) "
-                     "(or a dict of its fields)")
+    raise ValueError(
+        f"family '{family}': names={value!r}; pass xlm_core.plugin.names.FamilyNames(...) (or a dict of its fields)"
+    )

@@ -51,9 +51,7 @@ class Tokenizer(Protocol):
 
     def encode(self, text: str, add_special_tokens: bool = True, **kwargs: Any) -> list[int]: ...
 
-    def decode(
-        self, token_ids: Sequence[int] | TT, skip_special_tokens: bool = False, **kwargs: Any
-    ) -> str: ...
+    def decode(self, token_ids: Sequence[int] | TT, skip_special_tokens: bool = False, **kwargs: Any) -> str: ...
 
     def batch_decode(
         self, sequences: Sequence[Sequence[int]] | TT, skip_special_tokens: bool = False, **kwargs: Any

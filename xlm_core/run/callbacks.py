@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -29,8 +30,9 @@ class FinalValidation(L.Callback):
     and a validation run afterwards never reaches the checkpoint callbacks (best.ckpt goes stale).
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
 
@@ -119,8 +121,9 @@ class GracefulInterrupt(L.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handler) for signum in _STOP_SIGNALS}
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
         if not stepped:  # mid gradient-accumulation: stop only where an optimizer step just ended
             return

@@ -19,8 +19,9 @@ class LastCheckpoint(ModelCheckpoint):
     step (``max_steps``), saved at the batch end like the others so a rerun with a larger max_steps
     resumes exactly where this one stopped."""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         final = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
         if final and self.save_last and self._last_global_step_saved != trainer.global_step:

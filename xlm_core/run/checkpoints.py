@@ -17,8 +17,9 @@ import logging
 import pickle
 import re
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 from lightning.fabric.utilities.types import _PATH
@@ -67,8 +68,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
-            raise CheckpointError(f"no space left to save checkpoint {path} ({exc.strerror}); the previous checkpoint "
-                                  "there is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume") from exc
+            raise CheckpointError(
+                f"no space left to save checkpoint {path} ({exc.strerror}); the previous checkpoint "
+                "there is intact: free space (or set paths.runs_dir elsewhere) and rerun to resume"
+            ) from exc
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -170,8 +173,16 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], se
     """
     diffs: list[str] = []
     for section in sections:
-        old = flatten(stored.get(section) or {}, section) if isinstance(stored.get(section), dict) else {section: stored.get(section)}
-        new = flatten(current.get(section) or {}, section) if isinstance(current.get(section), dict) else {section: current.get(section)}
+        old = (
+            flatten(stored.get(section) or {}, section)
+            if isinstance(stored.get(section), dict)
+            else {section: stored.get(section)}
+        )
+        new = (
+            flatten(current.get(section) or {}, section)
+            if isinstance(current.get(section), dict)
+            else {section: current.get(section)}
+        )
         defaults: dict[str, Any] | None = None
         for key in sorted(set(old) | set(new)):
             a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
@@ -189,8 +200,9 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], se
 def has_finite_weights(path: str | Path) -> bool:
     """True when every floating-point tensor of the checkpoint's ``state_dict`` is finite (no NaN / Inf)."""
     state = load_checkpoint(path).get("state_dict") or {}
-    return all(bool(torch.isfinite(t).all()) for t in state.values()
-               if isinstance(t, torch.Tensor) and t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all()) for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()
+    )
 
 
 def last_finite_checkpoint(ckpt_dir: Path, before_step: int) -> tuple[Path, int] | None:

@@ -77,8 +77,9 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
-def write_jsonl(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]],
-                default: Callable[[Any], Any] = json_default) -> Path:
+def write_jsonl(
+    path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], default: Callable[[Any], Any] = json_default
+) -> Path:
     """Replace ``path`` with one JSON object per line, atomically (never appending)."""
     with atomic_writer(path) as f:
         for row in rows:

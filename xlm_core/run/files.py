@@ -30,8 +30,18 @@ from xlm_core.errors import UsageError
 from xlm_core.run.fileio import atomic_write_json, atomic_write_text, write_jsonl
 from xlm_core.run.names import check_job_name, check_run_dir
 
-__all__ = ["run_dir_of", "predictions_path", "job_output_dir", "removed_on_failure", "write_jsonl", "config_yaml",
-           "save_run_config", "read_metrics_json", "update_metrics_json", "scalar_metrics"]
+__all__ = [
+    "run_dir_of",
+    "predictions_path",
+    "job_output_dir",
+    "removed_on_failure",
+    "write_jsonl",
+    "config_yaml",
+    "save_run_config",
+    "read_metrics_json",
+    "update_metrics_json",
+    "scalar_metrics",
+]
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -72,8 +82,9 @@ def job_output_dir(run_dir: Path, job: str, label: str, create: bool = True) -> 
 
 
 @contextlib.contextmanager
-def removed_on_failure(path: Path, keep: tuple[str, ...] | None = ("config.yaml",),
-                       parent: bool = True) -> Iterator[Path]:
+def removed_on_failure(
+    path: Path, keep: tuple[str, ...] | None = ("config.yaml",), parent: bool = True
+) -> Iterator[Path]:
     """Yield ``path`` (a job's own output directory); if the job fails, remove it when it holds nothing but
     the ``keep`` files and empty directories (``keep=None``: whatever it holds), and (``parent``) its parent
     when that is left empty, so a failed eval, generate or export leaves no directory that looks like a result."""

@@ -54,8 +54,21 @@ __all__ = [
 
 DEFAULT_AGGREGATE = ("seed",)
 # Settings that say where or how a job ran, not what was trained (prefix match on the dotted key).
-DEFAULT_IGNORE = ("paths.", "hydra.", "job_type", "eval.", "generate.", "export.", "resume", "overwrite",
-                  "allow_config_mismatch", "progress_every_n_steps", "summary_samples", "logger.", "callbacks.")
+DEFAULT_IGNORE = (
+    "paths.",
+    "hydra.",
+    "job_type",
+    "eval.",
+    "generate.",
+    "export.",
+    "resume",
+    "overwrite",
+    "allow_config_mismatch",
+    "progress_every_n_steps",
+    "summary_samples",
+    "logger.",
+    "callbacks.",
+)
 REPORT_MARKER = "report.json"  # a folder holding it is a report's output, not a run
 UNSET = "<unset>"
 _MAX_DEPTH = 6
@@ -129,8 +142,10 @@ class Report:
             "aggregate_keys": self.aggregate_keys,
             "aliases": self.aliases,
             "metrics": self.metrics,
-            "groups": [{"settings": g.settings, "runs": g.paths, "metrics": {m: stats(s) for m, s in g.stats.items()}}
-                       for g in self.groups],
+            "groups": [
+                {"settings": g.settings, "runs": g.paths, "metrics": {m: stats(s) for m, s in g.stats.items()}}
+                for g in self.groups
+            ],
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
             "selection": self.selection,
         }
@@ -177,7 +192,9 @@ def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
         matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if glob.has_magic(text) else [Path(text)]
         matches = [m for m in matches if m.is_dir()]
         if not matches:
-            problems.append(Problem(text, "no such directory" if not glob.has_magic(text) else "the pattern matched no directory"))
+            problems.append(
+                Problem(text, "no such directory" if not glob.has_magic(text) else "the pattern matched no directory")
+            )
         for match in matches:
             walk(match, 0)
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -241,8 +258,11 @@ def _last_error(run_dir: Path) -> str:
     logs = sorted([*run_dir.glob("logs/*.log"), *run_dir.glob("*.log")], key=lambda p: p.stat().st_mtime)
     for log in reversed(logs):
         with contextlib.suppress(OSError):
-            lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
-                     if "error" in ln.lower() or "exception" in ln.lower()]
+            lines = [
+                ln.strip()
+                for ln in log.read_text(errors="replace").splitlines()
+                if "error" in ln.lower() or "exception" in ln.lower()
+            ]
             if lines:
                 return lines[-1][:300]
     return ""
@@ -252,7 +272,9 @@ def _ignored(key: str, ignore: Sequence[str]) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".") for p in ignore)
 
 
-def load_records(run_dirs: Iterable[Path], ignore: Sequence[str] = DEFAULT_IGNORE) -> tuple[list[Record], list[Problem]]:
+def load_records(
+    run_dirs: Iterable[Path], ignore: Sequence[str] = DEFAULT_IGNORE
+) -> tuple[list[Record], list[Problem]]:
     """The records of ``run_dirs`` (see module docstring) and the runs that cannot contribute, with the reason."""
     records: list[Record] = []
     problems: list[Problem] = []
@@ -273,11 +295,19 @@ def load_records(run_dirs: Iterable[Path], ignore: Sequence[str] = DEFAULT_IGNOR
             problems.append(Problem(where, "incomplete: no metrics.json" + (f" ({error})" if error else "")))
             continue
         step, max_steps = metrics.get("step"), flat.get("trainer.max_steps")
-        if (isinstance(step, (int, float)) and isinstance(max_steps, int) and max_steps > 0 and step < max_steps
-                and flat.get("job_type", "train") == "train"):
+        if (
+            isinstance(step, (int, float))
+            and isinstance(max_steps, int)
+            and max_steps > 0
+            and step < max_steps
+            and flat.get("job_type", "train") == "train"
+        ):
             error = _last_error(run_dir)
-            problems.append(Problem(where, f"incomplete: stopped at step {int(step)} of {max_steps}"
-                                           + (f" ({error})" if error else "")))
+            problems.append(
+                Problem(
+                    where, f"incomplete: stopped at step {int(step)} of {max_steps}" + (f" ({error})" if error else "")
+                )
+            )
             continue
         base = Record(run_dir, flat, _scalars(metrics))
         records.append(base)
@@ -292,14 +322,23 @@ def _eval_records(run_dir: Path, base: Record, ignore: Sequence[str], problems: 
         metrics = _read_json(eval_dir / "metrics.json")
         config = _read_yaml(eval_dir / "config.yaml")
         if metrics is None or config is None:
-            problems.append(Problem(str(eval_dir), "incomplete evaluation: no metrics.json" if config is not None
-                                    else "incomplete evaluation: no config.yaml"))
+            problems.append(
+                Problem(
+                    str(eval_dir),
+                    "incomplete evaluation: no metrics.json"
+                    if config is not None
+                    else "incomplete evaluation: no config.yaml",
+                )
+            )
             continue
         flat = _flat_config(config)
-        differs = tuple(sorted(
-            (k, flat.get(k, UNSET)) for k in set(flat) | set(base.config)
-            if not _ignored(k, ignore) and flat.get(k, UNSET) != base.config.get(k, UNSET)
-        ))
+        differs = tuple(
+            sorted(
+                (k, flat.get(k, UNSET))
+                for k in set(flat) | set(base.config)
+                if not _ignored(k, ignore) and flat.get(k, UNSET) != base.config.get(k, UNSET)
+            )
+        )
         values = {k: v for k, v in _scalars(metrics).items() if k != "step"}
         if not differs:
             base.metrics.update(values)  # later evaluations of the same split replace earlier ones
@@ -334,8 +373,13 @@ def _names_its_run(records: Sequence[Record], key: str) -> bool:
 
 def _varying_keys(records: Sequence[Record], ignore: Sequence[str]) -> list[str]:
     keys = sorted({k for r in records for k in r.config})
-    return [k for k in keys if not _ignored(k, ignore)
-            and len({_sortable(r.config.get(k, UNSET)) for r in records}) > 1 and not _names_its_run(records, k)]
+    return [
+        k
+        for k in keys
+        if not _ignored(k, ignore)
+        and len({_sortable(r.config.get(k, UNSET)) for r in records}) > 1
+        and not _names_its_run(records, k)
+    ]
 
 
 def _shortest(keys: Iterable[str]) -> str:
@@ -408,13 +452,18 @@ def build_report(
                 if value is None and not _expected(r, name):
                     continue  # an evaluation-only row has no metrics of the other splits
                 if value is None or math.isnan(value):
-                    problems.append(Problem(str(r.path), f"missing metric {name}" if value is None else f"{name} is NaN"))
+                    problems.append(
+                        Problem(str(r.path), f"missing metric {name}" if value is None else f"{name} is NaN")
+                    )
                 else:
                     vals.append(value)
             if vals:
                 stats[name] = Stats.of(vals)
-        groups.append(Group(dict(zip(keys, (members[0].config.get(k, UNSET) for k in keys))), [str(r.path) for r in members],
-                            stats))
+        groups.append(
+            Group(
+                dict(zip(keys, (members[0].config.get(k, UNSET) for k in keys))), [str(r.path) for r in members], stats
+            )
+        )
     report = Report(keys, list(aggregate), names, groups, _dedupe(problems), aliases)
     if select is not None:
         report.selection = _select(report, select, by or (names[0] if names else ""), mode)
@@ -439,8 +488,10 @@ def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
 def _select(report: Report, key: str, metric: str, mode: str) -> dict[str, Any]:
     """For each combination of the other group keys, the group whose ``metric`` mean is best over ``key``'s values."""
     if key not in report.group_keys:
-        raise ValueError(f"--select {key}: not one of the group keys ({', '.join(report.group_keys) or 'none'}); "
-                         "name a setting that differs between the runs")
+        raise ValueError(
+            f"--select {key}: not one of the group keys ({', '.join(report.group_keys) or 'none'}); "
+            "name a setting that differs between the runs"
+        )
     if mode not in ("max", "min"):
         raise ValueError(f"--mode {mode!r}: use max or min")
     others = [k for k in report.group_keys if k != key]
@@ -450,12 +501,22 @@ def _select(report: Report, key: str, metric: str, mode: str) -> dict[str, Any]:
             continue
         slot = tuple(_sortable(g.settings[k]) for k in others)
         current = best.get(slot)
-        better = (current is None or (g.stats[metric].mean > current.stats[metric].mean if mode == "max"
-                                      else g.stats[metric].mean < current.stats[metric].mean))
+        better = current is None or (
+            g.stats[metric].mean > current.stats[metric].mean
+            if mode == "max"
+            else g.stats[metric].mean < current.stats[metric].mean
+        )
         if better:
             best[slot] = g
-    rows = [{"settings": {k: g.settings[k] for k in others}, key: g.settings[key], "mean": g.stats[metric].mean,
-             "n": g.stats[metric].n} for _, g in sorted(best.items(), key=lambda kv: tuple(str(v) for v in kv[0]))]
+    rows = [
+        {
+            "settings": {k: g.settings[k] for k in others},
+            key: g.settings[key],
+            "mean": g.stats[metric].mean,
+            "n": g.stats[metric].n,
+        }
+        for _, g in sorted(best.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
+    ]
     return {"key": key, "by": metric, "mode": mode, "rows": rows}
 
 
@@ -482,8 +543,10 @@ def format_markdown(report: Report) -> str:
     if report.command:
         out.write(f"`{report.command}`\n\n")
     agg = ", ".join(report.aggregate_keys) or "nothing"
-    out.write(f"Grouped by: {', '.join(report.group_keys) or '(all runs in one group)'}; aggregated over: {agg}. "
-              "Cells: mean ± sample std [min–max]; n = runs with the metric.\n\n")
+    out.write(
+        f"Grouped by: {', '.join(report.group_keys) or '(all runs in one group)'}; aggregated over: {agg}. "
+        "Cells: mean ± sample std [min–max]; n = runs with the metric.\n\n"
+    )
     header = [*report.group_keys, "runs", *[f"{m} (n)" for m in report.metrics]]
     out.write("| " + " | ".join(header) + " |\n")
     out.write("|" + "---|" * len(header) + "\n")
@@ -502,7 +565,9 @@ def format_markdown(report: Report) -> str:
     if report.aliases:
         out.write("\n## Settings that vary together (shown once)\n\n")
         for head, others in sorted(report.aliases.items()):
-            shown = ", ".join(others[:6]) + (f" and {len(others) - 6} more (report.json lists them)" if len(others) > 6 else "")
+            shown = ", ".join(others[:6]) + (
+                f" and {len(others) - 6} more (report.json lists them)" if len(others) > 6 else ""
+            )
             out.write(f"- {head}: also {shown}\n")
     out.write(f"\n## Runs left out or incomplete ({len(report.problems)})\n\n")
     if not report.problems:
@@ -515,7 +580,9 @@ def format_markdown(report: Report) -> str:
 def _csv(report: Report) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([*report.group_keys, "runs", *[f"{m}:{s}" for m in report.metrics for s in ("mean", "std", "min", "max", "n")]])
+    writer.writerow(
+        [*report.group_keys, "runs", *[f"{m}:{s}" for m in report.metrics for s in ("mean", "std", "min", "max", "n")]]
+    )
     for g in report.groups:
         row: list[Any] = [g.settings[k] for k in report.group_keys] + [len(g.paths)]
         for m in report.metrics:
@@ -544,8 +611,10 @@ def _plot(report: Report, path: Path) -> Path | None:
     x = list(range(len(report.groups)))
     for ax, metric in zip(axes[:, 0], report.metrics):
         means = [g.stats[metric].mean if metric in g.stats else math.nan for g in report.groups]
-        stds = [0.0 if metric not in g.stats or math.isnan(g.stats[metric].std) else g.stats[metric].std
-                for g in report.groups]
+        stds = [
+            0.0 if metric not in g.stats or math.isnan(g.stats[metric].std) else g.stats[metric].std
+            for g in report.groups
+        ]
         ax.bar(x, means, yerr=stds, capsize=4, color="#8fb3d9", edgecolor="#345", zorder=1)
         for i, g in enumerate(report.groups):
             if metric in g.stats:

@@ -25,8 +25,7 @@ from xlm_core.errors import UsageError
 from xlm_core.run.fileio import unused_path
 from xlm_core.training.settings import RunSettings
 
-__all__ = ["check_monitor_unchanged", "data_order_notes", "warmup_note", "ApplyOptimizerSettings",
-           "optimizer_changes"]
+__all__ = ["check_monitor_unchanged", "data_order_notes", "warmup_note", "ApplyOptimizerSettings", "optimizer_changes"]
 
 # Settings the data order of a resumed run depends on (ResumeDataOrder replays the batches already seen).
 _DATA_ORDER_KEYS = ("seed", "per_device_batch_size", "global_batch_size", "trainer.devices", "trainer.num_nodes")
@@ -68,13 +67,18 @@ def check_monitor_unchanged(cfg: DictConfig, stored: Mapping[str, Any], settings
 def data_order_notes(cfg: DictConfig, stored: Mapping[str, Any]) -> list[str]:
     """Notes for settings of the data order that differ from the checkpoint's (seed, batch sizes, processes)."""
     current = to_plain_best_effort(cfg)
-    changed = [f"{key} {_get(stored, key)} -> {_get(current, key)}" for key in _DATA_ORDER_KEYS
-               if _get(stored, key) is not None and _get(stored, key) != _get(current, key)]
+    changed = [
+        f"{key} {_get(stored, key)} -> {_get(current, key)}"
+        for key in _DATA_ORDER_KEYS
+        if _get(stored, key) is not None and _get(stored, key) != _get(current, key)
+    ]
     if not changed:
         return []
-    return [f"resuming with {', '.join(changed)}: from here on the batches differ from those of an uninterrupted run "
-            "(examples of the current epoch may be seen twice or not at all); resume with the checkpoint's values to "
-            "keep the exact data order"]
+    return [
+        f"resuming with {', '.join(changed)}: from here on the batches differ from those of an uninterrupted run "
+        "(examples of the current epoch may be seen twice or not at all); resume with the checkpoint's values to "
+        "keep the exact data order"
+    ]
 
 
 def warmup_note(cfg: DictConfig, max_steps: int | None) -> str | None:
@@ -85,9 +89,11 @@ def warmup_note(cfg: DictConfig, max_steps: int | None) -> str | None:
     steps = int(total) if total not in (None, -1) else max_steps
     if not name or not warmup or steps is None or steps <= 0 or int(warmup) <= steps:
         return None
-    return (f"lr_scheduler.num_warmup_steps={warmup} is longer than the {steps} steps this run trains, so the learning "
-            f"rate never reaches optimizer.lr (it ends at {100 * steps / int(warmup):.0f}% of it); lower "
-            "num_warmup_steps or raise trainer.max_steps")
+    return (
+        f"lr_scheduler.num_warmup_steps={warmup} is longer than the {steps} steps this run trains, so the learning "
+        f"rate never reaches optimizer.lr (it ends at {100 * steps / int(warmup):.0f}% of it); lower "
+        "num_warmup_steps or raise trainer.max_steps"
+    )
 
 
 def optimizer_changes(cfg: DictConfig, stored: Mapping[str, Any]) -> list[str]:
@@ -97,8 +103,11 @@ def optimizer_changes(cfg: DictConfig, stored: Mapping[str, Any]) -> list[str]:
     for section in ("optimizer", "lr_scheduler"):
         old = flatten(stored.get(section) or {}, section)
         new = flatten(current.get(section) or {}, section)
-        out += [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in sorted(set(old) | set(new))
-                if old.get(k, "<unset>") != new.get(k, "<unset>")]
+        out += [
+            f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k, "<unset>") != new.get(k, "<unset>")
+        ]
     return out
 
 

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from xlm_core.errors import UsageError
 
-__all__ = ["TEMPLATE_SUFFIX", "compatible_range", "placeholders", "render_files", "scaffold_family", "validate_family_name"]
+__all__ = [
+    "TEMPLATE_SUFFIX",
+    "compatible_range",
+    "placeholders",
+    "render_files",
+    "scaffold_family",
+    "validate_family_name",
+]
 
 TEMPLATE_SUFFIX = ".tmpl"
 _TEMPLATE_DIR = "template"
@@ -30,8 +37,10 @@ _MAX_NAME = 32
 def validate_family_name(name: str) -> str:
     """``name`` if it can be a family, a package suffix and a distribution suffix; else a UsageError."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > _MAX_NAME:
-        raise UsageError(f"invalid family name {name!r}: use lowercase letters, digits and '_', starting with a "
-                         f"letter, at most {_MAX_NAME} characters (e.g. mylm)")
+        raise UsageError(
+            f"invalid family name {name!r}: use lowercase letters, digits and '_', starting with a "
+            f"letter, at most {_MAX_NAME} characters (e.g. mylm)"
+        )
     if find_spec(f"xlm_{name}") is not None:
         raise UsageError(f"a package named xlm_{name} is already importable here; choose another family name")
     return name
@@ -85,8 +94,10 @@ def render_files(name: str) -> dict[str, str]:
     """Relative path -> contents of every file of the family ``name`` (nothing is written)."""
     values = placeholders(name)
     root = resources.files("xlm_core.scaffold") / _TEMPLATE_DIR
-    return {_fill("/".join(parts), values).removesuffix(TEMPLATE_SUFFIX): _fill(node.read_text("utf-8"), values)
-            for parts, node in _templates(root)}
+    return {
+        _fill("/".join(parts), values).removesuffix(TEMPLATE_SUFFIX): _fill(node.read_text("utf-8"), values)
+        for parts, node in _templates(root)
+    }
 
 
 def scaffold_family(name: str, directory: str | Path | None = None) -> Path:

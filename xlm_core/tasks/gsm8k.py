@@ -33,11 +33,28 @@ DATA_DIR = Path(__file__).with_name("data")
 _GOLD = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 _ANNOTATION = re.compile(r"<<([^<>]*?)=([^<>=]*)>>")
 _NUM = re.compile(r"\d*\.?\d+")
-_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load,
-                  ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd)
-_STOPWORDS = frozenset("""a an the and or of to in on for per at by from with as is are was were be
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+)
+_STOPWORDS = frozenset(
+    """a an the and or of to in on for per at by from with as is are was were be
     more less each that this than so then all which who it its his her their he she they we you
-    our your has have had will would can could""".split())
+    our your has have had will would can could""".split()
+)
 
 
 def shipped_data_path(name: str) -> Path:
@@ -84,8 +101,11 @@ def gsm8k_preprocess_batched_fn(examples: Mapping[str, list], tokenizer: Any, **
     """Batched ``gsm8k_preprocess_fn`` for ``datasets.map(batched=True)``."""
     prompts = [gsm8k_prompt(q) for q in examples["question"]]
     prompt_ids = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-    return {"prompt_ids": prompt_ids, "input_ids": [[] for _ in prompts],
-            "answer": [parse_gsm8k_gold(a) for a in examples["answer"]]}
+    return {
+        "prompt_ids": prompt_ids,
+        "input_ids": [[] for _ in prompts],
+        "answer": [parse_gsm8k_gold(a) for a in examples["answer"]],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,8 +146,7 @@ def _variable_name(after: str, used: set[str], index: int) -> str:
     sentence = re.split(r"\n|\.\s|[.!?]$", after, maxsplit=1)[0]
     words = re.findall(r"[A-Za-z]+", sentence[:60])
     base = next((w.lower() for w in words if len(w) > 2 and w.lower() not in _STOPWORDS), None)
-    if base is None or keyword.iskeyword(base) or base in {"result", "simple_math_problem"} or \
-            hasattr(builtins, base):
+    if base is None or keyword.iskeyword(base) or base in {"result", "simple_math_problem"} or hasattr(builtins, base):
         base = f"step_{index}"
     name, k = base, 2
     while name in used:
@@ -168,7 +187,7 @@ def convert_gsm8k_solution(question: str, answer: str) -> tuple[str | None, str 
             return None, "unparsable_annotation"
         if not all(isinstance(node, _ALLOWED_NODES) for node in ast.walk(tree)):
             return None, "unparsable_annotation"
-        name = _variable_name(answer[m.end():].lstrip("$ 0123456789.,"), used, len(steps) + 1)
+        name = _variable_name(answer[m.end() :].lstrip("$ 0123456789.,"), used, len(steps) + 1)
         steps.append((name, ast.unparse(tree), value))
     if not steps:
         return None, "no_annotations"
@@ -202,8 +221,9 @@ def convert_gsm8k_rows(
         out.append({"question": row["question"], "code": code, "answer": parse_gsm8k_gold(row["answer"])})
     if verify and out:
         mode = resolve_isolation(isolation)
-        results = run_programs([r["code"] for r in out], SandboxLimits(timeout_s=timeout_s),
-                               isolation=mode, num_workers=num_workers)
+        results = run_programs(
+            [r["code"] for r in out], SandboxLimits(timeout_s=timeout_s), isolation=mode, num_workers=num_workers
+        )
         kept = []
         for row, res in zip(out, results):
             pred = normalize_sandbox_value(res.value)[0] if res.ok else None
@@ -222,13 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="GSM8K jsonl with question/answer fields")
     parser.add_argument("--output", required=True, help="output jsonl with question/code/answer")
     parser.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
-    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "namespace", "none"],
-                        help="auto: bwrap or namespace, else an error; none: NO isolation, only when asked for")
+    parser.add_argument(
+        "--isolation",
+        default="auto",
+        choices=["auto", "bwrap", "namespace", "none"],
+        help="auto: bwrap or namespace, else an error; none: NO isolation, only when asked for",
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip executing the programs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    rows, report = convert_gsm8k_rows(read_jsonl(args.input, args.limit), verify=not args.no_verify,
-                                      isolation=args.isolation)
+    rows, report = convert_gsm8k_rows(
+        read_jsonl(args.input, args.limit), verify=not args.no_verify, isolation=args.isolation
+    )
     write_jsonl(args.output, rows)
     print(json.dumps({"input": report.n_input, "converted": report.n_converted, "dropped": report.dropped}))
     return 0

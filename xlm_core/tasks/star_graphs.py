@@ -82,14 +82,10 @@ def generate_star_graph(setting: str | StarGraphSetting, rng: random.Random) -> 
                 f"raise min_path_nodes ({s.min_path_nodes}) or lower min_plan_length."
             )
         # centre index on each path; path 0 keeps at least min_plan_length nodes after it
-        centre_at = [rng.randrange(lengths[0] - s.min_plan_length)] + [
-            rng.randrange(n) for n in lengths[1:]
-        ]
+        centre_at = [rng.randrange(lengths[0] - s.min_plan_length)] + [rng.randrange(n) for n in lengths[1:]]
         labels = rng.sample(range(s.vocab_size), sum(lengths) - (s.num_paths - 1))
         centre, pool = labels[0], iter(labels[1:])
-        paths = [
-            [centre if j == c else next(pool) for j in range(n)] for n, c in zip(lengths, centre_at)
-        ]
+        paths = [[centre if j == c else next(pool) for j in range(n)] for n, c in zip(lengths, centre_at)]
         goal_path = paths[0]
     edges = [[a, b] for p in paths for a, b in zip(p, p[1:])]
     rng.shuffle(edges)
@@ -208,5 +204,7 @@ class StarPathMetrics:
             both_right += first and pred == ref
         if scored == 0:
             return rows, {}
-        return rows, {"first_step_accuracy": first_right / scored,
-                      "exact_match_given_first_step": both_right / first_right if first_right else 0.0}
+        return rows, {
+            "first_step_accuracy": first_right / scored,
+            "exact_match_given_first_step": both_right / first_right if first_right else 0.0,
+        }

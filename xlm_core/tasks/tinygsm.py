@@ -47,8 +47,9 @@ def gold_answers_from_code(
     if not codes:
         return []
     mode = resolve_isolation(isolation)
-    results = run_programs([c.strip() + "\n" for c in codes], SandboxLimits(timeout_s=timeout_s),
-                           isolation=mode, num_workers=num_workers)
+    results = run_programs(
+        [c.strip() + "\n" for c in codes], SandboxLimits(timeout_s=timeout_s), isolation=mode, num_workers=num_workers
+    )
     golds = []
     for res in results:
         value = normalize_sandbox_value(res.value)[0] if res.ok else None
@@ -71,8 +72,12 @@ def tinygsm_pred_preprocess_fn(
 
 
 def tinygsm_pred_preprocess_batched_fn(
-    examples: Mapping[str, list], tokenizer: Any, timeout_s: float = 5.0, isolation: str = "auto",
-    num_workers: int | None = None, **kwargs: Any,
+    examples: Mapping[str, list],
+    tokenizer: Any,
+    timeout_s: float = 5.0,
+    isolation: str = "auto",
+    num_workers: int | None = None,
+    **kwargs: Any,
 ) -> dict[str, list]:
     """Batched prediction preprocessing; the batch's reference programs run concurrently."""
     questions = examples["question"]

@@ -78,8 +78,10 @@ def _collate(s: CollatorSubject) -> dict[str, Any]:
     batch = s.collator(s.raw_examples)
     assert_batch_unchanged(before, s.raw_examples, "raw_examples")
     assert isinstance(batch, dict), f"the collator must return a dict; got {type(batch).__name__}."
-    for key, field_name, what in ((s.names.token_key, "token_key", "token ids"),
-                                  (s.names.mask_key, "mask_key", "key-padding mask")):
+    for key, field_name, what in (
+        (s.names.token_key, "token_key", "token ids"),
+        (s.names.mask_key, "mask_key", "key-padding mask"),
+    ):
         assert isinstance(batch.get(key), torch.Tensor), (
             f"the batch has no tensor {key!r} (keys: {sorted(batch)}); declare the key of the batch's {what} with "
             f"register(..., names=FamilyNames({field_name}=...))."

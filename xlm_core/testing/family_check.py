@@ -22,7 +22,6 @@ from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.kit.positions import positions_from_attention_mask
 from xlm_core.plugin.components import Component
 from xlm_core.plugin.manager import FamilyInfo
-from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_core.testing.collator_checks import CollatorSubject, default_block_size
 from xlm_core.testing.inputs import make_lm_inputs
 from xlm_core.testing.loss_checks import LossSubject
@@ -30,6 +29,7 @@ from xlm_core.testing.model_checks import ModelSubject
 from xlm_core.testing.predictor_checks import PredictorSubject
 from xlm_core.testing.registry import NotApplicable
 from xlm_core.testing.suite import checks_for
+from xlm_core.training.runtime import model_runtime_kwargs
 
 __all__ = ["CheckResult", "check_family", "format_results", "default_run_forward", "example_rows"]
 
@@ -64,8 +64,14 @@ def default_run_forward(model: torch.nn.Module, input_ids: torch.Tensor, attenti
 def _run_forward_fixture(model: torch.nn.Module, component: Component, vocab_size: int, pad: int) -> Callable[..., Any]:
     call = component.run_forward or default_run_forward
 
-    def run_forward(batch_size: int = 2, seq_len: int = 16, partial_mask: bool = False, *,
-                    input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def run_forward(
+        batch_size: int = 2,
+        seq_len: int = 16,
+        partial_mask: bool = False,
+        *,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if input_ids is None or attention_mask is None:
             input_ids, attention_mask = make_lm_inputs(batch_size, seq_len, vocab_size, partial_mask, pad_token_id=pad)
         return call(model, input_ids, attention_mask)
@@ -93,8 +99,9 @@ def _build(component: Component, **runtime: Any) -> Any:
         return component.build(**runtime)
     except Exception as exc:  # the family's constructor may raise anything
         hint = "" if component.tiny is not None else " (register it as Component(cls, tiny={...small kwargs...}))"
-        raise _BuildError(f"could not build a small {component.kind} {component.target}: "
-                          f"{type(exc).__name__}: {exc}{hint}") from exc
+        raise _BuildError(
+            f"could not build a small {component.kind} {component.target}: {type(exc).__name__}: {exc}{hint}"
+        ) from exc
 
 
 def _first(components: tuple[Component, ...] | list[Component], what: str) -> Component:
@@ -128,36 +135,51 @@ class _Context:
                 except _BuildError:
                     raise
                 except Exception as exc:
-                    raise _BuildError(f"collator {found[0].target} failed on example rows: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                    raise _BuildError(
+                        f"collator {found[0].target} failed on example rows: {type(exc).__name__}: {exc}"
+                    ) from exc
         raise _BuildError(f"the family registers no collator with role {' or '.join(roles)} to make a batch")
 
     def subjects(self) -> Iterator[tuple[str, Component, Callable[[], Any], frozenset[str]]]:
         """``(kind, component, make_subject, capabilities)`` for every registered component."""
         comps = self.family.components
         for c in comps.models:
+
             def model_subject(c: Component = c) -> ModelSubject:
                 model = self.model(c)
                 pad = self.tokenizer.pad_token_id
-                return ModelSubject(model, _run_forward_fixture(model, c, self.vocab_size, pad), self.vocab_size,
-                                    pad_token_id=pad)
+                return ModelSubject(
+                    model, _run_forward_fixture(model, c, self.vocab_size, pad), self.vocab_size, pad_token_id=pad
+                )
+
             yield "model", c, model_subject, c.capabilities
         for c in comps.losses:
+
             def loss_subject(c: Component = c) -> LossSubject:
                 loss_fn = _build(c, model=self.model(), tokenizer=self.tokenizer)
                 return LossSubject(loss_fn, self.batch(("seq2seq", "lm")), self.vocab_size, names=self.names)
+
             yield "loss", c, loss_subject, frozenset()
         for c in comps.collators:
+
             def collator_subject(c: Component = c) -> CollatorSubject:
                 collator = self.collator(c)
-                return CollatorSubject(collator, example_rows(self.tokenizer, c.role or "lm"),
-                                       default_block_size(collator), vocab_size=self.vocab_size, role=c.role,
-                                       names=self.names)
+                return CollatorSubject(
+                    collator,
+                    example_rows(self.tokenizer, c.role or "lm"),
+                    default_block_size(collator),
+                    vocab_size=self.vocab_size,
+                    role=c.role,
+                    names=self.names,
+                )
+
             yield "collator", c, collator_subject, frozenset()
         for c in comps.predictors:
+
             def predictor_subject(c: Component = c) -> PredictorSubject:
                 predictor = _build(c, model=self.model(), tokenizer=self.tokenizer)
                 return PredictorSubject(predictor, self.batch(("prediction",)), self.vocab_size, names=self.names)
+
             yield "predictor", c, predictor_subject, frozenset()
 
 
@@ -184,23 +206,37 @@ def _config_results(family: FamilyInfo, families: dict[str, FamilyInfo]) -> Iter
         try:
             cfg = compose_config(family, [f"experiment={experiment}"])
         except Exception as exc:  # Hydra composition errors of the family's own configs
-            yield CheckResult("config", f"experiment={experiment}", "check_experiment_composes", "failed",
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            yield CheckResult(
+                "config",
+                f"experiment={experiment}",
+                "check_experiment_composes",
+                "failed",
+                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+            )
             continue
         errors, notes = check_component_targets(cfg, family, families)
         status: Status = "failed" if errors else "passed"
-        yield CheckResult("config", f"experiment={experiment}", "check_experiment_targets", status,
-                          "; ".join(errors or notes))
+        yield CheckResult(
+            "config", f"experiment={experiment}", "check_experiment_targets", status, "; ".join(errors or notes)
+        )
 
 
-def check_family(family: FamilyInfo, families: dict[str, FamilyInfo] | None = None,
-                 configs: bool = True) -> list[CheckResult]:
+def check_family(
+    family: FamilyInfo, families: dict[str, FamilyInfo] | None = None, configs: bool = True
+) -> list[CheckResult]:
     """Run every applicable check on every registered component of ``family`` (and its experiments)."""
     results: list[CheckResult] = []
     if not family.components:
-        return [CheckResult("family", family.name, "check_components_registered", "failed",
-                            "the family registers no components; pass models=, losses=, collators=, predictors= "
-                            "to register() (docs/plugins.md)")]
+        return [
+            CheckResult(
+                "family",
+                family.name,
+                "check_components_registered",
+                "failed",
+                "the family registers no components; pass models=, losses=, collators=, predictors= "
+                "to register() (docs/plugins.md)",
+            )
+        ]
     ctx = _Context(family)
     quiet = logging.getLogger("xlm_core.data.padding")  # the tiny inputs are truncated on purpose
     level, quiet.level = quiet.level, logging.ERROR

@@ -1,6 +1,6 @@
 """Shared pytest fixtures for family test suites. Enable with one line in your top-level conftest.py:
 
-    pytest_plugins = ["xlm_core.testing.fixtures"]
+pytest_plugins = ["xlm_core.testing.fixtures"]
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ def _output_width(s: LossSubject) -> int:
     if isinstance(model, HiddenStateModel) and isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
         return int(model.lm_head.out_features)  # a fused loss may never call the model's forward
     widths: list[int] = []
-    handle = _model(s).register_forward_hook(lambda m, a, out: widths.append(out.shape[-1]) if torch.is_tensor(out) else None)
+    handle = _model(s).register_forward_hook(
+        lambda m, a, out: widths.append(out.shape[-1]) if torch.is_tensor(out) else None
+    )
     try:
         with eval_mode(_model(s)), torch.no_grad():
             _loss(s, s.batch)
@@ -201,8 +203,10 @@ def check_loss_ignores_ignored_targets(s: LossSubject) -> None:
         finally:
             handle.remove()
     if not any(aligned):
-        raise NotApplicable(f"the model's output is not (batch, seq_len, vocab) aligned with {s.target_key}, so "
-                            "the logits at ignored positions cannot be told apart.")
+        raise NotApplicable(
+            f"the model's output is not (batch, seq_len, vocab) aligned with {s.target_key}, so "
+            "the logits at ignored positions cannot be told apart."
+        )
     assert torch.isclose(a, b, rtol=1e-5, atol=1e-5), (
         f"the loss changed from {a.item():.6g} to {b.item():.6g} when only the logits at positions whose target "
         f"is {s.ignore_index} changed: it scores ignored positions."

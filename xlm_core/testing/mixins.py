@@ -96,8 +96,11 @@ class BaseModelTests(_Suite):
 
     def subject(self, request: pytest.FixtureRequest) -> mc.ModelSubject:
         return mc.ModelSubject(
-            request.getfixturevalue("model"), request.getfixturevalue("run_forward"), _optional(request, "vocab_size"),
-            pad_token_id=self.pad_token_id, params_without_grad=frozenset(self.params_without_grad),
+            request.getfixturevalue("model"),
+            request.getfixturevalue("run_forward"),
+            _optional(request, "vocab_size"),
+            pad_token_id=self.pad_token_id,
+            params_without_grad=frozenset(self.params_without_grad),
         )
 
 
@@ -118,8 +121,14 @@ class BaseLossTests(_Suite):
     ignore_index: int | None = None
 
     def subject(self, request: pytest.FixtureRequest) -> lc.LossSubject:
-        return lc.LossSubject(request.getfixturevalue("loss_fn"), request.getfixturevalue("batch"),
-                              _optional(request, "vocab_size"), self.target_key, self.ignore_index, names=self.names)
+        return lc.LossSubject(
+            request.getfixturevalue("loss_fn"),
+            request.getfixturevalue("batch"),
+            _optional(request, "vocab_size"),
+            self.target_key,
+            self.ignore_index,
+            names=self.names,
+        )
 
 
 class BaseCollatorTests(_Suite):
@@ -144,9 +153,14 @@ class BaseCollatorTests(_Suite):
         return cc.default_block_size(collator)
 
     def subject(self, request: pytest.FixtureRequest) -> cc.CollatorSubject:
-        return cc.CollatorSubject(request.getfixturevalue("collator"), request.getfixturevalue("raw_examples"),
-                                  request.getfixturevalue("block_size"), self.ignore_index, role=self.role,
-                                  names=self.names)
+        return cc.CollatorSubject(
+            request.getfixturevalue("collator"),
+            request.getfixturevalue("raw_examples"),
+            request.getfixturevalue("block_size"),
+            self.ignore_index,
+            role=self.role,
+            names=self.names,
+        )
 
 
 class BasePredictorTests(_Suite):
@@ -165,9 +179,14 @@ class BasePredictorTests(_Suite):
     ids_key: str | None = None
 
     def subject(self, request: pytest.FixtureRequest) -> pc.PredictorSubject:
-        return pc.PredictorSubject(request.getfixturevalue("predictor"), request.getfixturevalue("batch"),
-                                   _optional(request, "vocab_size"), self.expected_output_keys, self.ids_key,
-                                   names=self.names)
+        return pc.PredictorSubject(
+            request.getfixturevalue("predictor"),
+            request.getfixturevalue("batch"),
+            _optional(request, "vocab_size"),
+            self.expected_output_keys,
+            self.ids_key,
+            names=self.names,
+        )
 
 
 for _cls in (BaseModelTests, BaseLossTests, BaseCollatorTests, BasePredictorTests):

@@ -133,9 +133,7 @@ def _forward(s: ModelSubject, ids: TT, mask: TT) -> TT:
 
 
 def _inputs(s: ModelSubject, partial_mask: bool, seed: int = 0) -> tuple[TT, TT]:
-    return make_lm_inputs(
-        s.batch_size, s.seq_len, s.vocab_size, partial_mask, seed=seed, pad_token_id=s.pad_token_id
-    )
+    return make_lm_inputs(s.batch_size, s.seq_len, s.vocab_size, partial_mask, seed=seed, pad_token_id=s.pad_token_id)
 
 
 def _padded_masks(s: ModelSubject) -> list[tuple[str, TT]]:

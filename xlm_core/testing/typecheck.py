@@ -100,8 +100,10 @@ def checker(fn: Callable[..., Any]) -> Callable[..., Any]:
     def check_typed_dicts(*args: Any, **kwargs: Any) -> Any:
         out = checked(*args, **kwargs)
         bound = sig.bind(*args, **kwargs).arguments
-        for where, value, tds in [*((f"parameter {n!r}", bound.get(n), t) for n, t in params.items()),
-                                  *([("return value", out, returns)] if returns else [])]:
+        for where, value, tds in [
+            *((f"parameter {n!r}", bound.get(n), t) for n, t in params.items()),
+            *([("return value", out, returns)] if returns else []),
+        ]:
             errors = [_field_error(value, td) for td in tds]
             if errors and all(errors):
                 raise jaxtyping.TypeCheckError(f"{fn.__qualname__}: {where}: {'; '.join(e for e in errors if e)}")
@@ -142,7 +144,9 @@ def unchecked() -> Iterator[None]:
 def pytest_addoption(parser: Any) -> None:
     """``--typecheck-packages=PKG,...``: the packages whose annotations are checked during the tests."""
     parser.getgroup("xlm").addoption(
-        "--typecheck-packages", default="", metavar="PKG,...",
+        "--typecheck-packages",
+        default="",
+        metavar="PKG,...",
         help="check type/jaxtyping annotations at run time (beartype) in these packages; empty: off",
     )
 

@@ -60,16 +60,23 @@ class NaNGuard(L.Callback):
         largest = _largest_weight(pl_module)
         good = last_finite_checkpoint(self.dirpath, step)
         command = recorded_invocation() or "the same xlm command"
-        lr = trainer.optimizers[0].param_groups[0].get("initial_lr", trainer.optimizers[0].param_groups[0]["lr"]) \
-            if trainer.optimizers else None
+        lr = (
+            trainer.optimizers[0].param_groups[0].get("initial_lr", trainer.optimizers[0].param_groups[0]["lr"])
+            if trainer.optimizers
+            else None
+        )
         lower = f"<lower than {lr:g}>" if isinstance(lr, float) else "<lower>"
         if good is not None:
-            then = (f"the newest checkpoint with a finite loss and finite weights is {good[0]} (step {good[1]}); continue "
-                    f"from it with other settings: {command} resume_from={good[0]} optimizer.lr={lower} "
-                    "allow_config_mismatch=true")
+            then = (
+                f"the newest checkpoint with a finite loss and finite weights is {good[0]} (step {good[1]}); continue "
+                f"from it with other settings: {command} resume_from={good[0]} optimizer.lr={lower} "
+                "allow_config_mismatch=true"
+            )
         else:
-            then = (f"no checkpoint of this run was saved before step {step}; start it over with other settings: "
-                    f"{command} optimizer.lr={lower} resume=false overwrite=true")
+            then = (
+                f"no checkpoint of this run was saved before step {step}; start it over with other settings: "
+                f"{command} optimizer.lr={lower} resume=false overwrite=true"
+            )
         raise TrainingDiverged(
             f"the training loss became {loss.detach().float().item()} at step {step} (batch "
             f"{trainer.fit_loop.epoch_loop.batch_idx}), so training stopped; the weights that gave it (largest |w| "
@@ -127,8 +134,9 @@ class ProgressLogger(L.Callback):
             shown = " | ".join(f"{k} {v:.4f}" for k, v in sorted(vals.items()))
             print(f"[validation] step {trainer.global_step} | {shown} | {paused:.1f}s", flush=True)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step == self._last_step or step % self.every_n_steps != 0:
             return
@@ -144,8 +152,11 @@ class ProgressLogger(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else "?"
         elapsed = int(now - self._t0)
-        print(f"step {step}/{total} | epoch {trainer.current_epoch} | loss {loss_s} | lr {lr:.3e} | "
-              f"{rate:,.0f} tok/s | {elapsed // 3600:02d}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}", flush=True)
+        print(
+            f"step {step}/{total} | epoch {trainer.current_epoch} | loss {loss_s} | lr {lr:.3e} | "
+            f"{rate:,.0f} tok/s | {elapsed // 3600:02d}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}",
+            flush=True,
+        )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now, tokens = time.perf_counter(), self._tokens(trainer, pl_module)
@@ -213,8 +224,9 @@ class CurvePlotter(L.Callback):
         step = trainer.global_step
         self.history = {k: [(int(s), float(v)) for s, v in pts if int(s) <= step] for k, pts in saved.items()}
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.every_n_steps or not trainer.is_global_zero:
             return

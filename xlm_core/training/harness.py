@@ -86,7 +86,9 @@ class XLMHarness(L.LightningModule):
     def __init__(self, cfg: DictConfig, runtime: Runtime, settings: RunSettings | None = None) -> None:
         super().__init__()
         if not isinstance(runtime, Runtime):
-            raise TypeError(f"XLMHarness needs a Runtime (xlm_core.training.runtime.build_runtime(cfg)); got {type(runtime).__name__}.")
+            raise TypeError(
+                f"XLMHarness needs a Runtime (xlm_core.training.runtime.build_runtime(cfg)); got {type(runtime).__name__}."
+            )
         self.cfg = cfg
         self.settings = settings or run_settings(cfg)
         tokenizer = runtime.tokenizer
@@ -108,7 +110,9 @@ class XLMHarness(L.LightningModule):
         )
         evaluator_cfg = cfg.get("post_hoc_evaluator")
         object.__setattr__(
-            self, "post_hoc_evaluator", instantiate(evaluator_cfg, "post_hoc_evaluator") if evaluator_cfg is not None else None
+            self,
+            "post_hoc_evaluator",
+            instantiate(evaluator_cfg, "post_hoc_evaluator") if evaluator_cfg is not None else None,
         )
         self.ema: AveragedModel | None = None
         decay = _select(cfg, "ema.decay")
@@ -151,8 +155,10 @@ class XLMHarness(L.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "dataloader_specs"):
-            raise RuntimeError("XLMHarness needs a datamodule with dataloader_specs(stage) "
-                               "(e.g. xlm_core.data.datamodule.XLMDataModule); pass datamodule= to the trainer call.")
+            raise RuntimeError(
+                "XLMHarness needs a datamodule with dataloader_specs(stage) "
+                "(e.g. xlm_core.data.datamodule.XLMDataModule); pass datamodule= to the trainer call."
+            )
         new: dict[str, list[tuple[str, str]]] = {}
         for split in _SPLIT_OF_STAGE[stage]:
             specs = list(dm.dataloader_specs(split))
@@ -162,8 +168,9 @@ class XLMHarness(L.LightningModule):
         if "train" in self._specs:
             train_specs = self._specs["train"]
             if len(train_specs) != 1 or train_specs[0].kind != "lm":
-                raise ValueError(f"Training needs exactly one 'lm' dataloader; got "
-                                 f"{[(s.name, s.kind) for s in train_specs]}.")
+                raise ValueError(
+                    f"Training needs exactly one 'lm' dataloader; got {[(s.name, s.kind) for s in train_specs]}."
+                )
         for key, wrapper in build_metrics(self.cfg.get("reported_metrics"), new).items():
             self.metrics[key] = wrapper
 
@@ -198,8 +205,9 @@ class XLMHarness(L.LightningModule):
             self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False, batch_size=bs)
         for wrapper in metrics_for(self.metrics, "train", 0):
             wrapper(batch, loss_dict, self.tokenizer)
-            self.log(wrapper.log_name, wrapper.metric, on_step=True, on_epoch=False, add_dataloader_idx=False,
-                     batch_size=bs)
+            self.log(
+                wrapper.log_name, wrapper.metric, on_step=True, on_epoch=False, add_dataloader_idx=False, batch_size=bs
+            )
         n_tok = self.names.count_tokens_in(batch)
         if n_tok is not None:
             self.tokens_seen += n_tok.to(self.tokens_seen.device)
@@ -214,16 +222,19 @@ class XLMHarness(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
         spec = self._spec("predict", dataloader_idx)
         if spec.kind != "prediction":
-            raise ValueError(f"predict dataloader {spec.name!r} has kind {spec.kind!r}; predict dataloaders must be "
-                             "kind 'prediction'.")
+            raise ValueError(
+                f"predict dataloader {spec.name!r} has kind {spec.kind!r}; predict dataloaders must be "
+                "kind 'prediction'."
+            )
         rows = self._predict_rows("predict", batch, batch_idx, dataloader_idx, spec.name)
         return rows
 
     def _spec(self, split: str, dataloader_idx: int) -> Any:
         specs = self._specs.get(split) or []
         if dataloader_idx >= len(specs):
-            raise IndexError(f"No {split} dataloader #{dataloader_idx}; the datamodule declares "
-                             f"{[s.name for s in specs]}.")
+            raise IndexError(
+                f"No {split} dataloader #{dataloader_idx}; the datamodule declares {[s.name for s in specs]}."
+            )
         return specs[dataloader_idx]
 
     def _qualifier(self, split: str, dataloader_idx: int) -> str | None:
@@ -236,12 +247,20 @@ class XLMHarness(L.LightningModule):
         bs = _batch_size(batch)
         if spec.kind == "lm":
             outputs = self.loss_fn(batch, batch_idx, dataloader_idx, spec.name)
-            self.log(metric_log_name(split, "lm", "loss", self._qualifier(split, dataloader_idx)),
-                     outputs["loss"].detach(), on_step=False, on_epoch=True, add_dataloader_idx=False,
-                     batch_size=bs, sync_dist=True)
+            self.log(
+                metric_log_name(split, "lm", "loss", self._qualifier(split, dataloader_idx)),
+                outputs["loss"].detach(),
+                on_step=False,
+                on_epoch=True,
+                add_dataloader_idx=False,
+                batch_size=bs,
+                sync_dist=True,
+            )
         else:
             if self.predictor is None:
-                raise ValueError(f"{split} dataloader {spec.name!r} is kind 'prediction' but the config has no predictor.")
+                raise ValueError(
+                    f"{split} dataloader {spec.name!r} is kind 'prediction' but the config has no predictor."
+                )
             outputs = self._predict(batch, batch_idx, dataloader_idx, spec.name)
             self._rows[(split, dataloader_idx)].extend(
                 self.predictor.to_dict(batch, outputs, batch_idx, dataloader_idx, spec.name)
@@ -249,14 +268,16 @@ class XLMHarness(L.LightningModule):
         wrapper: MetricWrapper
         for wrapper in metrics_for(self.metrics, split, dataloader_idx):
             wrapper.update(batch, outputs, self.tokenizer)
-            self.log(wrapper.log_name, wrapper.metric, on_step=False, on_epoch=True, add_dataloader_idx=False,
-                     batch_size=bs)
+            self.log(
+                wrapper.log_name, wrapper.metric, on_step=False, on_epoch=True, add_dataloader_idx=False, batch_size=bs
+            )
 
     def _predict(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int, name: str) -> dict[str, Any]:
         return self.predictor.predict(batch, batch_idx, dataloader_idx, name)
 
-    def _predict_rows(self, split: str, batch: dict[str, Any], batch_idx: int, dataloader_idx: int,
-                      name: str) -> list[dict[str, Any]]:
+    def _predict_rows(
+        self, split: str, batch: dict[str, Any], batch_idx: int, dataloader_idx: int, name: str
+    ) -> list[dict[str, Any]]:
         preds = self._predict(batch, batch_idx, dataloader_idx, name)
         rows = self.predictor.to_dict(batch, preds, batch_idx, dataloader_idx, name)
         self._rows[(split, dataloader_idx)].extend(rows)
@@ -272,8 +293,11 @@ class XLMHarness(L.LightningModule):
         dist.all_gather_object(gathered, rows)
         longest = max(len(g) for g in gathered)
         merged = [g[k] for k in range(longest) for g in gathered if k < len(g)]
-        loaders = {"val": self.trainer.val_dataloaders, "test": self.trainer.test_dataloaders,
-                   "predict": self.trainer.predict_dataloaders}.get(split)
+        loaders = {
+            "val": self.trainer.val_dataloaders,
+            "test": self.trainer.test_dataloaders,
+            "predict": self.trainer.predict_dataloaders,
+        }.get(split)
         n = _dataset_len(loaders, dataloader_idx)
         return merged[:n] if n is not None else merged
 
@@ -289,15 +313,22 @@ class XLMHarness(L.LightningModule):
             run_eval = self.post_hoc_evaluator is not None and split != "predict"
             if self.trainer.is_global_zero:
                 if run_eval:
-                    rows, metrics = self.post_hoc_evaluator.eval(rows, tokenizer=self.tokenizer, split=split,
-                                                                 dataloader_name=spec.name)
+                    rows, metrics = self.post_hoc_evaluator.eval(
+                        rows, tokenizer=self.tokenizer, split=split, dataloader_name=spec.name
+                    )
                     metrics = {str(k): float(v) for k, v in dict(metrics).items()}
                 write_jsonl(predictions_path(self.output_root, split, spec.name, self.step), rows)
             if run_eval:
                 metrics = self.trainer.strategy.broadcast(metrics, src=0)
                 for name, value in metrics.items():
-                    self.log(metric_log_name(split, "prediction", name, self._qualifier(split, idx)), value,
-                             on_step=False, on_epoch=True, add_dataloader_idx=False, sync_dist=False)
+                    self.log(
+                        metric_log_name(split, "prediction", name, self._qualifier(split, idx)),
+                        value,
+                        on_step=False,
+                        on_epoch=True,
+                        add_dataloader_idx=False,
+                        sync_dist=False,
+                    )
         self._rows = defaultdict(list, {k: v for k, v in self._rows.items() if k[0] != split})
 
     # ------------------------------------------------------------------ EMA
@@ -368,9 +399,11 @@ class XLMHarness(L.LightningModule):
         ]
         if bad:
             more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            raise UsageError(f"the checkpoint does not fit this model ({'; '.join(bad[:3])}{more}): it was trained with "
-                             "another model or tokenizer config; use the settings it was trained with (allow_config_mismatch"
-                             "=true only loads checkpoints whose tensors have the same shapes)")
+            raise UsageError(
+                f"the checkpoint does not fit this model ({'; '.join(bad[:3])}{more}): it was trained with "
+                "another model or tokenizer config; use the settings it was trained with (allow_config_mismatch"
+                "=true only loads checkpoints whose tensors have the same shapes)"
+            )
         self._loaded_step = int(checkpoint.get("global_step", 0))
         self._ema_step = self._loaded_step
         if _RNG_KEY in checkpoint:
@@ -398,8 +431,13 @@ def _get_rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [version, list(pystate), gauss],
-        "numpy": [str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
-                  float(cached)],
+        "numpy": [
+            str(kind),
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()

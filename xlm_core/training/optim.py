@@ -75,8 +75,9 @@ def build_optimizer(
     eps = float(ocfg.pop("eps", 1e-8))
     fused, foreach = ocfg.pop("fused", None), ocfg.pop("foreach", None)
     if ocfg:
-        raise OptimizerConfigError(f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, "
-                         "fused, foreach.")
+        raise OptimizerConfigError(
+            f"Unknown optimizer option(s) {sorted(ocfg)}; AdamW takes lr, weight_decay, betas, eps, fused, foreach."
+        )
     fusable = all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for g in groups for p in g["params"])
     if fused and amp_clipping:
         raise ValueError(
@@ -109,13 +110,18 @@ def build_lr_scheduler(
     total = scfg.pop("num_training_steps", None)
     total = int(total) if total not in (None, -1) else int(max_steps)
     if total <= 0 and name not in ("constant", "constant_with_warmup"):
-        raise OptimizerConfigError(f"lr_scheduler {name!r} needs num_training_steps > 0 (got {total}); set trainer.max_steps "
-                         "or lr_scheduler.num_training_steps.")
+        raise OptimizerConfigError(
+            f"lr_scheduler {name!r} needs num_training_steps > 0 (got {total}); set trainer.max_steps "
+            "or lr_scheduler.num_training_steps."
+        )
     extra = scfg.pop("scheduler_specific_kwargs", None) or {}
     scfg.pop("interval", None)
     scfg.pop("monitor", None)
     if scfg:
-        raise OptimizerConfigError(f"Unknown lr_scheduler option(s) {sorted(scfg)}; allowed: name, num_warmup_steps, "
-                         "num_training_steps, scheduler_specific_kwargs.")
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total,
-                         scheduler_specific_kwargs=extra or None)
+        raise OptimizerConfigError(
+            f"Unknown lr_scheduler option(s) {sorted(scfg)}; allowed: name, num_warmup_steps, "
+            "num_training_steps, scheduler_specific_kwargs."
+        )
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=warmup, num_training_steps=total, scheduler_specific_kwargs=extra or None
+    )

@@ -34,7 +34,7 @@ FP32 = "32-true"
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm FEAT_BF16
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (torch's cpuinfo, else /proc/cpuinfo flags)."""
     if not torch.backends.mkldnn.is_available():

@@ -55,8 +55,9 @@ __all__ = [
 METRIC_SPLITS = ("train", "val", "test")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _ENTRY_KEYS = frozenset({"kind", "metric", "update_fn", "splits"})
-__getattr__ = moved_attributes(__name__, {"KINDS": "xlm_core.data.datamodule.DATALOADER_KINDS"},
-                               removed_in="xlm-core 0.3")
+__getattr__ = moved_attributes(
+    __name__, {"KINDS": "xlm_core.data.datamodule.DATALOADER_KINDS"}, removed_in="xlm-core 0.3"
+)
 
 UpdateFn = Callable[..., dict[str, Any]]
 
@@ -154,24 +155,34 @@ def _entry_spec(group: str, name: str, entry: Any) -> MetricSpec:
     if not _NAME.match(str(name)):
         raise _fail(where, f"metric name {name!r}; use letters, digits, '_' and '-' (it is part of the logged name)")
     if not isinstance(entry, Mapping):
-        raise _fail(where, f"got {entry!r}; give a mapping with metric ({{_target_: ...}}), update_fn (a dotted "
-                           "path) and splits")
+        raise _fail(
+            where,
+            f"got {entry!r}; give a mapping with metric ({{_target_: ...}}), update_fn (a dotted path) and splits",
+        )
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
         raise _fail(where, f"unknown key(s) {unknown}; an entry has {', '.join(sorted(_ENTRY_KEYS))}")
     kind = entry.get("kind")
     if kind is None:
         if group not in DATALOADER_KINDS:
-            raise _fail(where, f"group {group!r} is not a dataloader kind, so say which dataloaders feed it: "
-                               "kind: prediction (the predictor's output) or kind: lm (the loss's output)")
+            raise _fail(
+                where,
+                f"group {group!r} is not a dataloader kind, so say which dataloaders feed it: "
+                "kind: prediction (the predictor's output) or kind: lm (the loss's output)",
+            )
         kind = group
     if kind not in DATALOADER_KINDS:
-        raise _fail(f"{where}.kind", f"{kind!r} is not a dataloader kind; use kind: prediction (fed the predictor's "
-                                     "output) or kind: lm (fed the loss's output)")
+        raise _fail(
+            f"{where}.kind",
+            f"{kind!r} is not a dataloader kind; use kind: prediction (fed the predictor's "
+            "output) or kind: lm (fed the loss's output)",
+        )
     missing = [k for k in ("metric", "update_fn") if entry.get(k) is None]
     if missing:
-        raise _fail(where, f"missing {missing}; each entry needs metric ({{_target_: ...}}), update_fn (a dotted "
-                           "path) and splits")
+        raise _fail(
+            where,
+            f"missing {missing}; each entry needs metric ({{_target_: ...}}), update_fn (a dotted path) and splits",
+        )
     splits = entry.get("splits") or METRIC_SPLITS
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     bad = [s for s in splits if s not in METRIC_SPLITS]
@@ -192,12 +203,16 @@ def parse_reported_metrics(reported: Mapping[str, Any] | DictConfig | None) -> l
     specs: list[MetricSpec] = []
     for group, entries in reported.items():
         if not _NAME.match(str(group)):
-            raise _fail(f".{group}", f"group name {group!r}; use letters, digits, '_' and '-' (it is part of the "
-                                     "logged name {split}/{group}/{name})")
+            raise _fail(
+                f".{group}",
+                f"group name {group!r}; use letters, digits, '_' and '-' (it is part of the "
+                "logged name {split}/{group}/{name})",
+            )
         if entries is not None and not isinstance(entries, Mapping):
             raise _fail(f".{group}", f"got {entries!r}; give a mapping metric name -> entry")
-        specs.extend(_entry_spec(str(group), str(name), entry)
-                     for name, entry in (entries or {}).items() if entry is not None)
+        specs.extend(
+            _entry_spec(str(group), str(name), entry) for name, entry in (entries or {}).items() if entry is not None
+        )
     return specs
 
 
@@ -226,8 +241,10 @@ def build_metrics(
                 except Exception as exc:  # hydra wraps whatever the metric's import or constructor raised
                     raise ReportedMetricsError(f"{where}: {str(exc).splitlines()[0]}") from exc
                 if not isinstance(metric, Metric):
-                    raise ReportedMetricsError(f"{where} built {type(metric).__name__}, not a torchmetrics.Metric; "
-                                               "give a torchmetrics.Metric's _target_")
+                    raise ReportedMetricsError(
+                        f"{where} built {type(metric).__name__}, not a torchmetrics.Metric; "
+                        "give a torchmetrics.Metric's _target_"
+                    )
                 out[f"{split}|{idx}|{spec.group}|{spec.name}"] = MetricWrapper(
                     name=spec.name,
                     metric=metric,
@@ -268,6 +285,9 @@ def logged_metric_names(
         seen_kinds.add(kind)
         if kind == "lm":
             names.add(metric_log_name(split, "lm", "loss", qualifier))
-        names.update(metric_log_name(split, spec.group, spec.name, qualifier)
-                     for spec in specs if spec.kind == kind and split in spec.splits)
+        names.update(
+            metric_log_name(split, spec.group, spec.name, qualifier)
+            for spec in specs
+            if spec.kind == kind and split in spec.splits
+        )
     return names

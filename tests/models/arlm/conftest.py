@@ -18,8 +18,15 @@ PAD_ID = _NUMBERS_TOKENIZER.pad_token_id
 def make_tiny_arlm_model(seed: int = 0, **overrides: object) -> RotaryTransformerARLMModel:
     """A seeded, CPU-cheap ARLM (dropout off) matching the numbers tokenizer's vocabulary."""
     kwargs: dict = dict(
-        num_embeddings=TINY_VOCAB_SIZE, d_model=32, num_layers=2, nhead=4, padding_idx=PAD_ID,
-        dim_feedforward=64, dropout=0.0, rotary_emb_dim=8, max_length=64,
+        num_embeddings=TINY_VOCAB_SIZE,
+        d_model=32,
+        num_layers=2,
+        nhead=4,
+        padding_idx=PAD_ID,
+        dim_feedforward=64,
+        dropout=0.0,
+        rotary_emb_dim=8,
+        max_length=64,
     )
     kwargs.update(overrides)
     torch.manual_seed(seed)

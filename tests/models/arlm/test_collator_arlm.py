@@ -292,7 +292,9 @@ def test_empty_dataset_generates_from_one_bos(tok: SimpleSpaceTokenizer, add_bos
     assert len(dataset) == 3 and dataset[2] == {"prompt_ids": [], "input_ids": []}
     with pytest.raises(IndexError):
         dataset[3]
-    collator = ARLMSeq2SeqPredCollator(tok, add_bos=add_bos, add_eos=True, input_block_size=4, block_size=4, truncate="max")
+    collator = ARLMSeq2SeqPredCollator(
+        tok, add_bos=add_bos, add_eos=True, input_block_size=4, block_size=4, truncate="max"
+    )
     batches = list(DataLoader(dataset, batch_size=2, collate_fn=collator))
     assert [b["input_ids"].tolist() for b in batches] == [[[BOS], [BOS]], [[BOS]]]
     assert batches[0]["attention_mask"].tolist() == [[True], [True]]

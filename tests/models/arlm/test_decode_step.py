@@ -46,8 +46,15 @@ def fast_compile(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def greedy(model, compile_decode, max_steps: int = 24, **kw) -> dict:
-    predictor = ARLMPredictor(max_steps=max_steps, max_length=None, tokenizer=TOK, sampling_method="sample_top_k",
-                              top_k=1, model=model, compile_decode=compile_decode)
+    predictor = ARLMPredictor(
+        max_steps=max_steps,
+        max_length=None,
+        tokenizer=TOK,
+        sampling_method="sample_top_k",
+        top_k=1,
+        model=model,
+        compile_decode=compile_decode,
+    )
     return predictor.predict(left_padded(PROMPTS), **kw)
 
 
@@ -119,8 +126,12 @@ def test_compiled_step_under_bf16_autocast_runs_bf16_matmuls_and_matches_eager(f
 def test_decode_step_needs_a_cache(make_arlm_model) -> None:
     model = make_arlm_model().eval()
     with pytest.raises(ValueError, match="set_kv_cache"):
-        model.decode_step(torch.ones(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
-                          torch.tensor(0), torch.ones(1, 4, dtype=torch.bool))
+        model.decode_step(
+            torch.ones(1, 1, dtype=torch.long),
+            torch.zeros(1, 1, dtype=torch.long),
+            torch.tensor(0),
+            torch.ones(1, 4, dtype=torch.bool),
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -135,8 +146,15 @@ def test_compiled_greedy_ids_equal_eager_ids(fast_compile, make_arlm_model, seed
 
 def test_compiled_decoder_is_reused_across_calls_and_follows_weight_updates(fast_compile, make_arlm_model) -> None:
     model = make_arlm_model(4).eval()
-    predictor = ARLMPredictor(max_steps=12, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
-                              model=model, compile_decode=True)
+    predictor = ARLMPredictor(
+        max_steps=12,
+        max_length=None,
+        tokenizer=TOK,
+        sampling_method="sample_top_k",
+        top_k=1,
+        model=model,
+        compile_decode=True,
+    )
     first = predictor.predict(left_padded(PROMPTS))["ids"]
     decoder = predictor._decoder
     with torch.no_grad():  # as a training step between two validations would
@@ -151,8 +169,9 @@ def test_compiled_decoder_is_reused_across_calls_and_follows_weight_updates(fast
 def test_auto_compiles_once_the_eager_steps_reach_the_break_even(fast_compile, make_arlm_model, monkeypatch) -> None:
     monkeypatch.setitem(predictor_module.COMPILE_BREAK_EVEN_STEPS, ("cpu", "fp32"), 30)
     model = make_arlm_model(5).eval()
-    predictor = ARLMPredictor(max_steps=20, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
-                              model=model)
+    predictor = ARLMPredictor(
+        max_steps=20, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model
+    )
     assert predictor.compile_decode == "auto"
     first = predictor.predict(left_padded(PROMPTS))  # 20 eager steps < 30
     assert predictor._decoder is None

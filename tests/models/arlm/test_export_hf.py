@@ -42,8 +42,9 @@ def test_reloaded_model_gives_our_logits_on_padded_batches(make_arlm_model, tmp_
     b = _padded_batch()
     with torch.no_grad():
         ours = model(b["input_ids"], b["attention_mask"], b["positions"])
-        theirs = hf(input_ids=b["input_ids"], attention_mask=b["attention_mask"].long(),
-                    position_ids=b["positions"]).logits
+        theirs = hf(
+            input_ids=b["input_ids"], attention_mask=b["attention_mask"].long(), position_ids=b["positions"]
+        ).logits
     real = b["attention_mask"]
     torch.testing.assert_close(theirs[real], ours[real], rtol=0, atol=1e-5)
 
@@ -60,12 +61,19 @@ def test_hf_greedy_generate_produces_our_predictors_tokens(make_arlm_model, tmp_
     model = make_arlm_model(seed=7).eval()
     export_hf(model, tok, tmp_path / "hf")
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
-    prompts = {"input_ids": torch.tensor([[0, 0, 0, 9, 12, 30], [8, 55, 21, 17, 40, 11], [0, 0, 0, 0, 0, 44]]),
-               "attention_mask": torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6, [0, 0, 0, 0, 0, 1]], dtype=torch.bool)}
-    ours = ARLMPredictor(max_steps=20, max_length=None, tokenizer=tok, sampling_method="sample_top_k", top_k=1,
-                         model=model).predict(prompts)["ids"]
-    theirs = hf.generate(input_ids=prompts["input_ids"], attention_mask=prompts["attention_mask"].long(),
-                         do_sample=False, max_new_tokens=20)
+    prompts = {
+        "input_ids": torch.tensor([[0, 0, 0, 9, 12, 30], [8, 55, 21, 17, 40, 11], [0, 0, 0, 0, 0, 44]]),
+        "attention_mask": torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6, [0, 0, 0, 0, 0, 1]], dtype=torch.bool),
+    }
+    ours = ARLMPredictor(
+        max_steps=20, max_length=None, tokenizer=tok, sampling_method="sample_top_k", top_k=1, model=model
+    ).predict(prompts)["ids"]
+    theirs = hf.generate(
+        input_ids=prompts["input_ids"],
+        attention_mask=prompts["attention_mask"].long(),
+        do_sample=False,
+        max_new_tokens=20,
+    )
     assert _greedy_rows(theirs, 6, tok.eos_token_id) == _greedy_rows(ours, 6, tok.eos_token_id)
 
 
@@ -81,15 +89,20 @@ def test_simple_space_tokenizer_exports_as_a_fast_tokenizer_with_the_same_ids(ma
 
 @pytest.mark.parametrize(
     "overrides, setting",
-    [({"final_layer_without_normalization": True}, "final_layer_without_normalization"),
-     ({"rotary_emb_dim": 0}, "rotary_emb_dim=0"),
-     ({"absolute_positions": True}, "model.absolute_positions=true cannot be exported: GPT-NeoX has no such layer"),
-     ({"neighbour_mixing": "causal"}, "model.neighbour_mixing=causal cannot be exported"),
-     ({"absolute_positions": True, "neighbour_mixing": "causal"},
-      "model.absolute_positions=true and model.neighbour_mixing=causal cannot")],
+    [
+        ({"final_layer_without_normalization": True}, "final_layer_without_normalization"),
+        ({"rotary_emb_dim": 0}, "rotary_emb_dim=0"),
+        ({"absolute_positions": True}, "model.absolute_positions=true cannot be exported: GPT-NeoX has no such layer"),
+        ({"neighbour_mixing": "causal"}, "model.neighbour_mixing=causal cannot be exported"),
+        (
+            {"absolute_positions": True, "neighbour_mixing": "causal"},
+            "model.absolute_positions=true and model.neighbour_mixing=causal cannot",
+        ),
+    ],
 )
-def test_inexpressible_settings_are_refused_by_name(make_arlm_model, tmp_path: Path, overrides: dict,
-                                                    setting: str) -> None:
+def test_inexpressible_settings_are_refused_by_name(
+    make_arlm_model, tmp_path: Path, overrides: dict, setting: str
+) -> None:
     with pytest.raises(ValueError, match=setting) as err:
         export_hf(make_arlm_model(**overrides), tok, tmp_path / "hf")
     assert "\n" not in str(err.value) and not (tmp_path / "hf").exists()
@@ -129,13 +142,16 @@ def test_bpe_export_loads_and_generates_without_xlm(make_arlm_model, tmp_path: P
     bpe = train_bpe_tokenizer(["def f(x):\n    return x\n", "class A:\n    pass\n"] * 20, vocab_size=300)
     model = make_arlm_model(seed=2, num_embeddings=len(bpe), padding_idx=bpe.pad_token_id).eval()
     export_hf(model, bpe, tmp_path / "hf")
-    proc = subprocess.run([sys.executable, "-c", _NO_XLM, str(tmp_path / "hf")], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_XLM, str(tmp_path / "hf")], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     prompt = [bpe.bos_token_id, *bpe.encode("def", add_special_tokens=False)]
-    ours = ARLMPredictor(max_steps=12, max_length=None, tokenizer=bpe, sampling_method="sample_top_k", top_k=1,
-                         model=model).predict({"input_ids": torch.tensor([prompt])})["ids"]
-    assert _greedy_rows(torch.tensor([result["ids"]]), len(prompt), bpe.eos_token_id) == \
-        _greedy_rows(ours, len(prompt), bpe.eos_token_id)
+    ours = ARLMPredictor(
+        max_steps=12, max_length=None, tokenizer=bpe, sampling_method="sample_top_k", top_k=1, model=model
+    ).predict({"input_ids": torch.tensor([prompt])})["ids"]
+    assert _greedy_rows(torch.tensor([result["ids"]]), len(prompt), bpe.eos_token_id) == _greedy_rows(
+        ours, len(prompt), bpe.eos_token_id
+    )
     assert result["ids"][: len(prompt)] == prompt

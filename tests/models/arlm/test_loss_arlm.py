@@ -47,11 +47,9 @@ def _manual_nll(model, batch) -> torch.Tensor:
 
 def _seq2seq_batch() -> dict[str, torch.Tensor]:
     """Left-padded prompt + right-padded target, as in the docs/arlm.md example (BOS=4, EOS=3)."""
-    input_ids = torch.tensor([[0, 17, 18, 4, 27, 28, 3, 0],
-                              [19, 20, 21, 4, 30, 3, 0, 0]])
+    input_ids = torch.tensor([[0, 17, 18, 4, 27, 28, 3, 0], [19, 20, 21, 4, 30, 3, 0, 0]])
     attention_mask = input_ids != 0
-    target_ids = torch.tensor([[-100, -100, -100, 27, 28, 3, -100, -100],
-                               [-100, -100, -100, 30, 3, -100, -100, -100]])
+    target_ids = torch.tensor([[-100, -100, -100, 27, 28, 3, -100, -100], [-100, -100, -100, 30, 3, -100, -100, -100]])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "target_ids": target_ids}
 
 
@@ -179,8 +177,12 @@ def test_call_equals_loss_fn_and_backward(tiny_arlm_model, arlm_batch) -> None:
 
 def test_int_attention_mask_accepted(tiny_arlm_model, arlm_batch) -> None:
     as_int = dict(arlm_batch, attention_mask=arlm_batch["attention_mask"].long())
-    torch.testing.assert_close(ARLMLoss(tiny_arlm_model, None)(as_int)["loss"],
-                               ARLMLoss(tiny_arlm_model, None)(arlm_batch)["loss"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        ARLMLoss(tiny_arlm_model, None)(as_int)["loss"],
+        ARLMLoss(tiny_arlm_model, None)(arlm_batch)["loss"],
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_bad_batches_are_clear_errors(tiny_arlm_model, arlm_batch) -> None:
@@ -264,5 +266,10 @@ def test_compiled_model_trains_through_its_compiled_hidden_states(make_arlm_mode
     assert forward_hidden != compiled_model.forward_hidden
     torch.testing.assert_close(out["loss"], eager["loss"], rtol=1e-6, atol=1e-6)
     for name, g in eager_grads.items():
-        torch.testing.assert_close(grads[f"_orig_mod.{name}"] if f"_orig_mod.{name}" in grads else grads[name], g,
-                                   rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            grads[f"_orig_mod.{name}"] if f"_orig_mod.{name}" in grads else grads[name],
+            g,
+            rtol=1e-4,
+            atol=1e-6,
+            msg=name,
+        )

@@ -59,7 +59,11 @@ def test_exact_match_and_token_accuracy_short_generation(pred_batch: dict, tok: 
     assert em["target"].tolist() == [[20, 21, EOS, X], [22, EOS, X, X], [25, EOS, X, X]]
     acc = seq2seq_token_accuracy_update_fn(pred_batch, preds, tok)
     assert set(acc) == {"pred", "target", "pred_mask"}
-    assert acc["pred_mask"].tolist() == [[True, True, True, False], [True, True, False, False], [True, True, False, False]]
+    assert acc["pred_mask"].tolist() == [
+        [True, True, True, False],
+        [True, True, False, False],
+        [True, True, False, False],
+    ]
 
     exact, token = ExactMatch(), TokenAccuracy()
     exact.update(**em)

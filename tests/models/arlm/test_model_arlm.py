@@ -46,8 +46,8 @@ def _left_padded(rows: list[list[int]], L: int) -> tuple[torch.Tensor, torch.Ten
     ids = torch.zeros(len(rows), L, dtype=torch.long)
     mask = torch.zeros(len(rows), L, dtype=torch.bool)
     for i, row in enumerate(rows):
-        ids[i, L - len(row):] = torch.tensor(row)
-        mask[i, L - len(row):] = True
+        ids[i, L - len(row) :] = torch.tensor(row)
+        mask[i, L - len(row) :] = True
     return ids, mask
 
 
@@ -111,7 +111,7 @@ def test_no_leakage_gradient_check(tiny_arlm_model) -> None:
     logits = m.final_layer(h)
     for i in range(6):
         (grad,) = torch.autograd.grad(logits[0, i].sum(), emb, retain_graph=True)
-        assert torch.count_nonzero(grad[0, i + 1:]) == 0
+        assert torch.count_nonzero(grad[0, i + 1 :]) == 0
         assert grad[0, : i + 1].abs().sum() > 0
 
 
@@ -132,8 +132,9 @@ def test_2d_mask_equals_explicit_3d_mask(tiny_arlm_model) -> None:
     out3d = tiny_arlm_model(x, causal_attention_mask(pad), positions)
     torch.testing.assert_close(out2d, out3d, rtol=0, atol=ATOL)
     assert torch.isfinite(out2d).all()
-    torch.testing.assert_close(tiny_arlm_model(x, torch.ones(3, 6, dtype=torch.bool)), tiny_arlm_model(x),
-                               rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        tiny_arlm_model(x, torch.ones(3, 6, dtype=torch.bool)), tiny_arlm_model(x), rtol=0, atol=ATOL
+    )
 
 
 def test_left_padded_row_equals_unpadded_row(tiny_arlm_model) -> None:
@@ -165,7 +166,7 @@ def test_kv_cache_incremental_equals_full_forward(tiny_arlm_model) -> None:
     steps = [m(ids, pad, full_pos[:, :P])]  # prefill
     assert m.kv_cache_length == P
     for t in range(P, P + new):
-        steps.append(m(full_ids[:, t:t + 1], full_pad[:, : t + 1], full_pos[:, t:t + 1]))
+        steps.append(m(full_ids[:, t : t + 1], full_pad[:, : t + 1], full_pos[:, t : t + 1]))
         assert m.kv_cache_length == t + 1
     incremental = torch.cat(steps, dim=1)
     real = full_pad.unsqueeze(-1).expand_as(full)

@@ -18,8 +18,12 @@ tok = SimpleSpaceTokenizer.for_numbers(50)
 
 
 def _rows() -> list[dict]:
-    packed = pack_token_lists([[10, 11, 12, 13, 14], [20, 21, 22], [30, 31, 32, 33]], block_size=8,
-                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    packed = pack_token_lists(
+        [[10, 11, 12, 13, 14], [20, 21, 22], [30, 31, 32, 33]],
+        block_size=8,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return [{"input_ids": i, "document_lengths": n} for i, n in zip(packed["input_ids"], packed["document_lengths"])]
 
 
@@ -44,8 +48,12 @@ def test_collator_refuses_rows_without_lengths_and_bos_eos_on_packed_rows() -> N
 
 def test_document_mask_is_causal_and_within_documents() -> None:
     mask = document_causal_mask(torch.tensor([[0, 0, 1, 1]]), torch.ones(1, 4, dtype=torch.bool))[0]
-    assert mask.tolist() == [[True, False, False, False], [True, True, False, False],
-                             [False, False, True, False], [False, False, True, True]]
+    assert mask.tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [False, False, True, False],
+        [False, False, True, True],
+    ]
 
 
 def test_packed_row_scores_each_document_as_if_alone(make_arlm_model) -> None:
@@ -61,8 +69,11 @@ def test_packed_row_scores_each_document_as_if_alone(make_arlm_model) -> None:
     for start, n in ((0, 5), (5, 6)):
         ids = torch.tensor([row[start : start + n]])
         ids_next = row[start + 1 : start + n + 1]
-        alone = {"input_ids": ids, "attention_mask": torch.ones_like(ids, dtype=torch.bool),
-                 "target_ids": torch.tensor([ids_next])}
+        alone = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids, dtype=torch.bool),
+            "target_ids": torch.tensor([ids_next]),
+        }
         pieces.append(loss(alone)["nlls"])
     torch.testing.assert_close(packed, torch.cat(pieces), rtol=1e-5, atol=1e-5)
     # without the document views the second document sees the first: different scores

@@ -78,7 +78,8 @@ def test_the_options_are_applied_to_the_embeddings(model) -> None:
     pos = positions_from_attention_mask(mask)
     h = model.embed_tokens(ids) + model.embed_positions(pos)
     prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1) * torch.cat(
-        [torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1).unsqueeze(-1)
+        [torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1
+    ).unsqueeze(-1)
     x = h + model.neighbour_mixing.prev(prev)
     cos, sin = model.rotary_emb.cos_sin(pos)
     attn = causal_attention_mask(mask)[:, None] | torch.eye(5, dtype=torch.bool)  # padded queries see themselves
@@ -120,8 +121,11 @@ def test_kv_cache_chunks_and_single_tokens_equal_the_full_forward(model) -> None
     cached = torch.cat(steps, 1)
     torch.testing.assert_close(cached[full_mask], full[full_mask], rtol=0, atol=ATOL)
     model.set_kv_cache(3, 9)
-    chunks = [model(full_ids[:, :3], full_mask[:, :3], pos[:, :3]), model(full_ids[:, 3:7], full_mask[:, :7], pos[:, 3:7]),
-              model(full_ids[:, 7:], full_mask, pos[:, 7:])]
+    chunks = [
+        model(full_ids[:, :3], full_mask[:, :3], pos[:, :3]),
+        model(full_ids[:, 3:7], full_mask[:, :7], pos[:, 3:7]),
+        model(full_ids[:, 7:], full_mask, pos[:, 7:]),
+    ]
     model.clear_kv_cache()
     torch.testing.assert_close(torch.cat(chunks, 1)[full_mask], full[full_mask], rtol=0, atol=ATOL)
 
@@ -155,8 +159,9 @@ def test_decode_step_equals_the_cached_forward(model) -> None:
 
 
 def _greedy(model, **kw) -> dict:
-    predictor = ARLMPredictor(max_steps=16, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1,
-                              model=model, **kw)
+    predictor = ARLMPredictor(
+        max_steps=16, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model, **kw
+    )
     ids, mask = _left_padded(PROMPTS)
     return predictor.predict({"input_ids": ids, "attention_mask": mask})
 

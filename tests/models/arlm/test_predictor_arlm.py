@@ -308,10 +308,12 @@ def test_temperature_is_applied() -> None:
 # ---------------------------------------------------------------- outputs
 def test_time_taken_and_to_dict_rows() -> None:
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=6, input_block_size=4, add_bos="output", add_eos=True)
-    batch = collate([
-        {"prompt_ids": [word(1), word(2)], "input_ids": [word(3), word(4)]},
-        {"prompt_ids": [word(5)], "input_ids": [word(6)]},
-    ])
+    batch = collate(
+        [
+            {"prompt_ids": [word(1), word(2)], "input_ids": [word(3), word(4)]},
+            {"prompt_ids": [word(5)], "input_ids": [word(6)]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[PAD, word(1), word(2), BOS], [PAD, PAD, word(5), BOS]]
     model = CountingModel(len(TOK), stop_pos=5)
     pred = greedy(model, max_steps=6, max_length=None)
@@ -334,10 +336,12 @@ def test_time_taken_and_to_dict_rows() -> None:
 
 def test_to_dict_copies_row_metadata_such_as_the_gold_answer() -> None:
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=6, input_block_size=4, add_bos="output", add_eos=True)
-    batch = collate([
-        {"prompt_ids": [word(1), word(2)], "input_ids": [], "answer": "12"},
-        {"prompt_ids": [word(5)], "input_ids": [], "answer": "7.5"},
-    ])
+    batch = collate(
+        [
+            {"prompt_ids": [word(1), word(2)], "input_ids": [], "answer": "12"},
+            {"prompt_ids": [word(5)], "input_ids": [], "answer": "7.5"},
+        ]
+    )
     pred = greedy(CountingModel(len(TOK), stop_pos=5), max_steps=6, max_length=None)
     rows = pred.to_dict(batch, pred.predict(batch), 0, 0, "prediction")
     assert [r["answer"] for r in rows] == ["12", "7.5"]
@@ -350,10 +354,12 @@ def test_predictions_feed_the_seq2seq_metrics() -> None:
     from xlm_core.kit.metrics import token_accuracy_update_fn as seq2seq_token_accuracy_update_fn
 
     collate = ARLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4, add_bos="output", add_eos=True)
-    batch = collate([
-        {"prompt_ids": [word(1), word(2)], "input_ids": [word(3), word(4)]},  # generated "3 4 EOS": right
-        {"prompt_ids": [word(5)], "input_ids": [word(6)]},  # generated "2 3 4 EOS" vs "6 EOS": wrong
-    ])
+    batch = collate(
+        [
+            {"prompt_ids": [word(1), word(2)], "input_ids": [word(3), word(4)]},  # generated "3 4 EOS": right
+            {"prompt_ids": [word(5)], "input_ids": [word(6)]},  # generated "2 3 4 EOS" vs "6 EOS": wrong
+        ]
+    )
     preds = greedy(CountingModel(len(TOK), stop_pos=5), max_steps=4, max_length=None).predict(batch)
     em, acc = ExactMatch(), TokenAccuracy()
     em.update(**seq2seq_exact_match_update_fn(batch, preds, TOK))

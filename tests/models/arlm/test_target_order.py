@@ -27,10 +27,8 @@ KW = dict(add_bos="output", add_eos=True, input_block_size=3, block_size=5)
 
 def test_reverse_training_rows_hold_the_answer_last_to_first() -> None:
     batch = ARLMSeq2SeqCollator(TOK, target_order="reverse", **KW)(ROWS)
-    assert batch["input_ids"].tolist() == [[10, 11, BOS, 22, 21, 20, EOS, PAD],
-                                           [PAD, 12, BOS, 30, EOS, PAD, PAD, PAD]]
-    assert batch["target_ids"].tolist() == [[X, X, 22, 21, 20, EOS, X, X],
-                                            [X, X, 30, EOS, X, X, X, X]]
+    assert batch["input_ids"].tolist() == [[10, 11, BOS, 22, 21, 20, EOS, PAD], [PAD, 12, BOS, 30, EOS, PAD, PAD, PAD]]
+    assert batch["target_ids"].tolist() == [[X, X, 22, 21, 20, EOS, X, X], [X, X, 30, EOS, X, X, X, X]]
     forward = ARLMSeq2SeqCollator(TOK, **KW)(ROWS)
     assert forward["input_ids"][0].tolist() == [10, 11, BOS, 20, 21, 22, EOS, PAD]
     for key in ("attention_mask", "token_type_ids"):
@@ -73,8 +71,15 @@ def test_predictor_turns_reversed_answers_back_so_exact_match_sees_the_forward_a
     batch = ARLMSeq2SeqPredCollator(TOK, target_order="reverse", **KW)(ROWS)
     # Row 0 generates the reversed answer then EOS; row 1 a wrong token and no EOS within 4 steps.
     model = Scripted([[22, 21, 20, EOS], [31, 30, 40, 41]], prompt_len=3)
-    kw = dict(max_steps=4, max_length=None, tokenizer=TOK, sampling_method="sample_top_k", top_k=1, model=model,
-              use_kv_cache=False)
+    kw = dict(
+        max_steps=4,
+        max_length=None,
+        tokenizer=TOK,
+        sampling_method="sample_top_k",
+        top_k=1,
+        model=model,
+        use_kv_cache=False,
+    )
     out = ARLMPredictor(target_order="reverse", **kw).predict(batch)
     assert out["ids"][:, 3:].tolist() == [[20, 21, 22, EOS], [41, 40, 30, 31]]  # row 1: no EOS, all turned back
     assert out["text"][0] == "13 14 15"  # words 13..15 are ids 20..22
@@ -83,11 +88,16 @@ def test_predictor_turns_reversed_answers_back_so_exact_match_sees_the_forward_a
     assert float(metric.compute()) == 0.5  # row 0 right (forward against the forward reference), row 1 wrong
     rows = ARLMPredictor(target_order="reverse", **kw).to_dict(batch, out)
     assert rows[0]["target_order"] == "reverse" and rows[0]["target"] == "13 14 15"
-    with pytest.raises(ValueError, match=r"collated with target_order=reverse but the predictor has "
-                                         r"target_order=forward; set both with the top-level key target_order="):
+    with pytest.raises(
+        ValueError,
+        match=r"collated with target_order=reverse but the predictor has "
+        r"target_order=forward; set both with the top-level key target_order=",
+    ):
         ARLMPredictor(**kw).predict(batch)
     forward_batch = ARLMSeq2SeqPredCollator(TOK, **KW)(ROWS)
-    with pytest.raises(ValueError, match=r"collated with target_order=forward but the predictor has target_order=reverse"):
+    with pytest.raises(
+        ValueError, match=r"collated with target_order=forward but the predictor has target_order=reverse"
+    ):
         ARLMPredictor(target_order="reverse", **kw).predict(forward_batch)
 
 
@@ -100,6 +110,8 @@ def test_the_top_level_key_reaches_the_collators_and_the_predictor() -> None:
         node = OmegaConf.merge(cfg, {"c": OmegaConf.create((root / "collator" / f"{name}.yaml").read_text())}).c
         assert hydra.utils.instantiate(node, tokenizer=TOK).target_order == "reverse"
     assert hydra.utils.instantiate(cfg.predictor, tokenizer=TOK).target_order == "reverse"
-    alone = OmegaConf.merge({"block_size": 5, "input_block_size": 3},
-                            {"c": OmegaConf.create((root / "collator" / "seq2seq_arlm.yaml").read_text())})
+    alone = OmegaConf.merge(
+        {"block_size": 5, "input_block_size": 3},
+        {"c": OmegaConf.create((root / "collator" / "seq2seq_arlm.yaml").read_text())},
+    )
     assert hydra.utils.instantiate(alone.c, tokenizer=TOK).target_order == "forward"  # no top-level key: forward

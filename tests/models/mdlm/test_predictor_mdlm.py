@@ -33,9 +33,13 @@ class Recording(torch.nn.Module):
 
 def _seq2seq_batch(slot: int = 8) -> dict:
     collate = MDLMPredCollator(TOK, block_size=slot, input_block_size=6)
-    return collate([{"prompt_ids": [10, 11, 12], "input_ids": [13, 14]},
-                    {"prompt_ids": [15, 16], "input_ids": [17, 18, 19]},
-                    {"prompt_ids": [20], "input_ids": [21]}])
+    return collate(
+        [
+            {"prompt_ids": [10, 11, 12], "input_ids": [13, 14]},
+            {"prompt_ids": [15, 16], "input_ids": [17, 18, 19]},
+            {"prompt_ids": [20], "input_ids": [21]},
+        ]
+    )
 
 
 def _text_batch(length: int = 12) -> dict:
@@ -69,7 +73,9 @@ def test_the_mask_token_is_never_emitted_even_when_the_model_prefers_it(tiny_mdl
             return logits
 
     for temperature in (0.0, 1.0):
-        out = MDLMPredictor(TOK, num_steps=4, model=LovesMask(), temperature=temperature, seed=1).predict(_seq2seq_batch())
+        out = MDLMPredictor(TOK, num_steps=4, model=LovesMask(), temperature=temperature, seed=1).predict(
+            _seq2seq_batch()
+        )
         assert not (out["ids"] == MASK).any()
 
 
@@ -78,8 +84,17 @@ def test_the_mask_token_is_never_emitted_even_when_the_model_prefers_it(tiny_mdl
 def test_cached_sampler_returns_what_the_plain_one_does(tiny_mdlm_model, unmasking, schedule) -> None:
     outs = {}
     for cache in (True, False):
-        predictor = MDLMPredictor(TOK, num_steps=40, model=tiny_mdlm_model, noise_schedule=schedule,
-                                  unmasking=unmasking, cache=cache, temperature=1.0, top_p=0.9, seed=7)
+        predictor = MDLMPredictor(
+            TOK,
+            num_steps=40,
+            model=tiny_mdlm_model,
+            noise_schedule=schedule,
+            unmasking=unmasking,
+            cache=cache,
+            temperature=1.0,
+            top_p=0.9,
+            seed=7,
+        )
         outs[cache] = predictor.predict(_text_batch(length=12))
     assert torch.equal(outs[True]["ids"], outs[False]["ids"])
     assert outs[True]["reveal_steps"] == outs[False]["reveal_steps"]
@@ -103,7 +118,9 @@ def test_confidence_unmasking_reveals_the_schedules_share_most_confident_first(t
 def test_ancestral_reveals_follow_the_schedule_on_average(tiny_mdlm_model) -> None:
     # from t = 1 to t = 1/2 (log-linear) each masked position is revealed with probability 1/2
     predictor = MDLMPredictor(TOK, num_steps=2, model=tiny_mdlm_model, unmasking="ancestral", seed=3)
-    batch = MDLMPredCollator(TOK, block_size=40, add_bos="input", add_eos=False)([{"prompt_ids": [], "input_ids": []}] * 25)
+    batch = MDLMPredCollator(TOK, block_size=40, add_bos="input", add_eos=False)(
+        [{"prompt_ids": [], "input_ids": []}] * 25
+    )
     first = torch.tensor(predictor.predict(batch)["reveal_steps"]) == 0
     assert 0.45 < first.float().mean().item() < 0.55
 

@@ -60,8 +60,9 @@ class TestDefaultCollatorConformance(BaseCollatorTests):
 def test_seq2seq_clean_layout_with_nothing_masked() -> None:
     collator = MLMSeq2SeqTrainCollator(TOK, block_size=4, input_block_size=4, mask_rate_max=0.0)
     batch = collator(EXAMPLES)
-    assert torch.equal(batch["input_ids"], _t([[PAD, 10, 11, BOS, 20, 21, EOS, PAD],
-                                               [13, 14, 15, BOS, 22, 23, 24, 25]]))
+    assert torch.equal(
+        batch["input_ids"], _t([[PAD, 10, 11, BOS, 20, 21, EOS, PAD], [13, 14, 15, BOS, 22, 23, 24, 25]])
+    )
     assert torch.equal(batch["attention_mask"], _b([[False] + [True] * 7, [True] * 8]))
     # the PAD inside the slot is a real target; the prompt side is never scored
     assert torch.equal(batch["target_ids"], _t([[X, X, X, X, 20, 21, EOS, PAD], [X, X, X, X, 22, 23, 24, 25]]))
@@ -108,8 +109,9 @@ def test_seq2seq_without_prompt_block_pads_to_the_longest_prompt() -> None:
 def test_prediction_collator_fills_the_slot_with_masks_and_keeps_the_reference() -> None:
     collator = MLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=4)
     batch = collator([dict(EXAMPLES[0], answer="x"), dict(EXAMPLES[1], answer="y")])
-    assert torch.equal(batch["input_ids"], _t([[PAD, 10, 11, BOS, MASK, MASK, MASK, MASK],
-                                               [13, 14, 15, BOS, MASK, MASK, MASK, MASK]]))
+    assert torch.equal(
+        batch["input_ids"], _t([[PAD, 10, 11, BOS, MASK, MASK, MASK, MASK], [13, 14, 15, BOS, MASK, MASK, MASK, MASK]])
+    )
     assert torch.equal(batch["attention_mask"], _b([[False] + [True] * 7, [True] * 8]))
     assert torch.equal(batch["target_ids"], _t([[20, 21, EOS, X], [22, 23, 24, 25]]))
     assert batch["metadata"] == {"answer": ["x", "y"]}

@@ -83,6 +83,6 @@ def test_tinygsm_experiment_mirrors_the_arlm_one() -> None:
     prompt = tokenizer.encode("What is 2 + 3?\n", add_special_tokens=False)
     batch = collator([{"prompt_ids": prompt, "input_ids": [], "answer": 5.0}])
     assert batch["input_ids"].shape == (1, len(prompt) + 512)
-    assert bool((batch["input_ids"][0, len(prompt):] == tokenizer.mask_token_id).all())
+    assert bool((batch["input_ids"][0, len(prompt) :] == tokenizer.mask_token_id).all())
     assert batch["metadata"] == {"answer": [5.0]}
     assert isinstance(hydra.utils.instantiate(cfg.loss, model=torch.nn.Linear(1, 1), tokenizer=tokenizer), MLMLoss)

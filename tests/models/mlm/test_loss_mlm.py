@@ -48,10 +48,12 @@ class TestMLMLossConformance(BaseLossTests):
     @pytest.fixture
     def batch(self):
         collator = MLMSeq2SeqTrainCollator(TOK, block_size=4, input_block_size=4, mask_rate_min=1.0)
-        return collator([
-            {"prompt_ids": [10], "input_ids": [20, 21]},
-            {"prompt_ids": [11, 12, 13], "input_ids": [22]},
-        ])
+        return collator(
+            [
+                {"prompt_ids": [10], "input_ids": [20, 21]},
+                {"prompt_ids": [11, 12, 13], "input_ids": [22]},
+            ]
+        )
 
 
 def test_loss_equals_hand_computation_at_masked_positions_only() -> None:

@@ -29,11 +29,13 @@ PAD, MASK, EOS, BOS, X = 0, 2, 3, 4, -100
 def pred_batch() -> dict[str, torch.Tensor]:
     """Prompts [10], [11], [12] with answers [20, 21], [22], [25] (+EOS), slot of 4, from the real collator."""
     collator = MLMSeq2SeqPredCollator(TOK, block_size=4, input_block_size=2)
-    return collator([
-        {"prompt_ids": [10], "input_ids": [20, 21]},
-        {"prompt_ids": [11], "input_ids": [22]},
-        {"prompt_ids": [12], "input_ids": [25]},
-    ])
+    return collator(
+        [
+            {"prompt_ids": [10], "input_ids": [20, 21]},
+            {"prompt_ids": [11], "input_ids": [22]},
+            {"prompt_ids": [12], "input_ids": [25]},
+        ]
+    )
 
 
 def _preds(slots: list[list[int]]) -> dict:
@@ -46,11 +48,13 @@ def test_reference_is_answer_and_eos(pred_batch) -> None:
 
 
 def test_exact_match_and_token_accuracy_by_hand(pred_batch) -> None:
-    preds = _preds([
-        [20, 21, EOS, 17],   # correct; the slot after EOS is not scored
-        [22, 22, EOS, PAD],  # EOS missing at its place: wrong, 1 of 2 tokens right
-        [25, EOS, PAD, PAD],  # correct
-    ])
+    preds = _preds(
+        [
+            [20, 21, EOS, 17],  # correct; the slot after EOS is not scored
+            [22, 22, EOS, PAD],  # EOS missing at its place: wrong, 1 of 2 tokens right
+            [25, EOS, PAD, PAD],  # correct
+        ]
+    )
     em, acc = ExactMatch(), TokenAccuracy()
     em.update(**seq2seq_exact_match_update_fn(pred_batch, preds, TOK))
     acc.update(**seq2seq_token_accuracy_update_fn(pred_batch, preds, TOK))
@@ -79,7 +83,11 @@ def test_missing_keys_are_named(pred_batch) -> None:
 
 
 def test_loss_metrics_by_hand() -> None:
-    loss_dict = {"loss": torch.tensor(0.5), "nlls": torch.tensor([0.2, 0.4, 1.2]), "batch_loss": torch.tensor([0.3, 1.2])}
+    loss_dict = {
+        "loss": torch.tensor(0.5),
+        "nlls": torch.tensor([0.2, 0.4, 1.2]),
+        "batch_loss": torch.tensor([0.3, 1.2]),
+    }
     nll = MeanMetric()
     nll.update(**token_nll_metric_update_fn({}, loss_dict))
     nll.update(**token_nll_metric_update_fn({}, {"nlls": torch.tensor([0.2])}))

@@ -10,7 +10,6 @@ from xlm_core.plugin.protocols import MLMModel, Model
 from xlm_core.testing import BaseModelTests, make_lm_inputs
 from xlm_mlm.loss_mlm import positions_from_attention_mask
 
-
 TOK = SimpleSpaceTokenizer.for_numbers(50)
 VOCAB, PAD, MASK = len(TOK), TOK.pad_token_id, TOK.mask_token_id  # 57, 0, 2
 ATOL = 1e-5

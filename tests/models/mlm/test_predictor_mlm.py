@@ -192,10 +192,16 @@ def test_text_stops_at_eos_and_rows_have_the_arlm_keys() -> None:
         ({"top_k": 0}, "top_k"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_k": 2, "top_p": 0.5}, "at most one"),
-        ({"unmasking_order": "outside_in"}, r"^Unknown unmasking_order 'outside_in'; use one of confidence, "
-                                            r"left_to_right, right_to_left, random\.$"),
-        ({"unmasking_order": "left_to_right", "threshold": 0.5}, r"^threshold reveals positions by confidence, but "
-                                                                 r"unmasking_order=left_to_right; set threshold=null"),
+        (
+            {"unmasking_order": "outside_in"},
+            r"^Unknown unmasking_order 'outside_in'; use one of confidence, "
+            r"left_to_right, right_to_left, random\.$",
+        ),
+        (
+            {"unmasking_order": "left_to_right", "threshold": 0.5},
+            r"^threshold reveals positions by confidence, but "
+            r"unmasking_order=left_to_right; set threshold=null",
+        ),
     ],
 )
 def test_constructor_validation(kwargs, message) -> None:
@@ -216,11 +222,14 @@ def _reveal_order(out: dict, calls: list[torch.Tensor], start: int = 3) -> list[
     return order
 
 
-@pytest.mark.parametrize("order, expected", [
-    ("confidence", [3, 5, 1, 2, 4, 0]),  # by peak height, as in test_most_confident_position_is_revealed_first
-    ("left_to_right", [0, 1, 2, 3, 4, 5]),
-    ("right_to_left", [5, 4, 3, 2, 1, 0]),
-])
+@pytest.mark.parametrize(
+    "order, expected",
+    [
+        ("confidence", [3, 5, 1, 2, 4, 0]),  # by peak height, as in test_most_confident_position_is_revealed_first
+        ("left_to_right", [0, 1, 2, 3, 4, 5]),
+        ("right_to_left", [5, 4, 3, 2, 1, 0]),
+    ],
+)
 def test_unmasking_orders_reveal_in_their_order_and_record_the_steps(order: str, expected: list[int]) -> None:
     model = Recorder(PeakModel(start=3, heights=[1.0, 5.0, 3.0, 9.0, 2.0, 7.0]))
     predictor = MLMPredictor(max_steps=6, tokenizer=TOK, model=model, unmasking_order=order)
@@ -236,10 +245,12 @@ def test_unmasking_orders_reveal_in_their_order_and_record_the_steps(order: str,
 
 def test_fixed_orders_reveal_several_positions_per_step_from_their_end() -> None:
     out = MLMPredictor(max_steps=3, tokenizer=TOK, model=NoisyModel(), unmasking_order="left_to_right").predict(
-        pred_batch(slot=6))
+        pred_batch(slot=6)
+    )
     assert out["reveal_steps"][0] == [0, 0, 1, 1, 2, 2]
     out = MLMPredictor(max_steps=4, tokenizer=TOK, model=NoisyModel(), unmasking_order="right_to_left").predict(
-        pred_batch(slot=6))
+        pred_batch(slot=6)
+    )
     assert out["reveal_steps"][0] == [3, 2, 1, 1, 0, 0]  # ceil(6/4) = 2, ceil(4/3) = 2, ceil(2/2) = 1, then 1
 
 

@@ -13,7 +13,17 @@ from xlm_core.tasks.code_exec.sandbox import (
 )
 
 __all__ = [
-    "STOP_STRINGS", "ExecResult", "ExtractedProgram", "Gsm8kCodeEval", "SandboxLimits",
-    "extract_program", "normalize_value", "numbers_match", "parse_numeric_string",
-    "probe_isolation", "resolve_isolation", "run_program", "run_programs",
+    "STOP_STRINGS",
+    "ExecResult",
+    "ExtractedProgram",
+    "Gsm8kCodeEval",
+    "SandboxLimits",
+    "extract_program",
+    "normalize_value",
+    "numbers_match",
+    "parse_numeric_string",
+    "probe_isolation",
+    "resolve_isolation",
+    "run_program",
+    "run_programs",
 ]

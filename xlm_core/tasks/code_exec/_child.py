@@ -17,9 +17,26 @@ import sys
 # Modules a program may import; loaded now, before privileges drop (the interpreter may live in a
 # directory the unprivileged user cannot read) and before the import guard is installed.
 ALLOWED_MODULES = (
-    "math", "cmath", "fractions", "decimal", "statistics", "itertools", "functools",
-    "collections", "datetime", "re", "random", "string", "operator", "numbers", "typing",
-    "heapq", "bisect", "copy", "calendar", "time",
+    "math",
+    "cmath",
+    "fractions",
+    "decimal",
+    "statistics",
+    "itertools",
+    "functools",
+    "collections",
+    "datetime",
+    "re",
+    "random",
+    "string",
+    "operator",
+    "numbers",
+    "typing",
+    "heapq",
+    "bisect",
+    "copy",
+    "calendar",
+    "time",
 )
 for _name in ALLOWED_MODULES:
     __import__(_name)
@@ -29,16 +46,23 @@ import resource  # noqa: E402
 
 EXIT_SETUP_FAILED = 97
 
-_MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
-       "relatime": 1 << 21, "strictatime": 1 << 24}
+_MS = {
+    "ro": 1,
+    "nosuid": 2,
+    "nodev": 4,
+    "noexec": 8,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+    "strictatime": 1 << 24,
+}
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 # Device nodes the namespace sandbox gets in its /dev (bound from the host's).
 DEVICES = ("null", "zero", "full", "random", "urandom")
 # pivot_root has no libc wrapper; its syscall number per machine.
-PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203,
-                 "s390x": 217, "armv7l": 218}
+PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "ppc64": 203, "s390x": 217, "armv7l": 218}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -72,15 +96,13 @@ def _setup_root(req: dict) -> str:
             os.makedirs(os.path.dirname(root + path), exist_ok=True)
             os.symlink(target, root + path)
         else:  # mask: an empty read-only directory over third-party packages
-            _mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                   "size=4k,mode=0555")
+            _mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
     for dev in DEVICES:
         _bind(f"/dev/{dev}", f"{root}/dev/{dev}")
     _bind("/proc", root + "/proc")  # the PID namespace's own procfs (unshare --mount-proc)
     _remount_tree_ro(root)
     os.mkdir(root + "/tmp")
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(req['tmp_size_mb'])}m,mode=1777")
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(req['tmp_size_mb'])}m,mode=1777")
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
     _pivot_root(root)
     return "/tmp"
@@ -164,29 +186,136 @@ def _set_limits(req: dict) -> None:
 
 
 _OS_BLOCKED = (
-    "system", "popen", "kill", "killpg", "fork", "forkpty", "vfork", "execv", "execve", "execl",
-    "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe",
-    "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "putenv",
-    "unsetenv", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
-    "truncate", "ftruncate", "chmod", "fchmod", "lchmod", "chown", "fchown", "lchown", "chroot",
-    "chdir", "fchdir", "setuid", "seteuid", "setgid", "setegid", "setreuid", "setregid",
-    "setresuid", "setresgid", "setsid", "setpgid", "setpgrp", "link", "symlink", "mkfifo",
-    "mknod", "mkdir", "makedirs", "open", "write", "writev", "pwrite", "pwritev", "sendfile",
-    "close", "closerange", "dup", "dup2", "pidfd_open", "plock", "nice", "register_at_fork",
-    "sched_setaffinity", "abort", "_exit",
+    "system",
+    "popen",
+    "kill",
+    "killpg",
+    "fork",
+    "forkpty",
+    "vfork",
+    "execv",
+    "execve",
+    "execl",
+    "execle",
+    "execlp",
+    "execlpe",
+    "execvp",
+    "execvpe",
+    "spawnl",
+    "spawnle",
+    "spawnlp",
+    "spawnlpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "spawnvpe",
+    "posix_spawn",
+    "posix_spawnp",
+    "putenv",
+    "unsetenv",
+    "remove",
+    "unlink",
+    "rmdir",
+    "removedirs",
+    "rename",
+    "renames",
+    "replace",
+    "truncate",
+    "ftruncate",
+    "chmod",
+    "fchmod",
+    "lchmod",
+    "chown",
+    "fchown",
+    "lchown",
+    "chroot",
+    "chdir",
+    "fchdir",
+    "setuid",
+    "seteuid",
+    "setgid",
+    "setegid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setsid",
+    "setpgid",
+    "setpgrp",
+    "link",
+    "symlink",
+    "mkfifo",
+    "mknod",
+    "mkdir",
+    "makedirs",
+    "open",
+    "write",
+    "writev",
+    "pwrite",
+    "pwritev",
+    "sendfile",
+    "close",
+    "closerange",
+    "dup",
+    "dup2",
+    "pidfd_open",
+    "plock",
+    "nice",
+    "register_at_fork",
+    "sched_setaffinity",
+    "abort",
+    "_exit",
 )
 _MODULES_BLOCKED = (
-    "os", "posix", "sys", "subprocess", "_posixsubprocess", "socket", "_socket", "ssl", "ctypes",
-    "_ctypes", "multiprocessing", "_multiprocessing", "threading", "_thread", "signal", "_signal",
-    "pty", "fcntl", "resource", "shutil", "asyncio", "select", "selectors", "mmap", "urllib",
-    "http", "ftplib", "smtplib", "importlib", "gc", "inspect", "pickle", "marshal", "io", "_io",
-    "tempfile", "pathlib", "glob", "builtins", "code", "pdb", "faulthandler",
+    "os",
+    "posix",
+    "sys",
+    "subprocess",
+    "_posixsubprocess",
+    "socket",
+    "_socket",
+    "ssl",
+    "ctypes",
+    "_ctypes",
+    "multiprocessing",
+    "_multiprocessing",
+    "threading",
+    "_thread",
+    "signal",
+    "_signal",
+    "pty",
+    "fcntl",
+    "resource",
+    "shutil",
+    "asyncio",
+    "select",
+    "selectors",
+    "mmap",
+    "urllib",
+    "http",
+    "ftplib",
+    "smtplib",
+    "importlib",
+    "gc",
+    "inspect",
+    "pickle",
+    "marshal",
+    "io",
+    "_io",
+    "tempfile",
+    "pathlib",
+    "glob",
+    "builtins",
+    "code",
+    "pdb",
+    "faulthandler",
 )
 
 
 def _blocked(name: str):
     def refuse(*args, **kwargs):
         raise PermissionError(f"{name} is disabled in the sandbox")
+
     return refuse
 
 
@@ -219,8 +348,17 @@ def _install_guard(workdir: str) -> dict:
                 setattr(mod, attr, _blocked(f"{mod_name}.{attr}"))
     for mod_name in ("signal", "_signal"):
         mod = sys.modules.get(mod_name)
-        for attr in ("signal", "alarm", "setitimer", "pthread_kill", "pthread_sigmask", "raise_signal",
-                     "siginterrupt", "set_wakeup_fd", "pidfd_send_signal"):
+        for attr in (
+            "signal",
+            "alarm",
+            "setitimer",
+            "pthread_kill",
+            "pthread_sigmask",
+            "raise_signal",
+            "siginterrupt",
+            "set_wakeup_fd",
+            "pidfd_send_signal",
+        ):
             if mod is not None and hasattr(mod, attr):
                 setattr(mod, attr, _blocked(f"{mod_name}.{attr}"))
 
@@ -256,6 +394,7 @@ def _describe(value) -> dict:
     type_name = type(value).__name__
     try:
         import numbers
+
         if isinstance(value, numbers.Integral):
             return {"kind": "int", "value": str(int(value))}
         if isinstance(value, numbers.Real):
@@ -273,8 +412,13 @@ class _LinkMap(ctypes.Structure):
     """The public head of glibc's ``struct link_map``."""
 
 
-_LinkMap._fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
-                     ("l_next", ctypes.POINTER(_LinkMap)), ("l_prev", ctypes.POINTER(_LinkMap))]
+_LinkMap._fields_ = [
+    ("l_addr", ctypes.c_void_p),
+    ("l_name", ctypes.c_char_p),
+    ("l_ld", ctypes.c_void_p),
+    ("l_next", ctypes.POINTER(_LinkMap)),
+    ("l_prev", ctypes.POINTER(_LinkMap)),
+]
 
 
 class _RDebug(ctypes.Structure):
@@ -317,7 +461,7 @@ def main() -> None:
     def report(payload: dict) -> None:
         line = marker + b" " + json.dumps(payload).encode() + b"\n"
         while line:
-            line = line[write(result_fd, line):]
+            line = line[write(result_fd, line) :]
 
     try:
         workdir = _setup_root(req) if req["setup_mounts"] else os.getcwd()

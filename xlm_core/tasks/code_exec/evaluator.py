@@ -85,8 +85,9 @@ class Gsm8kCodeEval:
             to_run.append(i)
             sources.append(extracted.code)
 
-        results = run_programs(sources, self.limits, isolation=mode, num_workers=self.num_workers,
-                               entry=self.entry_point)
+        results = run_programs(
+            sources, self.limits, isolation=mode, num_workers=self.num_workers, entry=self.entry_point
+        )
         n_failed = len(rows) - len(to_run)
         for i, res in zip(to_run, results):
             row = rows[i]
@@ -124,9 +125,18 @@ class Gsm8kCodeEval:
             logger.error(
                 "Gsm8kCodeEval: EVERY program failed (%d/%d exec failures, isolation=%s); "
                 "code_exec_accuracy=0 is not a real score. Failure reasons: %s",
-                metrics["n_exec_failures"], metrics["n_total"], mode, dict(reasons.most_common()))
+                metrics["n_exec_failures"],
+                metrics["n_total"],
+                mode,
+                dict(reasons.most_common()),
+            )
         else:
             logger.info(
                 "Gsm8kCodeEval: %d/%d correct (%.2f%%), %d exec failures, isolation=%s, reasons=%s",
-                metrics["n_correct"], metrics["n_total"], 100 * metrics["code_exec_accuracy"],
-                metrics["n_exec_failures"], mode, dict(reasons.most_common()))
+                metrics["n_correct"],
+                metrics["n_total"],
+                100 * metrics["code_exec_accuracy"],
+                metrics["n_exec_failures"],
+                mode,
+                dict(reasons.most_common()),
+            )

@@ -38,7 +38,7 @@ def extract_program(
         start = re.search(r"^[ \t]*def[ \t]+\w+", text, re.MULTILINE)
     if start is None:
         return ExtractedProgram(None, "no function definition ('def ...') in the output")
-    lines = text[start.start():].rstrip().splitlines()
+    lines = text[start.start() :].rstrip().splitlines()
     indent = len(lines[0]) - len(lines[0].lstrip())
     if indent:
         lines = [ln[indent:] if ln[:indent].strip() == "" else ln for ln in lines]

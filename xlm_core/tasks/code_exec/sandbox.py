@@ -116,26 +116,31 @@ def _launch_spec(mode: IsolationMode) -> _Launch:
             raise RuntimeError("isolation='bwrap' needs bubblewrap: apt-get install bubblewrap")
         view = sandbox_view()
         # As root, skip the user namespace so the child can drop to a real unprivileged uid.
-        unshare = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts") if root \
-            else ("--unshare-all",)
+        unshare = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts") if root else ("--unshare-all",)
         argv = (bwrap, *unshare, "--die-with-parent", "--new-session", *bwrap_view_args(view))
-        return _Launch(argv, CHILD_IN_SANDBOX, sandbox_env(view), setup_mounts=False,
-                       drop_uid=root, drop_caps=False)
+        return _Launch(argv, CHILD_IN_SANDBOX, sandbox_env(view), setup_mounts=False, drop_uid=root, drop_caps=False)
     if mode == "namespace":
         unshare = shutil.which("unshare")
         if unshare is None:
             raise RuntimeError("isolation='namespace' needs util-linux unshare on PATH")
         view = sandbox_view()
         user = () if root else ("--user", "--map-root-user")
-        argv = (unshare, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork",
-                "--mount-proc", "--kill-child")
+        argv = (unshare, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child")
         rows = tuple((e.kind, e.path, e.target) for e in view.entries)
-        return _Launch(argv, CHILD_SCRIPT, sandbox_env(view), setup_mounts=True, drop_uid=root,
-                       drop_caps=not root, view=rows)
+        return _Launch(
+            argv, CHILD_SCRIPT, sandbox_env(view), setup_mounts=True, drop_uid=root, drop_caps=not root, view=rows
+        )
     if mode == "none":
-        return _Launch((), CHILD_SCRIPT, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                       setup_mounts=False, drop_uid=root, drop_caps=False, chown_workdir=root,
-                       workdir_is_home=True)
+        return _Launch(
+            (),
+            CHILD_SCRIPT,
+            {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            setup_mounts=False,
+            drop_uid=root,
+            drop_caps=False,
+            chown_workdir=root,
+            workdir_is_home=True,
+        )
     raise ValueError(_unknown_mode(mode))
 
 
@@ -166,19 +171,36 @@ def run_program(
         if spec.chown_workdir:
             os.chown(workdir, sandbox_uid, sandbox_uid)
         request = {
-            "source": source, "entry": entry, "marker": marker, "result_fd": write_fd,
+            "source": source,
+            "entry": entry,
+            "marker": marker,
+            "result_fd": write_fd,
             "result_fd_target": 200 + secrets.randbelow(700),
-            "setup_mounts": spec.setup_mounts, "new_root": workdir, "view": spec.view,
-            "drop_uid": spec.drop_uid, "uid": sandbox_uid, "drop_caps": spec.drop_caps,
-            "cpu_s": max(1, math.ceil(limits.timeout_s)), "memory_bytes": limits.memory_mb << 20,
-            "file_bytes": limits.max_file_bytes, "open_files": limits.max_open_files,
-            "tmp_size_mb": limits.tmp_size_mb, "recursion_limit": limits.recursion_limit,
+            "setup_mounts": spec.setup_mounts,
+            "new_root": workdir,
+            "view": spec.view,
+            "drop_uid": spec.drop_uid,
+            "uid": sandbox_uid,
+            "drop_caps": spec.drop_caps,
+            "cpu_s": max(1, math.ceil(limits.timeout_s)),
+            "memory_bytes": limits.memory_mb << 20,
+            "file_bytes": limits.max_file_bytes,
+            "open_files": limits.max_open_files,
+            "tmp_size_mb": limits.tmp_size_mb,
+            "recursion_limit": limits.recursion_limit,
         }
         argv = [*spec.argv_prefix, interpreter(), *PYTHON_FLAGS, spec.child_script]
         env = {**spec.env, "HOME": workdir, "TMPDIR": workdir} if spec.workdir_is_home else spec.env
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), start_new_session=True, cwd=workdir, env=env, close_fds=True,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            cwd=workdir,
+            env=env,
+            close_fds=True,
         )
         os.close(write_fd)
         write_fd = -1
@@ -209,8 +231,7 @@ def run_program(
     return _classify_exit(result)
 
 
-def _collect(proc: subprocess.Popen, read_fd: int, marker: str, limits: SandboxLimits,
-             start: float) -> ExecResult:
+def _collect(proc: subprocess.Popen, read_fd: int, marker: str, limits: SandboxLimits, start: float) -> ExecResult:
     """Read output (capped) and the result line until both pipes close or the deadline passes."""
     deadline = start + limits.timeout_s
     out, res = bytearray(), bytearray()
@@ -261,7 +282,7 @@ def _parse_result(raw: bytes, marker: str, output: str) -> ExecResult:
     for line in raw.splitlines():
         if line.startswith(prefix):
             try:
-                payload = json.loads(line[len(prefix):])
+                payload = json.loads(line[len(prefix) :])
             except ValueError:
                 break
             if payload.get("status") == "ok":
@@ -290,7 +311,7 @@ def _classify_exit(result: ExecResult) -> ExecResult:
 _PROBE_OK = "def simple_math_problem():\n    return 6 * 7\n"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe_isolation(mode: IsolationMode) -> str | None:
     """Return None when ``mode`` works on this machine, else the reason it does not (cached)."""
     try:
@@ -309,8 +330,10 @@ class SandboxUnavailable(UsageError, RuntimeError):
 
 def _unknown_mode(requested: object) -> str:
     if requested == "process":
-        return ("isolation='process' runs generated code with no isolation at all (it reads every file the user can "
-                "and reaches the network); it is spelled isolation='none' now, so that a config says so")
+        return (
+            "isolation='process' runs generated code with no isolation at all (it reads every file the user can "
+            "and reaches the network); it is spelled isolation='none' now, so that a config says so"
+        )
     return f"isolation={requested!r} is not one of {', '.join(ISOLATION_CHOICES)}"
 
 
@@ -320,7 +343,7 @@ def check_isolation_choice(requested: str) -> None:
         raise SandboxUnavailable(_unknown_mode(requested))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve_isolation(requested: str = "auto") -> IsolationMode:
     """The mode to run programs in: for ``auto`` the strongest that works (bwrap, then namespace); a mode
     named explicitly must work. ``auto`` never falls back to no isolation: without a strong mode it raises
@@ -329,8 +352,10 @@ def resolve_isolation(requested: str = "auto") -> IsolationMode:
     if requested != "auto":
         reason = probe_isolation(requested)  # type: ignore[arg-type]
         if reason is not None:
-            raise SandboxUnavailable(f"isolation={requested!r} is not available here: {reason}; use isolation=auto to "
-                                     "take whichever strong mode works")
+            raise SandboxUnavailable(
+                f"isolation={requested!r} is not available here: {reason}; use isolation=auto to "
+                "take whichever strong mode works"
+            )
         if requested == "none":
             _warn_no_isolation()
         return requested  # type: ignore[return-value]
@@ -353,4 +378,5 @@ def _warn_no_isolation() -> None:
     logger.warning(
         "CODE EXECUTION WITHOUT ISOLATION: isolation=none has no filesystem, network or PID isolation (a program "
         "can read every file this user can, and its text can reach pred_value/exec_error), only rlimits, a "
-        "separate session and a Python-level guard (see docs/code_execution.md).")
+        "separate session and a Python-level guard (see docs/code_execution.md)."
+    )

@@ -49,7 +49,7 @@ class SandboxView:
     interpreter: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def interpreter() -> str:
     """The real interpreter binary (a virtual environment's ``python`` resolves to its base)."""
     exe = getattr(sys, "_base_executable", None) or sys.executable
@@ -68,8 +68,10 @@ def _discover(python: str) -> dict:
         return json.loads(out)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        raise RuntimeError(f"could not list the interpreter's libraries ({exc!r} {detail[-300:]!r}); "
-                           "run xlm with a glibc-based Linux Python (the sandbox reads the loader's link map)") from exc
+        raise RuntimeError(
+            f"could not list the interpreter's libraries ({exc!r} {detail[-300:]!r}); "
+            "run xlm with a glibc-based Linux Python (the sandbox reads the loader's link map)"
+        ) from exc
 
 
 def _is_under(path: str, roots: list[str]) -> bool:
@@ -119,7 +121,7 @@ def _add(entries: dict[str, ViewEntry], new: list[ViewEntry], dirs: list[str]) -
             dirs.append(entry.path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sandbox_view() -> SandboxView:
     """Compute the view once per process (a discovery run of the child, ~50 ms)."""
     python = interpreter()
@@ -136,8 +138,12 @@ def sandbox_view() -> SandboxView:
             _add(entries, path_chain(obj), dirs)
             if not _is_under(obj, stdlib) and os.path.dirname(obj) not in lib_dirs:
                 lib_dirs.append(os.path.dirname(obj))
-    masks = [ViewEntry("mask", os.path.join(d, name)) for d in stdlib for name in _PACKAGE_DIRS
-             if os.path.isdir(os.path.join(d, name))]
+    masks = [
+        ViewEntry("mask", os.path.join(d, name))
+        for d in stdlib
+        for name in _PACKAGE_DIRS
+        if os.path.isdir(os.path.join(d, name))
+    ]
     rows = [*entries.values(), *masks]
     return SandboxView((*_parent_dirs(rows, dirs), *rows), ":".join(lib_dirs), python)
 
@@ -165,13 +171,36 @@ def bwrap_view_args(view: SandboxView) -> list[str]:
             args += ["--symlink", entry.target, entry.path]
         else:
             args += ["--perms", "0555", "--tmpfs", entry.path, "--remount-ro", entry.path]
-    args += ["--perms", "0755", "--dir", os.path.dirname(CHILD_IN_SANDBOX),
-             "--ro-bind", CHILD_SCRIPT, CHILD_IN_SANDBOX, "--dev", "/dev", "--proc", "/proc",
-             "--perms", "01777", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
+    args += [
+        "--perms",
+        "0755",
+        "--dir",
+        os.path.dirname(CHILD_IN_SANDBOX),
+        "--ro-bind",
+        CHILD_SCRIPT,
+        CHILD_IN_SANDBOX,
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--perms",
+        "01777",
+        "--tmpfs",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+    ]
     return args
 
 
 def sandbox_env(view: SandboxView) -> dict[str, str]:
     """Environment inside the bwrap and namespace sandboxes: home and temp dir are the private /tmp."""
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp",
-            "LD_LIBRARY_PATH": view.library_path}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LD_LIBRARY_PATH": view.library_path,
+    }

@@ -82,9 +82,7 @@ def _check_add_bos(add_bos: Any) -> None:
 # region: helpers
 
 
-def _fit_prompt(
-    prompt: list[int], head: list[int], tail: list[int], max_len: int | None
-) -> tuple[list[int], bool]:
+def _fit_prompt(prompt: list[int], head: list[int], tail: list[int], max_len: int | None) -> tuple[list[int], bool]:
     """``head + prompt + tail``, cutting the prompt from the left to fit ``max_len``."""
     if max_len is None:
         return head + prompt + tail, False
@@ -277,8 +275,15 @@ class DefaultARLMCollator(TruncationCounting):
             "attention_mask": torch.tensor(masks, dtype=torch.bool),
             "target_ids": torch.tensor(targets, dtype=torch.long),
         }
-        batch.update(document_fields(examples, [len(s) for s in seqs], width,  # type: ignore[typeddict-item]
-                                     self.document_positions, self.document_attention))
+        batch.update(
+            document_fields(
+                examples,
+                [len(s) for s in seqs],
+                width,  # type: ignore[typeddict-item]
+                self.document_positions,
+                self.document_attention,
+            )
+        )
         return batch
 
 

@@ -48,10 +48,14 @@ def neox_config(model: RotaryTransformerARLMModel, tokenizer: Any = None) -> Any
     import transformers
     from transformers import GPTNeoXConfig
 
-    aids = [f"model.{name}={value}" for name, value, on in (
-        ("absolute_positions", "true", model.embed_positions is not None),
-        ("neighbour_mixing", getattr(model.neighbour_mixing, "mode", "none"), model.neighbour_mixing is not None),
-    ) if on]
+    aids = [
+        f"model.{name}={value}"
+        for name, value, on in (
+            ("absolute_positions", "true", model.embed_positions is not None),
+            ("neighbour_mixing", getattr(model.neighbour_mixing, "mode", "none"), model.neighbour_mixing is not None),
+        )
+        if on
+    ]
     if aids:
         raise ValueError(
             f"{' and '.join(aids)} cannot be exported: GPT-NeoX has no such layer; train with "
@@ -80,11 +84,21 @@ def neox_config(model: RotaryTransformerARLMModel, tokenizer: Any = None) -> Any
         for name in ("bos_token_id", "eos_token_id", "pad_token_id")
     }
     common = dict(
-        vocab_size=model.num_embeddings, hidden_size=model.d_model, num_hidden_layers=model.num_layers,
-        num_attention_heads=model.nhead, intermediate_size=model.layers[0].mlp[0].out_features if len(model.layers)
-        else 4 * model.d_model, hidden_act=_hidden_act(model), attention_dropout=0.0, hidden_dropout=0.0,
-        max_position_embeddings=model.max_length, layer_norm_eps=norm.eps, use_cache=True,
-        tie_word_embeddings=False, use_parallel_residual=False, attention_bias=False, initializer_range=0.02,
+        vocab_size=model.num_embeddings,
+        hidden_size=model.d_model,
+        num_hidden_layers=model.num_layers,
+        num_attention_heads=model.nhead,
+        intermediate_size=model.layers[0].mlp[0].out_features if len(model.layers) else 4 * model.d_model,
+        hidden_act=_hidden_act(model),
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        max_position_embeddings=model.max_length,
+        layer_norm_eps=norm.eps,
+        use_cache=True,
+        tie_word_embeddings=False,
+        use_parallel_residual=False,
+        attention_bias=False,
+        initializer_range=0.02,
         **special,
     )
     if int(transformers.__version__.split(".")[0]) >= 5:
@@ -150,7 +164,8 @@ def _simple_as_fast(tokenizer: Any) -> Any:
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.WordPiece(prefix="\x00", cleanup=False)  # joins tokens with single spaces
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, clean_up_tokenization_spaces=False,
+        tokenizer_object=backend,
+        clean_up_tokenization_spaces=False,
         **{attr: token for attr, token in SPECIAL_TOKENS},
     )
 
@@ -174,8 +189,9 @@ def check_export(model: RotaryTransformerARLMModel, out_dir: str | os.PathLike[s
     return float((theirs(input_ids=ids).logits.float() - ours).abs().max())
 
 
-def export_hf(model: RotaryTransformerARLMModel, tokenizer: Any, out_dir: str | os.PathLike[str],
-              verify: bool = True) -> Path:
+def export_hf(
+    model: RotaryTransformerARLMModel, tokenizer: Any, out_dir: str | os.PathLike[str], verify: bool = True
+) -> Path:
     """Write ``model`` and ``tokenizer`` as a transformers directory; returns ``out_dir``.
 
     With ``verify`` the directory is reloaded with ``AutoModelForCausalLM`` and its logits are

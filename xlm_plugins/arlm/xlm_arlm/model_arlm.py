@@ -79,13 +79,20 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         # Independently constructed (and initialised) layers, not copies of one layer.
         self.layers = nn.ModuleList(
             RotaryTransformerLayer(
-                d_model, nhead, dim_feedforward=dim_feedforward, dropout=dropout,
-                activation=activation, layer_norm_eps=layer_norm_eps, force_flash_attn=force_flash_attn,
+                d_model,
+                nhead,
+                dim_feedforward=dim_feedforward,
+                dropout=dropout,
+                activation=activation,
+                layer_norm_eps=layer_norm_eps,
+                force_flash_attn=force_flash_attn,
             )
             for _ in range(num_layers)
         )
         self.final_layer = RotaryTransformerFinalLayer(
-            d_model, num_embeddings, layer_norm_eps=layer_norm_eps,
+            d_model,
+            num_embeddings,
+            layer_norm_eps=layer_norm_eps,
             use_final_layer_norm=not final_layer_without_normalization,
         )
         gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
@@ -136,9 +143,7 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         if positions is None:
             positions = torch.arange(past, past + L, device=x_t.device).unsqueeze(0).expand(B, L)
         elif positions.shape != x_t.shape:
-            raise ValueError(
-                f"positions must have the shape of x_t {tuple(x_t.shape)}, got {tuple(positions.shape)}."
-            )
+            raise ValueError(f"positions must have the shape of x_t {tuple(x_t.shape)}, got {tuple(positions.shape)}.")
         self._check_inputs(x_t, positions)
         if self._mask_is_causal_default(attention_mask, B, L, past):
             attention_mask = None  # same attention as no mask: lets SDPA take its fast paths
@@ -194,15 +199,13 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         so generation does not synchronise with the host every token.
         """
         if self.force_flash_attn and not x_t.is_cuda and not self._warned_flash_on_cpu:
-            warnings.warn("force_flash_attn=True has no effect on CPU; using the default SDPA backend.")
+            warnings.warn("force_flash_attn=True has no effect on CPU; using the default SDPA backend.", stacklevel=2)
             self._warned_flash_on_cpu = True
         sync = x_t.device.type == "cpu" or self.kv_cache_length == 0
         check_ids_and_positions(x_t, positions, self.num_embeddings, self.max_length, sync=sync)
 
     @staticmethod
-    def _mask_is_causal_default(
-        attention_mask: TT | None, batch: int, query_len: int, past: int
-    ) -> bool:
+    def _mask_is_causal_default(attention_mask: TT | None, batch: int, query_len: int, past: int) -> bool:
         """True when ``attention_mask`` allows exactly what no mask allows (plain causal attention).
 
         That holds for an all-True (B, S) key-padding mask and for a (B, L, L) mask equal to
@@ -232,13 +235,17 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         param = self.embed_tokens.weight
         for layer in self.layers:
             layer.kv_cache = KVCache(
-                batch_size, self.nhead, max_seq_length, self.head_dim,
+                batch_size,
+                self.nhead,
+                max_seq_length,
+                self.head_dim,
                 device=device if device is not None else param.device,
                 dtype=dtype if dtype is not None else param.dtype,
             )
         if self.neighbour_mixing is not None:  # the previous token's embedding, in the model's dtype
-            self.neighbour_mixing.set_cache(batch_size, max_seq_length, device=device if device is not None
-                                            else param.device)
+            self.neighbour_mixing.set_cache(
+                batch_size, max_seq_length, device=device if device is not None else param.device
+            )
 
     def clear_kv_cache(self) -> None:
         """Drop every layer's cache; the model goes back to full-sequence forward passes."""

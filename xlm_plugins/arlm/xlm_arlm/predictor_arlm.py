@@ -34,8 +34,12 @@ SAMPLING_METHODS = ("sample", "sample_top_k", "sample_top_p")
 # "fp32" | "mixed" = under autocast). benchmarks/decode_step.py measures compile cost / time saved per
 # step; the CPU values sit between its warm- and cold-cache break-evens (docs/performance.md); CUDA's
 # is an estimate (a capture costs about three eager steps) until measured on a GPU.
-COMPILE_BREAK_EVEN_STEPS = {("cpu", "mixed"): 20_000, ("cpu", "fp32"): 100_000, ("cuda", "mixed"): 16,
-                            ("cuda", "fp32"): 16}
+COMPILE_BREAK_EVEN_STEPS = {
+    ("cpu", "mixed"): 20_000,
+    ("cpu", "fp32"): 100_000,
+    ("cuda", "mixed"): 16,
+    ("cuda", "fp32"): 16,
+}
 
 
 class ARLMPredictor:
@@ -98,9 +102,7 @@ class ARLMPredictor:
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be an int >= 1 or None (no cap), got {max_length!r}.")
         if sampling_method not in SAMPLING_METHODS:
-            raise ValueError(
-                f"Unknown sampling_method {sampling_method!r}; use one of {', '.join(SAMPLING_METHODS)}."
-            )
+            raise ValueError(f"Unknown sampling_method {sampling_method!r}; use one of {', '.join(SAMPLING_METHODS)}.")
         if sampling_method == "sample_top_k" and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"sample_top_k needs an integer top_k >= 1, got {top_k!r}.")
         if sampling_method == "sample_top_p" and not 0.0 < top_p <= 1.0:
@@ -350,9 +352,7 @@ class ARLMPredictor:
                 "(model_type arlm_seq2seq passes it to the collators and the predictor)."
             )
 
-    def _answer_forward(
-        self, ids: Integer[TT, "batch out_len"], start: int
-    ) -> Integer[TT, "batch out_len"]:
+    def _answer_forward(self, ids: Integer[TT, "batch out_len"], start: int) -> Integer[TT, "batch out_len"]:
         """Turn each row's generated tokens before its first EOS (all of them without one) back to forward order."""
         generated = ids[:, start:]  # (B, N)
         width = generated.shape[1]
@@ -428,8 +428,12 @@ def _renamed_sampling_options(top_k: int, top_p: float, top: int | None, p: floa
     """``top_k``/``top_p``, taking the pre-0.2 names ``top``/``p`` (with a DeprecationWarning) when given."""
     for old, new, value in (("top", "top_k", top), ("p", "top_p", p)):
         if value is not None:
-            warnings.warn(f"ARLMPredictor({old}=...) is deprecated and goes away in xlm-arlm 0.3; write {new}={value!r} "
-                          f"(in a config: predictor.{new})", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"ARLMPredictor({old}=...) is deprecated and goes away in xlm-arlm 0.3; write {new}={value!r} "
+                f"(in a config: predictor.{new})",
+                DeprecationWarning,
+                stacklevel=3,
+            )
     return (top_k if top is None else top), (top_p if p is None else p)
 
 

@@ -69,8 +69,10 @@ class MDLMLoss:
         self.mask_token_id = int(mask_token_id)
         model_mask = getattr(getattr(model, "_orig_mod", model), "mask_idx", None)
         if model_mask is not None and int(model_mask) != self.mask_token_id:
-            raise ValueError(f"the model's mask_idx={model_mask} is not the mask token {self.mask_token_id}; "
-                             "build the model with the tokenizer's mask token (model.mask_idx: null lets the job fill it).")
+            raise ValueError(
+                f"the model's mask_idx={model_mask} is not the mask token {self.mask_token_id}; "
+                "build the model with the tokenizer's mask token (model.mask_idx: null lets the job fill it)."
+            )
 
     def __call__(
         self,
@@ -85,8 +87,10 @@ class MDLMLoss:
         input_ids, attention_mask, target_ids = training_tensors(batch, "MDLMLoss")
         t = batch.get("noise_t")
         if not isinstance(t, torch.Tensor) or t.shape != input_ids.shape[:1]:
-            raise KeyError("MDLMLoss needs the batch's diffusion times 'noise_t' (one per row), which the MDLM "
-                           "collators (xlm_mdlm.collators_mdlm) add; use one of them for this dataloader.")
+            raise KeyError(
+                "MDLMLoss needs the batch's diffusion times 'noise_t' (one per row), which the MDLM "
+                "collators (xlm_mdlm.collators_mdlm) add; use one of them for this dataloader."
+            )
         mask, positions = attention_and_positions(batch, attention_mask)  # packed rows: within documents
         scored = (target_ids != IGNORE_INDEX) & attention_mask & (target_ids != self.mask_token_id)  # (B, L)
         masked = scored & (input_ids == self.mask_token_id)  # (B, L): the positions with a NELBO term
@@ -96,7 +100,12 @@ class MDLMLoss:
             forward_hidden, lm_head = head
             hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
             loss_sum, nll = scored_linear_cross_entropy(
-                hidden, lm_head, target_ids, masked, token_weights=weights, excluded_class=self.mask_token_id,
+                hidden,
+                lm_head,
+                target_ids,
+                masked,
+                token_weights=weights,
+                excluded_class=self.mask_token_id,
                 chunk_size=self.chunk_size,
             )  # nll (B, L): unweighted, 0 where not masked
         else:
@@ -104,8 +113,10 @@ class MDLMLoss:
             lowest = torch.finfo(logits.dtype).min
             logits = logits.index_fill(-1, torch.tensor([self.mask_token_id], device=logits.device), lowest)
             nll = F.cross_entropy(
-                logits.flatten(0, 1), target_ids.masked_fill(~masked, IGNORE_INDEX).flatten(),
-                ignore_index=IGNORE_INDEX, reduction="none",
+                logits.flatten(0, 1),
+                target_ids.masked_fill(~masked, IGNORE_INDEX).flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
             ).view_as(target_ids)  # (B, L), 0 where not masked
             loss_sum = (nll * weights).sum()
         terms = nll.detach() * weights  # (B, L): weight(t) * NLL where masked, 0 elsewhere

@@ -11,8 +11,17 @@ from xlm_mdlm.loss_mdlm import MDLMLoss
 from xlm_mdlm.model_mdlm import MDLMModel
 from xlm_mdlm.predictor_mdlm import MDLMPredictor
 
-_TINY_MODEL = dict(d_model=32, num_layers=2, nhead=4, dim_feedforward=64, dropout=0.0, rotary_emb_dim=8, max_length=64,
-                   absolute_positions=True, neighbour_mixing=True)
+_TINY_MODEL = dict(
+    d_model=32,
+    num_layers=2,
+    nhead=4,
+    dim_feedforward=64,
+    dropout=0.0,
+    rotary_emb_dim=8,
+    max_length=64,
+    absolute_positions=True,
+    neighbour_mixing=True,
+)
 
 
 @hookimpl

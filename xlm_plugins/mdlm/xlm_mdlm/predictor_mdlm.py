@@ -156,7 +156,9 @@ class MDLMPredictor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq_len), got {tuple(input_ids.shape)}.")
         attention_mask = batch.get("attention_mask")
-        attention_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        attention_mask = (
+            torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        )
         positions = positions_from_attention_mask(attention_mask)
         generator = self._generators.on(input_ids.device)
         times = torch.linspace(1.0, 0.0, self.num_steps + 1, dtype=torch.float64, device=input_ids.device)
@@ -188,8 +190,10 @@ class MDLMPredictor:
             steps += 1
         elapsed = time.perf_counter() - started
         return {
-            "text": [answer_text(self.tokenizer, row, (self.eos_token_id, self.pad_token_id))
-                     for row in ids[:, start:].tolist()],
+            "text": [
+                answer_text(self.tokenizer, row, (self.eos_token_id, self.pad_token_id))
+                for row in ids[:, start:].tolist()
+            ],
             "text_with_spl_tokens": self.tokenizer.batch_decode(
                 [r[m].tolist() for r, m in zip(ids, attention_mask)], skip_special_tokens=False
             ),
@@ -218,7 +222,13 @@ class MDLMPredictor:
         (``steps_run``, ``network_calls``, ``tokens_per_second``) and, per slot position, ``reveal_steps``."""
         rows = prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)
         for i, row in enumerate(rows):
-            row.update(unmasking=self.unmasking, num_steps=self.num_steps, cache=self.cache,
-                       steps_run=preds["num_steps"], network_calls=preds["network_calls"],
-                       tokens_per_second=float(preds["tokens_per_second"]), reveal_steps=preds["reveal_steps"][i])
+            row.update(
+                unmasking=self.unmasking,
+                num_steps=self.num_steps,
+                cache=self.cache,
+                steps_run=preds["num_steps"],
+                network_calls=preds["network_calls"],
+                tokens_per_second=float(preds["tokens_per_second"]),
+                reveal_steps=preds["reveal_steps"][i],
+            )
         return rows

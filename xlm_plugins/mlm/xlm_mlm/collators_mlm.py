@@ -56,9 +56,7 @@ class MaskingNoise:
         fixed_masks: bool = False,
     ) -> None:
         if not 0.0 <= mask_rate_min <= mask_rate_max <= 1.0:
-            raise ValueError(
-                f"Need 0 <= mask_rate_min <= mask_rate_max <= 1, got {mask_rate_min} and {mask_rate_max}."
-            )
+            raise ValueError(f"Need 0 <= mask_rate_min <= mask_rate_max <= 1, got {mask_rate_min} and {mask_rate_max}.")
         self.mask_rate_min = float(mask_rate_min)
         self.mask_rate_max = float(mask_rate_max)
         self.seed = 0 if seed is None else int(seed)

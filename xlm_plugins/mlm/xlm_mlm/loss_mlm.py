@@ -84,7 +84,11 @@ class MLMLoss:
             forward_hidden, lm_head = head
             hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
             loss_sum, nll = scored_linear_cross_entropy(
-                hidden, lm_head, target_ids, scored, excluded_class=getattr(self.model, "mask_idx", None),
+                hidden,
+                lm_head,
+                target_ids,
+                scored,
+                excluded_class=getattr(self.model, "mask_idx", None),
                 chunk_size=self.chunk_size,
             )  # nll (B, L), 0 where not scored
         else:

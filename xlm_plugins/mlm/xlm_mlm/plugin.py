@@ -14,8 +14,17 @@ from xlm_mlm.loss_mlm import MLMLoss
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 from xlm_mlm.predictor_mlm import MLMPredictor
 
-_TINY_MODEL = dict(d_model=32, num_layers=2, nhead=4, dim_feedforward=64, dropout=0.0, rotary_emb_dim=8, max_length=64,
-                   absolute_positions=True, neighbour_mixing=True)
+_TINY_MODEL = dict(
+    d_model=32,
+    num_layers=2,
+    nhead=4,
+    dim_feedforward=64,
+    dropout=0.0,
+    rotary_emb_dim=8,
+    max_length=64,
+    absolute_positions=True,
+    neighbour_mixing=True,
+)
 # Half the slot masked or more, with a fixed seed: the checks' batches always hold masked positions.
 _TINY_MASKING = dict(mask_rate_min=0.5, mask_rate_max=1.0, seed=0)
 
@@ -33,8 +42,9 @@ def register_families(register: Any) -> None:
         losses=[MLMLoss],
         collators=[
             Component(DefaultMLMCollator, role="lm", tiny=dict(block_size=8, **_TINY_MASKING)),
-            Component(MLMSeq2SeqTrainCollator, role="seq2seq", tiny=dict(block_size=6, input_block_size=6,
-                                                                         **_TINY_MASKING)),
+            Component(
+                MLMSeq2SeqTrainCollator, role="seq2seq", tiny=dict(block_size=6, input_block_size=6, **_TINY_MASKING)
+            ),
             Component(MLMSeq2SeqPredCollator, role="prediction", tiny=dict(block_size=6, input_block_size=6)),
         ],
         predictors=[Component(MLMPredictor, tiny=dict(max_steps=6, confidence="top_prob", temperature=0.0))],

@@ -84,8 +84,10 @@ class MLMPredictor:
         if threshold is not None and confidence is None:
             raise ValueError("threshold needs a confidence measure; set confidence='top_prob' or threshold=null.")
         if threshold is not None and unmasking_order != "confidence":
-            raise ValueError(f"threshold reveals positions by confidence, but unmasking_order={unmasking_order}; "
-                             "set threshold=null or unmasking_order=confidence.")
+            raise ValueError(
+                f"threshold reveals positions by confidence, but unmasking_order={unmasking_order}; "
+                "set threshold=null or unmasking_order=confidence."
+            )
         check_sampling_options(temperature, top_k, top_p)
         self.max_steps = max_steps
         self.tokenizer = tokenizer
@@ -119,7 +121,9 @@ class MLMPredictor:
         scores = order_scores(self.unmasking_order, probs, masked, self.confidence, generator)
         n_masked = masked.sum(dim=-1, keepdim=True)  # (B, 1)
         if self.threshold is not None and steps_left > 1:
-            count = (scores.masked_fill(~masked, float("-inf")) >= self.threshold).sum(dim=-1, keepdim=True).clamp(min=1)
+            count = (
+                (scores.masked_fill(~masked, float("-inf")) >= self.threshold).sum(dim=-1, keepdim=True).clamp(min=1)
+            )
         else:
             count = torch.div(n_masked + steps_left - 1, steps_left, rounding_mode="floor")  # ceil
         return reveal_top(scores, masked, count)
@@ -144,7 +148,9 @@ class MLMPredictor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq_len), got {tuple(input_ids.shape)}.")
         attention_mask = batch.get("attention_mask")
-        attention_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        attention_mask = (
+            torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        )
         positions = positions_from_attention_mask(attention_mask)
         generator = self._generators.on(input_ids.device)
         started = time.perf_counter()

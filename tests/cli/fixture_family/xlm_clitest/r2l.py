@@ -30,8 +30,16 @@ from xlm_core.modules import (
 )
 from xlm_core.plugin.names import FamilyNames
 
-__all__ = ["NAMES", "R2LModel", "R2LLoss", "R2LCollator", "R2LPredictionCollator", "R2LPredictor",
-           "r2l_exact_match_update_fn", "r2l_token_accuracy_update_fn"]
+__all__ = [
+    "NAMES",
+    "R2LModel",
+    "R2LLoss",
+    "R2LCollator",
+    "R2LPredictionCollator",
+    "R2LPredictor",
+    "r2l_exact_match_update_fn",
+    "r2l_token_accuracy_update_fn",
+]
 
 NAMES = FamilyNames(token_key="tokens", mask_key="loss_mask", target_key="labels", predicted_ids_key="seq")
 
@@ -39,16 +47,23 @@ NAMES = FamilyNames(token_key="tokens", mask_key="loss_mask", target_key="labels
 class R2LModel(nn.Module):
     """One causal rotary Transformer layer over token embeddings."""
 
-    def __init__(self, num_embeddings: int, d_model: int = 32, nhead: int = 2, max_length: int = 64,
-                 padding_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        d_model: int = 32,
+        nhead: int = 2,
+        max_length: int = 64,
+        padding_idx: int | None = None,
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
         self.rotary = RotaryEmbedding(d_model // nhead, max_length=max_length)
         self.layer = RotaryTransformerLayer(d_model, nhead, dim_feedforward=2 * d_model, dropout=0.0)
         self.final = RotaryTransformerFinalLayer(d_model, num_embeddings)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         batch, length = tokens.shape
         if positions is None:
             positions = torch.arange(length, device=tokens.device).expand(batch, length)
@@ -71,15 +86,23 @@ class R2LLoss:
     def __init__(self, model: Any = None, tokenizer: Any = None) -> None:
         self.model, self.tokenizer = model, tokenizer
 
-    def __call__(self, batch: dict[str, Any], batch_idx: int | None = None, dataloader_idx: int | None = None,
-                 dataloader_name: str | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> dict[str, torch.Tensor]:
         tokens, mask, labels = training_tensors(batch, "R2LLoss", NAMES)
         logits = self.model(tokens, mask, positions_from_attention_mask(mask))
         nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
         scored = labels != IGNORE_INDEX
         per_row = scored.sum(dim=1)
-        return {"loss": nll.sum() / per_row.sum().clamp(min=1),
-                "batch_loss": nll.detach().sum(dim=1) / per_row.clamp(min=1), "nlls": nll.detach()[scored]}
+        return {
+            "loss": nll.sum() / per_row.sum().clamp(min=1),
+            "batch_loss": nll.detach().sum(dim=1) / per_row.clamp(min=1),
+            "nlls": nll.detach()[scored],
+        }
 
 
 class _Collator(TruncationCounting):
@@ -105,11 +128,15 @@ class R2LCollator(_Collator):
             cut += cut_a or cut_p
         self.truncation.update(cut, len(rows), f"block_size={self.block_size}")
         width = max(map(len, rows))
-        labels = [[row[i + 1] if start <= i + 1 < len(row) else IGNORE_INDEX for i in range(width)]
-                  for row, start in zip(rows, starts)]
-        return {"tokens": torch.tensor([pad_list(r, width, tok.pad_token_id) for r in rows]),
-                "loss_mask": torch.tensor([pad_list([True] * len(r), width, False) for r in rows]),
-                "labels": torch.tensor(labels)}
+        labels = [
+            [row[i + 1] if start <= i + 1 < len(row) else IGNORE_INDEX for i in range(width)]
+            for row, start in zip(rows, starts)
+        ]
+        return {
+            "tokens": torch.tensor([pad_list(r, width, tok.pad_token_id) for r in rows]),
+            "loss_mask": torch.tensor([pad_list([True] * len(r), width, False) for r in rows]),
+            "labels": torch.tensor(labels),
+        }
 
 
 class R2LPredictionCollator(_Collator):
@@ -119,7 +146,7 @@ class R2LPredictionCollator(_Collator):
         tok = self.tokenizer
         prompts, answers = [], []
         for ex in self.rows(examples):
-            prompts.append([*ex["prompt_ids"][-(self.block_size - 1):], tok.bos_token_id])
+            prompts.append([*ex["prompt_ids"][-(self.block_size - 1) :], tok.bos_token_id])
             answers.append([*reversed(ex["input_ids"]), tok.eos_token_id])
         self.truncation.update(0, len(prompts), f"block_size={self.block_size}")
         width, answer_width = max(map(len, prompts)), max(map(len, answers))
@@ -141,8 +168,13 @@ class R2LPredictor:
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
 
     @torch.no_grad()
-    def predict(self, batch: dict[str, Any], batch_idx: int | None = None, dataloader_idx: int | None = None,
-                dataloader_name: str | None = None) -> dict[str, Any]:
+    def predict(
+        self,
+        batch: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> dict[str, Any]:
         seq, mask = batch["tokens"], batch["loss_mask"].bool()
         start, eos, pad = seq.shape[1], self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         done = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
@@ -155,8 +187,14 @@ class R2LPredictor:
         text = self.tokenizer.batch_decode([row[::-1] for row in generated], skip_special_tokens=True)
         return {"seq": seq, "output_start_idx": start, "text": text}
 
-    def to_dict(self, batch: dict[str, Any], preds: dict[str, Any], batch_idx: int | None = None,
-                dataloader_idx: int | None = None, dataloader_name: str | None = None) -> list[dict[str, Any]]:
+    def to_dict(
+        self,
+        batch: dict[str, Any],
+        preds: dict[str, Any],
+        batch_idx: int | None = None,
+        dataloader_idx: int | None = None,
+        dataloader_name: str | None = None,
+    ) -> list[dict[str, Any]]:
         metadata = batch.get("metadata") or {}
         return [{**{k: v[i] for k, v in metadata.items()}, "text": text} for i, text in enumerate(preds["text"])]
 
