@@ -47,6 +47,11 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
             "xlm_core.kit.metrics",
             "xlm_core.kit.prediction",
             "xlm_core.kit.sampling",
+            "xlm_core.kit.answer_slot",
+            "xlm_core.kit.text_rows",
+            "xlm_core.kit.documents",
+            "xlm_core.kit.masking",
+            "xlm_core.kit.unmasking",
             "xlm_core.kit.noise",
             "xlm_core.kit.renamed",
         ],
@@ -61,6 +66,7 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
             "xlm_core.modules.decode_step",
             "xlm_core.modules.model_kit",
             "xlm_core.modules.position_aids",
+            "xlm_core.modules.bidirectional",
             "xlm_core.modules.linear_cross_entropy",
         ],
     ),
@@ -161,6 +167,20 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
             "xlm_mlm.predictor_mlm",
             "xlm_mlm.types_mlm",
             "xlm_mlm.plugin",
+        ],
+    ),
+    "mdlm.md": (
+        "MDLM family (`xlm-mdlm`)",
+        "The masked diffusion family: a bidirectional rotary Transformer with the SUBS parameterisation, "
+        "schedule-driven collators, the continuous-time NELBO loss and the ancestral / cached / confidence "
+        "samplers. Its metrics are the kit's.",
+        [
+            "xlm_mdlm.model_mdlm",
+            "xlm_mdlm.loss_mdlm",
+            "xlm_mdlm.collators_mdlm",
+            "xlm_mdlm.predictor_mdlm",
+            "xlm_mdlm.types_mdlm",
+            "xlm_mdlm.plugin",
         ],
     ),
 }
