@@ -93,6 +93,15 @@ def write(results: Path, name: str, data: dict[str, Any]) -> None:
     print(f"wrote {results / name}", flush=True)
 
 
+def merged_runs(path: Path, rows: list[dict[str, Any]], at: str) -> list[dict[str, Any]]:
+    """``rows`` (tagged with commit ``at``) plus the runs of other seeds already in ``path``, by seed."""
+    for row in rows:
+        row["commit"] = at
+    seeds = {row["seed"] for row in rows}
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    return sorted([r for r in earlier if r["seed"] not in seeds] + rows, key=lambda r: r["seed"])
+
+
 # ---------------------------------------------------------------------------------------------------- star
 STAR = "star_easy_mdlm_cpu"
 STAR_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy", "test/prediction/first_step_accuracy",
@@ -100,23 +109,23 @@ STAR_METRICS = ["test/prediction/exact_match", "test/prediction/token_accuracy",
 
 
 def stage_star(args: argparse.Namespace, run: Runner) -> None:
-    rows, commands, at = [], [], commit()
+    rows, at = [], commit()
     for seed in args.seeds:
         name = f"{STAR}_seed{seed}"
         base = [f"experiment={STAR}", "family=mdlm", f"seed={seed}", f"job_name={name}",
                 f"paths.root_dir={args.out}", *ONE_THREAD]
         train = run(base, args.out)
         test = run([*base, "job_type=eval", "eval.split=test"], args.out)
-        commands += [train, test]
         if args.dry_run:
             continue
         metrics = newest_eval(args.out / "outputs" / name, "test")
         val = json.loads((args.out / "outputs" / name / "metrics.json").read_text())
         rows.append({"seed": seed, **{k: metrics[k] for k in STAR_METRICS if k in metrics},
                      "val/prediction/exact_match": val.get("val/prediction/exact_match"),
-                     "train_cpu_s": train["cpu_s"], "train_wall_s": train["wall_s"]})
+                     "train_cpu_s": train["cpu_s"], "train_wall_s": train["wall_s"], "commands": [train, test]})
     if args.dry_run:
         return
+    rows = merged_runs(args.results / "star_easy_mdlm_cpu.json", rows, at)
     write(args.results, "star_easy_mdlm_cpu.json", {
         "experiment": STAR, "commit": at,
         "options": {"model.absolute_positions": True, "model.neighbour_mixing": "bidirectional",
@@ -124,7 +133,7 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
         "test_graphs": 5000,
         "exact_match": summary([r["test/prediction/exact_match"] for r in rows]),
         "token_accuracy": summary([r["test/prediction/token_accuracy"] for r in rows]),
-        "runs": rows, "commands": commands,
+        "runs": rows,
     })
 
 
