@@ -24,6 +24,8 @@ def test_both_families_and_their_star_matrix_are_installed() -> None:
         for level in ("easy", "medium", "hard"):
             assert (family, f"star_{level}_{family}") in EXPERIMENTS
         assert (family, f"star_easy_{family}_cpu") in EXPERIMENTS and (family, f"tinygsm_{family}") in EXPERIMENTS
+    for experiment in ("star_easy_mdlm", "star_easy_mdlm_cpu", "pystdlib_mdlm_cpu", "text_mdlm", "tinygsm_mdlm"):
+        assert ("mdlm", experiment) in EXPERIMENTS
 
 
 @pytest.mark.parametrize("family, experiment", EXPERIMENTS, ids=[f"{f}-{e}" for f, e in EXPERIMENTS])
@@ -39,6 +41,7 @@ def test_every_star_experiment_trains_a_few_steps(family: str, experiment: str, 
     assert main([f"family={family}", f"experiment={experiment}", f"paths.root_dir={tmp_path}", *SHORT]) == 0
     run = tmp_path / "outputs" / experiment
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["step"] == 2 and metrics["val/lm/accumulated_loss"] > 0
+    loss = "val/lm/nelbo" if family == "mdlm" else "val/lm/accumulated_loss"  # MDLM: the NELBO (docs/mdlm.md)
+    assert metrics["step"] == 2 and metrics[loss] > 0
     assert 0.0 <= metrics["val/prediction/token_accuracy"] <= 1.0
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,10 @@ class SampleQuality:
     the scorer at ``scorer_checkpoint`` when one is named (module docstring)."""
 
     def __init__(
-        self, scorer_checkpoint: str | None = None, tokenizer_config: dict[str, Any] | None = None, batch_size: int = 16
+        self,
+        scorer_checkpoint: str | None = None,
+        tokenizer_config: Mapping[str, Any] | None = None,
+        batch_size: int = 16,
     ) -> None:
         self.scorer_checkpoint = str(scorer_checkpoint) if scorer_checkpoint else None
         # the run's tokenizer section, given with _recursive_: false so that Hydra leaves it a config
