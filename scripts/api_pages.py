@@ -89,6 +89,14 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
         ["xlm_mlm.model_mlm", "xlm_mlm.loss_mlm", "xlm_mlm.collators_mlm", "xlm_mlm.predictor_mlm",
          "xlm_mlm.types_mlm", "xlm_mlm.plugin"],
     ),
+    "mdlm.md": (
+        "MDLM family (`xlm-mdlm`)",
+        "The masked diffusion family: the bidirectional rotary Transformer with the SUBS output, collators that "
+        "noise rows to a time drawn from a noise schedule, the continuous-time NELBO loss and the ancestral, "
+        "cached and confidence-ordered samplers. Its metrics are the kit's.",
+        ["xlm_mdlm.model_mdlm", "xlm_mdlm.loss_mdlm", "xlm_mdlm.collators_mdlm", "xlm_mdlm.predictor_mdlm",
+         "xlm_mdlm.types_mdlm", "xlm_mdlm.plugin"],
+    ),
 }
 
 
