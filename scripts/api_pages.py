@@ -30,15 +30,18 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
     "core_kit.md": (
         "Core: the family kit",
         "What every family needs and imports instead of copying: row checks for collators, the positions rule, "
-        "batch checks, the metrics and their update functions, prediction rows, sampling, noise schedules.",
+        "batch checks, the metrics and their update functions, prediction rows, sampling, noise schedules, masking and "
+        "unmasking orders, answer-slot and text-row layouts, packed-document fields.",
         ["xlm_core.kit.collate", "xlm_core.kit.positions", "xlm_core.kit.batch_checks", "xlm_core.kit.types",
          "xlm_core.kit.metrics", "xlm_core.kit.prediction", "xlm_core.kit.sampling", "xlm_core.kit.noise",
-         "xlm_core.kit.renamed"],
+         "xlm_core.kit.masking", "xlm_core.kit.unmasking", "xlm_core.kit.answer_slot", "xlm_core.kit.text_rows",
+         "xlm_core.kit.documents", "xlm_core.kit.renamed"],
     ),
     "core_modules.md": (
         "Core: modules",
         "The neural-network building blocks shared by the families.",
-        ["xlm_core.modules.rotary", "xlm_core.modules.transformer", "xlm_core.modules.kv_cache",
+        ["xlm_core.modules.rotary", "xlm_core.modules.transformer", "xlm_core.modules.bidirectional",
+         "xlm_core.modules.kv_cache",
          "xlm_core.modules.decode_step", "xlm_core.modules.model_kit", "xlm_core.modules.position_aids",
          "xlm_core.modules.linear_cross_entropy"],
     ),
