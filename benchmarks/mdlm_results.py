@@ -12,7 +12,8 @@ Stages (``--stage``, default all in order):
 - ``text``: on the Python standard library corpus, ``pystdlib_arlm_cpu`` and ``pystdlib_mdlm_cpu`` trained
   for the same number of steps (``--text-steps``; the ARLM preset's 6-minute ``trainer.max_time`` cap is lifted
   so both see the same tokens), then each evaluated on the same held-out files: the ARLM's perplexity, the
-  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``).
+  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``;
+  another ``--text-steps`` than 800: ``pystdlib_nelbo_vs_arlm_<N>steps.json``).
 - ``samples``: unconditional samples of both trained models (``--num-samples`` of ``--sample-length`` tokens
   after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
   trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
@@ -229,7 +230,9 @@ def stage_text(args: argparse.Namespace, run: Runner) -> None:
         return
     write(
         args.results,
-        "pystdlib_nelbo_vs_arlm.json",
+        "pystdlib_nelbo_vs_arlm.json"
+        if args.text_steps == 800
+        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json",
         {
             "corpus": "python_stdlib (10 held-out files, test split = the held-out files)",
             "commit": at,
