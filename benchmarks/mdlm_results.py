@@ -18,6 +18,8 @@ Stages (``--stage``, default all in order):
   after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
   trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
   (``pystdlib_samples.json``).
+- ``unigram``: the held-out perplexity of an add-one smoothed unigram model of the training rows, what a model
+  that ignores context reaches (``pystdlib_unigram_baseline.json``).
 - ``cost``: the MDLM sampler's cost at each step count, cached and plain, with the same seed: network calls,
   seconds, tokens per second, and whether the two returned the same tokens (``pystdlib_sampler_cost.json``).
 
@@ -431,11 +433,44 @@ def stage_cost(args: argparse.Namespace, run: Runner) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------------- unigram
+def stage_unigram(args: argparse.Namespace, run: Runner) -> None:
+    """The held-out perplexity of a unigram model of the training rows (add-one smoothed): what a model that
+    ignores context reaches, the reference for the text stage's rows."""
+    import math
+    from collections import Counter
+
+    import datasets
+
+    (train_dir,) = sorted((args.out / ".xlm_cache" / "pystdlib_train").glob("*/"))
+    (val_dir,) = sorted((args.out / ".xlm_cache" / "pystdlib_val").glob("*/"))
+    counts: Counter[int] = Counter()
+    for row in datasets.load_from_disk(str(train_dir))["input_ids"]:
+        counts.update(row)
+    vocab = 4096
+    total = sum(counts.values()) + vocab
+    held_out = [t for row in datasets.load_from_disk(str(val_dir))["input_ids"] for t in row]
+    nll = -sum(math.log((counts[t] + 1) / total) for t in held_out) / len(held_out)
+    write(
+        args.results,
+        "pystdlib_unigram_baseline.json",
+        {
+            "commit": commit(),
+            "train_tokens": sum(counts.values()),
+            "held_out_tokens": len(held_out),
+            "smoothing": "add-one over the 4,096-token vocabulary",
+            "nats_per_token": nll,
+            "perplexity": math.exp(nll),
+            "note": "the packed training rows and held-out rows of the text stage's cache (the same tokenizer)",
+        },
+    )
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where the runs go (paths.root_dir)")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "mdlm", help="where the JSON results go")
-    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "all"], default="all")
+    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "unigram", "all"], default="all")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
     parser.add_argument("--text-steps", type=int, default=800, help="training steps of both pystdlib rows")
     parser.add_argument("--time-samples", type=int, default=4, help="times per held-out row for the MDLM bound")
@@ -452,7 +487,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     run = Runner(args.dry_run)
-    stages = {"star": stage_star, "text": stage_text, "samples": stage_samples, "cost": stage_cost}
+    stages = {
+        "star": stage_star,
+        "text": stage_text,
+        "samples": stage_samples,
+        "cost": stage_cost,
+        "unigram": stage_unigram,
+    }
     for name, stage in stages.items():
         if args.stage in (name, "all"):
             stage(args, run)
