@@ -8,7 +8,8 @@
 - :func:`load_scorer`: the network of a trained checkpoint (its stored config and weights), for the
   tokenizer of the run that scores with it.
 - :class:`SampleQuality`: a ``post_hoc_evaluator`` that reports both for a run's prediction rows
-  (``{split}/prediction/gen_ppl``, ``unigram_entropy``) with the scorer named by ``eval.scorer_checkpoint``.
+  (``{split}/prediction/gen_ppl``, ``unigram_entropy``) with the scorer named by ``eval.scorer_checkpoint``;
+  a row's sample is its generated tokens up to and including the first EOS, scored given its prompt.
 """
 
 from __future__ import annotations
