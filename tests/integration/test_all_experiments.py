@@ -14,9 +14,18 @@ from xlm_core.plugin.manager import get_families
 
 EXPERIMENTS = [(f.name, e) for f in get_families().values() for e in f.experiments]
 STAR = [(family, e) for family, e in EXPERIMENTS if e.startswith("star_")]
-SHORT = ["debug=overfit", "per_device_batch_size=4", "global_batch_size=4", "datamodule.eval_batch_size=4",
-         "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-         "trainer.num_sanity_val_steps=0", "checkpointing.every_n_steps=2", "progress_every_n_steps=1"]
+SHORT = [
+    "debug=overfit",
+    "per_device_batch_size=4",
+    "global_batch_size=4",
+    "datamodule.eval_batch_size=4",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "checkpointing.every_n_steps=2",
+    "progress_every_n_steps=1",
+]
 
 
 def test_both_families_and_their_star_matrix_are_installed() -> None:
