@@ -12,11 +12,14 @@ Stages (``--stage``, default all in order):
 - ``text``: on the Python standard library corpus, ``pystdlib_arlm_cpu`` and ``pystdlib_mdlm_cpu`` trained
   for the same number of steps (``--text-steps``; the ARLM preset's 6-minute ``trainer.max_time`` cap is lifted
   so both see the same tokens), then each evaluated on the same held-out files: the ARLM's perplexity, the
-  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``).
+  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``;
+  another ``--text-steps`` than 800: ``pystdlib_nelbo_vs_arlm_<N>steps.json``).
 - ``samples``: unconditional samples of both trained models (``--num-samples`` of ``--sample-length`` tokens
   after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
   trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
   (``pystdlib_samples.json``).
+- ``unigram``: the held-out perplexity of an add-one smoothed unigram model of the training rows, what a model
+  that ignores context reaches (``pystdlib_unigram_baseline.json``).
 - ``cost``: the MDLM sampler's cost at each step count, cached and plain, with the same seed: network calls,
   seconds, tokens per second, and whether the two returned the same tokens (``pystdlib_sampler_cost.json``).
 
@@ -102,6 +105,15 @@ def write(results: Path, name: str, data: dict[str, Any]) -> None:
     print(f"wrote {results / name}", flush=True)
 
 
+def merged_runs(path: Path, rows: list[dict[str, Any]], at: str) -> list[dict[str, Any]]:
+    """``rows`` (tagged with commit ``at``) plus the runs of other seeds already in ``path``, by seed."""
+    for row in rows:
+        row["commit"] = at
+    seeds = {row["seed"] for row in rows}
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    return sorted([r for r in earlier if r["seed"] not in seeds] + rows, key=lambda r: r["seed"])
+
+
 # ---------------------------------------------------------------------------------------------------- star
 STAR = "star_easy_mdlm_cpu"
 STAR_METRICS = [
@@ -114,7 +126,7 @@ STAR_METRICS = [
 
 
 def stage_star(args: argparse.Namespace, run: Runner) -> None:
-    rows, commands, at = [], [], commit()
+    rows, at = [], commit()
     for seed in args.seeds:
         name = f"{STAR}_seed{seed}"
         base = [
@@ -127,7 +139,6 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
         ]
         train = run(base, args.out)
         test = run([*base, "job_type=eval", "eval.split=test"], args.out)
-        commands += [train, test]
         if args.dry_run:
             continue
         metrics = newest_eval(args.out / "outputs" / name, "test")
@@ -139,10 +150,12 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
                 "val/prediction/exact_match": val.get("val/prediction/exact_match"),
                 "train_cpu_s": train["cpu_s"],
                 "train_wall_s": train["wall_s"],
+                "commands": [train, test],
             }
         )
     if args.dry_run:
         return
+    rows = merged_runs(args.results / "star_easy_mdlm_cpu.json", rows, at)
     write(
         args.results,
         "star_easy_mdlm_cpu.json",
@@ -160,7 +173,295 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
             "exact_match": summary([r["test/prediction/exact_match"] for r in rows]),
             "token_accuracy": summary([r["test/prediction/token_accuracy"] for r in rows]),
             "runs": rows,
-            "commands": commands,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- text
+def text_runs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The two pystdlib rows: family, experiment, job name and the overrides they share."""
+    shared = [
+        f"trainer.max_steps={args.text_steps}",
+        "trainer.max_time=null",
+        f"seed={args.seeds[0]}",
+        f"paths.root_dir={args.out}",
+        *ONE_THREAD,
+    ]
+    return {
+        family: {
+            "family": family,
+            "experiment": f"pystdlib_{family}_cpu",
+            "job_name": f"pystdlib_{family}_cpu_{args.text_steps}steps",
+            "base": [
+                f"experiment=pystdlib_{family}_cpu",
+                f"family={family}",
+                f"job_name=pystdlib_{family}_cpu_{args.text_steps}steps",
+                *shared,
+            ],
+        }
+        for family in ("arlm", "mdlm")
+    }
+
+
+def scorer_checkpoint(args: argparse.Namespace) -> Path:
+    """The trained ARLM's best checkpoint (the generative-perplexity scorer)."""
+    return args.out / "outputs" / text_runs(args)["arlm"]["job_name"] / "checkpoints" / "best.ckpt"
+
+
+def stage_text(args: argparse.Namespace, run: Runner) -> None:
+    at, rows = commit(), {}
+    for family, spec in text_runs(args).items():
+        train = run(spec["base"], args.out)
+        extra = [f"collator.val.time_samples={args.time_samples}"] if family == "mdlm" else []
+        test = run([*spec["base"], "job_type=eval", "eval.split=test", *extra], args.out)
+        if args.dry_run:
+            continue
+        metrics = newest_eval(args.out / "outputs" / spec["job_name"], "test")
+        key = "test/lm/perplexity" if family == "arlm" else "test/lm/perplexity_bound"
+        rows[family] = {
+            "experiment": spec["experiment"],
+            "metric": key,
+            "value": metrics[key],
+            "nats_per_token": metrics["test/lm/accumulated_loss" if family == "arlm" else "test/lm/nelbo"],
+            "step": metrics.get("step"),
+            "train_cpu_s": train["cpu_s"],
+            "train_wall_s": train["wall_s"],
+            "commands": [train, test],
+        }
+    if args.dry_run:
+        return
+    write(
+        args.results,
+        "pystdlib_nelbo_vs_arlm.json"
+        if args.text_steps == 800
+        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json",
+        {
+            "corpus": "python_stdlib (10 held-out files, test split = the held-out files)",
+            "commit": at,
+            "steps": args.text_steps,
+            "seed": args.seeds[0],
+            "tokens_per_step": 8 * 256,
+            "mdlm_time_samples": args.time_samples,
+            "options": {
+                "mdlm": {"noise_schedule": "loglinear", "eps": 1e-3, "collator.val.fixed_masks": True},
+                "both": {
+                    "d_model": 128,
+                    "num_layers": 4,
+                    "block_size": 256,
+                    "batch": 8,
+                    "lr": 2e-3,
+                    "trainer.max_time": None,
+                    "torch_num_threads": 1,
+                },
+            },
+            "arlm_perplexity": rows["arlm"]["value"],
+            "mdlm_perplexity_bound": rows["mdlm"]["value"],
+            "ratio_mdlm_bound_over_arlm": rows["mdlm"]["value"] / rows["arlm"]["value"],
+            "paper_anchor": {
+                "lm1b": {"mdlm_bound": 23.00, "ar": 20.09, "ratio": round(23.00 / 20.09, 2)},
+                "owt": {"mdlm_bound": 22.98, "ar": 17.54, "ratio": round(22.98 / 17.54, 2)},
+            },
+            "runs": rows,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- samples
+def sample_overrides(args: argparse.Namespace) -> list[str]:
+    """``--num-samples`` unconditional prompts, the scorer, and plain sampling (temperature 1, no truncation)."""
+    prompts = "[" + ",".join(['""'] * args.num_samples) + "]"
+    return [
+        "job_type=eval",
+        "eval.split=val",
+        f"sample_prompts={prompts}",
+        f"datamodule.eval_batch_size={args.num_samples}",
+        f"eval.scorer_checkpoint={scorer_checkpoint(args)}",
+    ]
+
+
+def newest_eval_dir(run_dir: Path, split: str) -> Path:
+    """The newest evaluation folder of ``split`` in ``run_dir``."""
+    found = sorted((run_dir / "eval").glob(f"*-{split}-step*/metrics.json"))
+    if not found:
+        raise FileNotFoundError(f"no {split} evaluation in {run_dir / 'eval'}")
+    return found[-1].parent
+
+
+def prediction_rows(eval_dir: Path) -> list[dict[str, Any]]:
+    """The rows of an evaluation's val prediction file."""
+    (path,) = sorted((eval_dir / "predictions" / "val" / "prediction").glob("step_*.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def mdlm_samples(args: argparse.Namespace, run: Runner, steps: int, cache: bool) -> dict[str, Any]:
+    """One MDLM sample set at ``steps`` sampler steps: its eval metrics, rows and command."""
+    spec = text_runs(args)["mdlm"]
+    entry = run(
+        [
+            *spec["base"],
+            *sample_overrides(args),
+            f"sample_length={args.sample_length}",
+            f"predictor.num_steps={steps}",
+            f"predictor.cache={str(cache).lower()}",
+            "predictor.temperature=1.0",
+            "predictor.top_p=null",
+            "predictor.top_k=null",
+            "predictor.seed=0",
+        ],
+        args.out,
+    )
+    if args.dry_run:
+        return {"command": entry}
+    eval_dir = newest_eval_dir(args.out / "outputs" / spec["job_name"], "val")
+    return {
+        "command": entry,
+        "metrics": json.loads((eval_dir / "metrics.json").read_text()),
+        "rows": prediction_rows(eval_dir),
+    }
+
+
+def stage_samples(args: argparse.Namespace, run: Runner) -> None:
+    at, sets = commit(), []
+    spec = text_runs(args)["arlm"]
+    evaluator = (
+        "post_hoc_evaluator={_target_:xlm_core.tasks.sample_quality.SampleQuality,_recursive_:false,"
+        "scorer_checkpoint:${eval.scorer_checkpoint},tokenizer_config:${tokenizer}}"
+    )
+    arlm = run(
+        [
+            *spec["base"],
+            *sample_overrides(args),
+            f"predictor.max_steps={args.sample_length}",
+            "predictor.sampling_method=sample",
+            "predictor.temperature=1.0",
+            "predictor.seed=0",
+            evaluator,
+        ],
+        args.out,
+    )
+    if not args.dry_run:
+        metrics = newest_eval(args.out / "outputs" / spec["job_name"], "val")
+        sets.append(
+            {
+                "family": "arlm",
+                "sampler": "ancestral (left to right)",
+                "steps": args.sample_length,
+                "gen_ppl": metrics["val/prediction/gen_ppl"],
+                "unigram_entropy": metrics["val/prediction/unigram_entropy"],
+                "command": arlm,
+            }
+        )
+    for steps in args.sample_steps:
+        out = mdlm_samples(args, run, steps, cache=True)
+        if args.dry_run:
+            continue
+        sets.append(
+            {
+                "family": "mdlm",
+                "sampler": "ancestral, cached",
+                "steps": steps,
+                "gen_ppl": out["metrics"]["val/prediction/gen_ppl"],
+                "unigram_entropy": out["metrics"]["val/prediction/unigram_entropy"],
+                "network_calls": out["rows"][0]["network_calls"],
+                "command": out["command"],
+                "first_sample": out["rows"][0]["text"][:300],
+            }
+        )
+    if args.dry_run:
+        return
+    write(
+        args.results,
+        "pystdlib_samples.json",
+        {
+            "commit": at,
+            "scorer": str(scorer_checkpoint(args).relative_to(args.out)),
+            "text_steps": args.text_steps,
+            "num_samples": args.num_samples,
+            "sample_length": args.sample_length,
+            "options": {
+                "temperature": 1.0,
+                "top_k": None,
+                "top_p": None,
+                "prompt": "[BOS]",
+                "seed": 0,
+                "scored": "each sample's tokens up to and including its first EOS, given [BOS]",
+            },
+            "reference": {"held_out_arlm_perplexity_note": "see pystdlib_nelbo_vs_arlm.json"},
+            "sets": sets,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- cost
+def stage_cost(args: argparse.Namespace, run: Runner) -> None:
+    at, rows = commit(), []
+    for steps in args.sample_steps:
+        pair = {cache: mdlm_samples(args, run, steps, cache) for cache in (True, False)}
+        if args.dry_run:
+            continue
+        for cache, out in pair.items():
+            first = out["rows"][0]
+            seconds = sum(r["time_taken"] for r in out["rows"])
+            rows.append(
+                {
+                    "steps": steps,
+                    "cache": cache,
+                    "network_calls": first["network_calls"],
+                    "steps_run": first["steps_run"],
+                    "seconds": seconds,
+                    "tokens_per_second": args.num_samples * args.sample_length / seconds,
+                    "command": out["command"],
+                }
+            )
+        rows[-1]["same_tokens_as_cached"] = [r["ids"] for r in pair[True]["rows"]] == [
+            r["ids"] for r in pair[False]["rows"]
+        ]
+    if args.dry_run:
+        return
+    write(
+        args.results,
+        "pystdlib_sampler_cost.json",
+        {
+            "commit": at,
+            "num_samples": args.num_samples,
+            "sample_length": args.sample_length,
+            "batch": args.num_samples,
+            "torch_num_threads": 1,
+            "note": "seconds: the predictor's own clock over the whole batch (network + sampling)",
+            "rows": rows,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- unigram
+def stage_unigram(args: argparse.Namespace, run: Runner) -> None:
+    """The held-out perplexity of a unigram model of the training rows (add-one smoothed): what a model that
+    ignores context reaches, the reference for the text stage's rows."""
+    import math
+    from collections import Counter
+
+    import datasets
+
+    (train_dir,) = sorted((args.out / ".xlm_cache" / "pystdlib_train").glob("*/"))
+    (val_dir,) = sorted((args.out / ".xlm_cache" / "pystdlib_val").glob("*/"))
+    counts: Counter[int] = Counter()
+    for row in datasets.load_from_disk(str(train_dir))["input_ids"]:
+        counts.update(row)
+    vocab = 4096
+    total = sum(counts.values()) + vocab
+    held_out = [t for row in datasets.load_from_disk(str(val_dir))["input_ids"] for t in row]
+    nll = -sum(math.log((counts[t] + 1) / total) for t in held_out) / len(held_out)
+    write(
+        args.results,
+        "pystdlib_unigram_baseline.json",
+        {
+            "commit": commit(),
+            "train_tokens": sum(counts.values()),
+            "held_out_tokens": len(held_out),
+            "smoothing": "add-one over the 4,096-token vocabulary",
+            "nats_per_token": nll,
+            "perplexity": math.exp(nll),
+            "note": "the packed training rows and held-out rows of the text stage's cache (the same tokenizer)",
         },
     )
 
@@ -169,8 +470,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where the runs go (paths.root_dir)")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "mdlm", help="where the JSON results go")
-    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "all"], default="all")
+    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "unigram", "all"], default="all")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+    parser.add_argument("--text-steps", type=int, default=800, help="training steps of both pystdlib rows")
+    parser.add_argument("--time-samples", type=int, default=4, help="times per held-out row for the MDLM bound")
+    parser.add_argument("--num-samples", type=int, default=8)
+    parser.add_argument("--sample-length", type=int, default=128)
+    parser.add_argument("--sample-steps", type=lambda s: [int(x) for x in s.split(",")], default=[32, 128, 1024])
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -181,7 +487,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     run = Runner(args.dry_run)
-    stages = {"star": stage_star}
+    stages = {
+        "star": stage_star,
+        "text": stage_text,
+        "samples": stage_samples,
+        "cost": stage_cost,
+        "unigram": stage_unigram,
+    }
     for name, stage in stages.items():
         if args.stage in (name, "all"):
             stage(args, run)

@@ -38,7 +38,8 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
     "core_kit.md": (
         "Core: the family kit",
         "What every family needs and imports instead of copying: row checks for collators, the positions rule, "
-        "batch checks, the metrics and their update functions, prediction rows, sampling, noise schedules.",
+        "batch checks, the metrics and their update functions, prediction rows, sampling, noise schedules, masking and "
+        "unmasking orders, answer-slot and text-row layouts, packed-document fields.",
         [
             "xlm_core.kit.collate",
             "xlm_core.kit.positions",
@@ -47,12 +48,12 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
             "xlm_core.kit.metrics",
             "xlm_core.kit.prediction",
             "xlm_core.kit.sampling",
+            "xlm_core.kit.noise",
+            "xlm_core.kit.masking",
+            "xlm_core.kit.unmasking",
             "xlm_core.kit.answer_slot",
             "xlm_core.kit.text_rows",
             "xlm_core.kit.documents",
-            "xlm_core.kit.masking",
-            "xlm_core.kit.unmasking",
-            "xlm_core.kit.noise",
             "xlm_core.kit.renamed",
         ],
     ),
@@ -62,11 +63,11 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
         [
             "xlm_core.modules.rotary",
             "xlm_core.modules.transformer",
+            "xlm_core.modules.bidirectional",
             "xlm_core.modules.kv_cache",
             "xlm_core.modules.decode_step",
             "xlm_core.modules.model_kit",
             "xlm_core.modules.position_aids",
-            "xlm_core.modules.bidirectional",
             "xlm_core.modules.linear_cross_entropy",
         ],
     ),
@@ -171,9 +172,9 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
     ),
     "mdlm.md": (
         "MDLM family (`xlm-mdlm`)",
-        "The masked diffusion family: a bidirectional rotary Transformer with the SUBS parameterisation, "
-        "schedule-driven collators, the continuous-time NELBO loss and the ancestral / cached / confidence "
-        "samplers. Its metrics are the kit's.",
+        "The masked diffusion family: the bidirectional rotary Transformer with the SUBS output, collators that "
+        "noise rows to a time drawn from a noise schedule, the continuous-time NELBO loss and the ancestral, "
+        "cached and confidence-ordered samplers. Its metrics are the kit's.",
         [
             "xlm_mdlm.model_mdlm",
             "xlm_mdlm.loss_mdlm",

@@ -34,6 +34,8 @@ def test_both_families_and_their_star_matrix_are_installed() -> None:
         for level in ("easy", "medium", "hard"):
             assert (family, f"star_{level}_{family}") in EXPERIMENTS
         assert (family, f"star_easy_{family}_cpu") in EXPERIMENTS and (family, f"tinygsm_{family}") in EXPERIMENTS
+    for experiment in ("star_easy_mdlm", "star_easy_mdlm_cpu", "pystdlib_mdlm_cpu", "text_mdlm", "tinygsm_mdlm"):
+        assert ("mdlm", experiment) in EXPERIMENTS
 
 
 @pytest.mark.parametrize("family, experiment", EXPERIMENTS, ids=[f"{f}-{e}" for f, e in EXPERIMENTS])
