@@ -4,6 +4,7 @@ receive the metric names of the CSV log and the run's config; the PNG plot is st
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,12 @@ def test_wandb_offline_together_with_csv_and_mlflow(tmp_path: Path, monkeypatch:
     run = tmp_path / "outputs" / "star_easy_arlm"
     (offline,) = (run / "wandb").glob("offline-run-*")
     (log,) = offline.glob("run-*.wandb")
+    import wandb
+
+    wandb.teardown()  # waits for the wandb service to write out and close the offline log
     records = _wandb_records(log)
+    kinds = Counter(r.WhichOneof("record_type") for r in records)
+    assert kinds["exit"] == 1, f"the offline log {log} is incomplete: {dict(kinds)}"
     history = {
         item.key or ".".join(item.nested_key)
         for r in records
