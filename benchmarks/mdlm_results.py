@@ -148,6 +148,7 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
                 "seed": seed,
                 **{k: metrics[k] for k in STAR_METRICS if k in metrics},
                 "val/prediction/exact_match": val.get("val/prediction/exact_match"),
+                "train_steps": val.get("step"),
                 "train_cpu_s": train["cpu_s"],
                 "train_wall_s": train["wall_s"],
                 "commands": [train, test],
