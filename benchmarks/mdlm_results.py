@@ -12,8 +12,9 @@ Stages (``--stage``, default all in order):
 - ``text``: on the Python standard library corpus, ``pystdlib_arlm_cpu`` and ``pystdlib_mdlm_cpu`` trained
   for the same number of steps (``--text-steps``; the ARLM preset's 6-minute ``trainer.max_time`` cap is lifted
   so both see the same tokens), then each evaluated on the same held-out files: the ARLM's perplexity, the
-  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio (``pystdlib_nelbo_vs_arlm.json``;
-  another ``--text-steps`` than 800: ``pystdlib_nelbo_vs_arlm_<N>steps.json``).
+  MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio, for each seed, with mean and
+  spread over the seeds in the file (``pystdlib_nelbo_vs_arlm.json``; another ``--text-steps`` than 800:
+  ``pystdlib_nelbo_vs_arlm_<N>steps.json``). The samples and cost stages use the first seed's models.
 - ``samples``: unconditional samples of both trained models (``--num-samples`` of ``--sample-length`` tokens
   after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
   trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
@@ -179,12 +180,13 @@ def stage_star(args: argparse.Namespace, run: Runner) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- text
-def text_runs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The two pystdlib rows: family, experiment, job name and the overrides they share."""
+def text_runs(args: argparse.Namespace, seed: int | None = None) -> dict[str, dict[str, Any]]:
+    """The two pystdlib rows of one seed (default: the first): family, experiment, job name, shared overrides."""
+    seed = args.seeds[0] if seed is None else seed
     shared = [
         f"trainer.max_steps={args.text_steps}",
         "trainer.max_time=null",
-        f"seed={args.seeds[0]}",
+        f"seed={seed}",
         f"paths.root_dir={args.out}",
         *ONE_THREAD,
     ]
@@ -192,11 +194,11 @@ def text_runs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         family: {
             "family": family,
             "experiment": f"pystdlib_{family}_cpu",
-            "job_name": f"pystdlib_{family}_cpu_{args.text_steps}steps",
+            "job_name": f"pystdlib_{family}_cpu_{args.text_steps}steps_seed{seed}",
             "base": [
                 f"experiment=pystdlib_{family}_cpu",
                 f"family={family}",
-                f"job_name=pystdlib_{family}_cpu_{args.text_steps}steps",
+                f"job_name=pystdlib_{family}_cpu_{args.text_steps}steps_seed{seed}",
                 *shared,
             ],
         }
@@ -205,13 +207,14 @@ def text_runs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def scorer_checkpoint(args: argparse.Namespace) -> Path:
-    """The trained ARLM's best checkpoint (the generative-perplexity scorer)."""
+    """The first seed's trained ARLM, its best checkpoint (the generative-perplexity scorer)."""
     return args.out / "outputs" / text_runs(args)["arlm"]["job_name"] / "checkpoints" / "best.ckpt"
 
 
-def stage_text(args: argparse.Namespace, run: Runner) -> None:
-    at, rows = commit(), {}
-    for family, spec in text_runs(args).items():
+def text_seed(args: argparse.Namespace, run: Runner, seed: int) -> dict[str, Any] | None:
+    """Train and evaluate both pystdlib rows of one seed; their held-out numbers and the ratio."""
+    row: dict[str, Any] = {"seed": seed}
+    for family, spec in text_runs(args, seed).items():
         train = run(spec["base"], args.out)
         extra = [f"collator.val.time_samples={args.time_samples}"] if family == "mdlm" else []
         test = run([*spec["base"], "job_type=eval", "eval.split=test", *extra], args.out)
@@ -219,7 +222,7 @@ def stage_text(args: argparse.Namespace, run: Runner) -> None:
             continue
         metrics = newest_eval(args.out / "outputs" / spec["job_name"], "test")
         key = "test/lm/perplexity" if family == "arlm" else "test/lm/perplexity_bound"
-        rows[family] = {
+        row[family] = {
             "experiment": spec["experiment"],
             "metric": key,
             "value": metrics[key],
@@ -230,17 +233,47 @@ def stage_text(args: argparse.Namespace, run: Runner) -> None:
             "commands": [train, test],
         }
     if args.dry_run:
+        return None
+    row["ratio_mdlm_bound_over_arlm"] = row["mdlm"]["value"] / row["arlm"]["value"]
+    return row
+
+
+def earlier_text_runs(path: Path) -> list[dict[str, Any]]:
+    """The per-seed rows already in a text results file (a file of one seed keeps its rows under family names)."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    runs = data["runs"]
+    if isinstance(runs, dict):
+        ratio = runs["mdlm"]["value"] / runs["arlm"]["value"]
+        return [{"seed": data["seed"], **runs, "ratio_mdlm_bound_over_arlm": ratio, "commit": data["commit"]}]
+    return runs
+
+
+def stage_text(args: argparse.Namespace, run: Runner) -> None:
+    at = commit()
+    rows = [text_seed(args, run, seed) for seed in args.seeds]
+    if args.dry_run:
         return
-    write(
-        args.results,
+    name = (
         "pystdlib_nelbo_vs_arlm.json"
         if args.text_steps == 800
-        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json",
+        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json"
+    )
+    for row in rows:
+        row["commit"] = at
+    done = {row["seed"] for row in rows}
+    runs = sorted(
+        [r for r in earlier_text_runs(args.results / name) if r["seed"] not in done] + rows, key=lambda r: r["seed"]
+    )
+    write(
+        args.results,
+        name,
         {
             "corpus": "python_stdlib (10 held-out files, test split = the held-out files)",
             "commit": at,
             "steps": args.text_steps,
-            "seed": args.seeds[0],
+            "seeds": [r["seed"] for r in runs],
             "tokens_per_step": 8 * 256,
             "mdlm_time_samples": args.time_samples,
             "options": {
@@ -255,14 +288,16 @@ def stage_text(args: argparse.Namespace, run: Runner) -> None:
                     "torch_num_threads": 1,
                 },
             },
-            "arlm_perplexity": rows["arlm"]["value"],
-            "mdlm_perplexity_bound": rows["mdlm"]["value"],
-            "ratio_mdlm_bound_over_arlm": rows["mdlm"]["value"] / rows["arlm"]["value"],
+            "arlm_perplexity": summary([r["arlm"]["value"] for r in runs]),
+            "mdlm_perplexity_bound": summary([r["mdlm"]["value"] for r in runs]),
+            "arlm_nats_per_token": summary([r["arlm"]["nats_per_token"] for r in runs]),
+            "mdlm_nats_per_token": summary([r["mdlm"]["nats_per_token"] for r in runs]),
+            "ratio_mdlm_bound_over_arlm": summary([r["ratio_mdlm_bound_over_arlm"] for r in runs]),
             "paper_anchor": {
                 "lm1b": {"mdlm_bound": 23.00, "ar": 20.09, "ratio": round(23.00 / 20.09, 2)},
                 "owt": {"mdlm_bound": 22.98, "ar": 17.54, "ratio": round(22.98 / 17.54, 2)},
             },
-            "runs": rows,
+            "runs": runs,
         },
     )
 
