@@ -21,6 +21,8 @@ Stages (``--stage``, default all in order):
   (``pystdlib_samples.json``).
 - ``unigram``: the held-out perplexity of an add-one smoothed unigram model of the training rows, what a model
   that ignores context reaches (``pystdlib_unigram_baseline.json``).
+- ``bytime``: the first seed's MDLM evaluated with every held-out row at one fixed time, for each of ``--times``:
+  how much each masking rate contributes to the bound (``pystdlib_nelbo_by_time.json``).
 - ``cost``: the MDLM sampler's cost at each step count, cached and plain, with the same seed: network calls,
   seconds, tokens per second, and whether the two returned the same tokens (``pystdlib_sampler_cost.json``).
 
@@ -469,6 +471,54 @@ def stage_cost(args: argparse.Namespace, run: Runner) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------------- bytime
+def stage_bytime(args: argparse.Namespace, run: Runner) -> None:
+    """Where the bound comes from: the first seed's trained MDLM evaluated with every held-out row at one
+    time ``t`` (``collator.val.fixed_time``), for each ``t`` of ``--times``. The NELBO is the integral of
+    these values over ``t``; for the log-linear schedule each is about the model's mean cross-entropy on the
+    masked tokens when a fraction ``t`` of the row is masked."""
+    at, spec, rows = commit(), text_runs(args)["mdlm"], []
+    for t in args.times:
+        entry = run(
+            [
+                *spec["base"],
+                "job_type=eval",
+                "eval.split=test",
+                f"collator.val.fixed_time={t}",
+                "collator.val.time_samples=1",
+            ],
+            args.out,
+        )
+        if args.dry_run:
+            continue
+        metrics = newest_eval(args.out / "outputs" / spec["job_name"], "test")
+        rows.append({"t": t, "nats_per_token": metrics["test/lm/nelbo"], "command": entry})
+    if args.dry_run:
+        return
+    ts, values = [r["t"] for r in rows], [r["nats_per_token"] for r in rows]
+    trapezoid = sum((ts[i + 1] - ts[i]) * (values[i] + values[i + 1]) / 2 for i in range(len(ts) - 1))
+    name = (
+        "pystdlib_nelbo_by_time.json"
+        if args.text_steps == 800
+        else f"pystdlib_nelbo_by_time_{args.text_steps}steps.json"
+    )
+    write(
+        args.results,
+        name,
+        {
+            "commit": at,
+            "run": spec["job_name"],
+            "steps": args.text_steps,
+            "seed": args.seeds[0],
+            "schedule": "loglinear",
+            "note": "nats_per_token at t: (1/t) * (NLL summed over the masked tokens) / (tokens), every row at t",
+            "rows": rows,
+            "trapezoid_integral_over_grid": trapezoid,
+            "grid": [ts[0], ts[-1]],
+        },
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- unigram
 def stage_unigram(args: argparse.Namespace, run: Runner) -> None:
     """The held-out perplexity of a unigram model of the training rows (add-one smoothed): what a model that
@@ -506,13 +556,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where the runs go (paths.root_dir)")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "mdlm", help="where the JSON results go")
-    parser.add_argument("--stage", choices=["star", "text", "samples", "cost", "unigram", "all"], default="all")
+    parser.add_argument(
+        "--stage", choices=["star", "text", "samples", "cost", "unigram", "bytime", "all"], default="all"
+    )
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
     parser.add_argument("--text-steps", type=int, default=800, help="training steps of both pystdlib rows")
     parser.add_argument("--time-samples", type=int, default=4, help="times per held-out row for the MDLM bound")
     parser.add_argument("--num-samples", type=int, default=8)
     parser.add_argument("--sample-length", type=int, default=128)
     parser.add_argument("--sample-steps", type=lambda s: [int(x) for x in s.split(",")], default=[32, 128, 1024])
+    parser.add_argument(
+        "--times",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
+        help="the bytime stage's fixed times",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
@@ -529,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": stage_samples,
         "cost": stage_cost,
         "unigram": stage_unigram,
+        "bytime": stage_bytime,
     }
     for name, stage in stages.items():
         if args.stage in (name, "all"):

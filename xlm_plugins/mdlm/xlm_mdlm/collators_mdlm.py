@@ -14,6 +14,9 @@
 ``time_samples: K`` (validation) puts each row into the batch K times at K evenly spread times, a
 lower-variance estimate of the NELBO; ``fixed_masks`` draws times and masks from the batch content, so every
 evaluation of an unshuffled split sees the same ones and its NELBO is comparable across checkpoints.
+``fixed_time: t`` (evaluation only) noises every row to that one time: the loss is then the NELBO's
+integrand at ``t``, which for the log-linear schedule is about the model's mean cross-entropy on the masked
+tokens when a fraction ``t`` of the row is masked (how much of the bound each masking rate contributes).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class DiffusionNoise:
 
     ``seed`` gives the collator its own generator (reproducible batches); otherwise torch's global generator
     is used (seeded by the training job). ``fixed_masks`` makes times and masks a function of the batch
-    content and ``seed`` alone. ``antithetic`` spreads a batch's times evenly over ``[eps, 1]``.
+    content and ``seed`` alone. ``antithetic`` spreads a batch's times evenly over ``[eps, 1]``;
+    ``fixed_time`` puts every row at that time instead (a diagnostic, not an estimate of the NELBO).
     """
 
     def __init__(
@@ -73,7 +77,12 @@ class DiffusionNoise:
         seed: int | None = None,
         fixed_masks: bool = False,
         time_samples: int = 1,
+        fixed_time: float | None = None,
     ) -> None:
+        if fixed_time is not None and not 0.0 < float(fixed_time) <= 1.0:
+            raise ValueError(
+                f"fixed_time={fixed_time!r} must lie in (0, 1] (the time every row is noised to), or null."
+            )
         if isinstance(time_samples, bool) or not isinstance(time_samples, int) or time_samples < 1:
             raise ValueError(f"time_samples={time_samples!r} must be an int >= 1 (times drawn per row).")
         self.schedule = schedule_or_default(noise_schedule, "DiffusionNoise")
@@ -81,6 +90,7 @@ class DiffusionNoise:
         self.seed = 0 if seed is None else int(seed)
         self.fixed_masks = bool(fixed_masks)
         self.time_samples = time_samples
+        self.fixed_time = None if fixed_time is None else float(fixed_time)
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def __call__(
@@ -88,7 +98,10 @@ class DiffusionNoise:
     ) -> tuple[Bool[TT, "batch seq_len"], Float[TT, " batch"]]:
         """``(masked, t)``: True where a maskable position of ``clean`` becomes the mask token; each row's time."""
         generator = content_generator(clean, self.seed) if self.fixed_masks else self.generator
-        t = sample_times(maskable.shape[0], self.schedule.eps, self.antithetic, generator)
+        if self.fixed_time is None:
+            t = sample_times(maskable.shape[0], self.schedule.eps, self.antithetic, generator)
+        else:
+            t = torch.full((maskable.shape[0],), self.fixed_time)
         return self.mask_at(maskable, t, generator), t
 
     def mask_at(
@@ -126,10 +139,11 @@ class MDLMTextCollator(TextRowCollator):
         time_samples: int = 1,
         document_positions: bool = False,
         document_attention: bool = False,
+        fixed_time: float | None = None,
     ) -> None:
         super().__init__(tokenizer, block_size, truncate, add_bos, add_eos, document_positions, document_attention)
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
-        self.noise = DiffusionNoise(noise_schedule, antithetic, seed, fixed_masks, time_samples)
+        self.noise = DiffusionNoise(noise_schedule, antithetic, seed, fixed_masks, time_samples, fixed_time)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MDLMTextBatch:
         clean, real, fields = self.layout(examples)
@@ -160,10 +174,11 @@ class MDLMSeq2SeqCollator(AnswerSlotCollator):
         seed: int | None = None,
         fixed_masks: bool = False,
         time_samples: int = 1,
+        fixed_time: float | None = None,
     ) -> None:
         super().__init__(tokenizer, block_size, input_block_size, add_bos, add_eos)
         self.mask_token_id = mask_token_id_of(tokenizer, type(self).__name__)
-        self.noise = DiffusionNoise(noise_schedule, antithetic, seed, fixed_masks, time_samples)
+        self.noise = DiffusionNoise(noise_schedule, antithetic, seed, fixed_masks, time_samples, fixed_time)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> MDLMSeq2SeqBatch:
         clean, real, _, width = self.layout(examples)
