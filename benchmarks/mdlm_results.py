@@ -23,6 +23,8 @@ Stages (``--stage``, default all in order):
   that ignores context reaches (``pystdlib_unigram_baseline.json``).
 - ``bytime``: the first seed's MDLM evaluated with every held-out row at one fixed time, for each of ``--times``:
   how much each masking rate contributes to the bound (``pystdlib_nelbo_by_time.json``).
+- ``mixing``: the text stage's MDLM row again with ``model.neighbour_mixing=true``, per seed, beside the plain
+  MDLM and the ARLM of that seed (``pystdlib_mdlm_neighbour_mixing.json``).
 - ``cost``: the MDLM sampler's cost at each step count, cached and plain, with the same seed: network calls,
   seconds, tokens per second, and whether the two returned the same tokens (``pystdlib_sampler_cost.json``).
 
@@ -252,16 +254,21 @@ def earlier_text_runs(path: Path) -> list[dict[str, Any]]:
     return runs
 
 
+def text_file_name(args: argparse.Namespace) -> str:
+    """The text stage's results file for ``--text-steps``."""
+    return (
+        "pystdlib_nelbo_vs_arlm.json"
+        if args.text_steps == 800
+        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json"
+    )
+
+
 def stage_text(args: argparse.Namespace, run: Runner) -> None:
     at = commit()
     rows = [text_seed(args, run, seed) for seed in args.seeds]
     if args.dry_run:
         return
-    name = (
-        "pystdlib_nelbo_vs_arlm.json"
-        if args.text_steps == 800
-        else f"pystdlib_nelbo_vs_arlm_{args.text_steps}steps.json"
-    )
+    name = text_file_name(args)
     for row in rows:
         row["commit"] = at
     done = {row["seed"] for row in rows}
@@ -300,6 +307,59 @@ def stage_text(args: argparse.Namespace, run: Runner) -> None:
                 "owt": {"mdlm_bound": 22.98, "ar": 17.54, "ratio": round(22.98 / 17.54, 2)},
             },
             "runs": runs,
+        },
+    )
+
+
+def stage_mixing(args: argparse.Namespace, run: Runner) -> None:
+    """The text stage's MDLM row with ``model.neighbour_mixing=true`` (each position mixes in its neighbours'
+    embeddings before the first layer), per seed, beside the plain MDLM and the ARLM of the same seed: does
+    telling the bidirectional network where its neighbours are speed up learning from context?"""
+    at, rows = commit(), []
+    text = json.loads((args.results / text_file_name(args)).read_text())
+    plain = {r["seed"]: r for r in earlier_text_runs(args.results / text_file_name(args))}
+    for seed in args.seeds:
+        spec = text_runs(args, seed)["mdlm"]
+        name = spec["job_name"] + "_mixing"
+        base = [f"job_name={name}" if a.startswith("job_name=") else a for a in spec["base"]]
+        base.append("model.neighbour_mixing=true")
+        train = run(base, args.out)
+        test = run(
+            [*base, "job_type=eval", "eval.split=test", f"collator.val.time_samples={args.time_samples}"], args.out
+        )
+        if args.dry_run:
+            continue
+        metrics = newest_eval(args.out / "outputs" / name, "test")
+        row = {
+            "seed": seed,
+            "nats_per_token": metrics["test/lm/nelbo"],
+            "perplexity_bound": metrics["test/lm/perplexity_bound"],
+            "train_cpu_s": train["cpu_s"],
+            "commands": [train, test],
+        }
+        if seed in plain:
+            row["plain_mdlm_nats_per_token"] = plain[seed]["mdlm"]["nats_per_token"]
+            row["arlm_nats_per_token"] = plain[seed]["arlm"]["nats_per_token"]
+            row["ratio_bound_over_arlm"] = row["perplexity_bound"] / plain[seed]["arlm"]["value"]
+        rows.append(row)
+    if args.dry_run:
+        return
+    write(
+        args.results,
+        text_file_name(args).replace("nelbo_vs_arlm", "mdlm_neighbour_mixing"),
+        {
+            "commit": at,
+            "steps": args.text_steps,
+            "options": {
+                "mdlm": {"model.neighbour_mixing": True, **text["options"]["mdlm"]},
+                "both": text["options"]["both"],
+            },
+            "nats_per_token": summary([r["nats_per_token"] for r in rows]),
+            "perplexity_bound": summary([r["perplexity_bound"] for r in rows]),
+            "ratio_bound_over_arlm": summary(
+                [r["ratio_bound_over_arlm"] for r in rows if "ratio_bound_over_arlm" in r]
+            ),
+            "runs": rows,
         },
     )
 
@@ -557,7 +617,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="where the runs go (paths.root_dir)")
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "mdlm", help="where the JSON results go")
     parser.add_argument(
-        "--stage", choices=["star", "text", "samples", "cost", "unigram", "bytime", "all"], default="all"
+        "--stage", choices=["star", "text", "samples", "cost", "unigram", "bytime", "mixing", "all"], default="all"
     )
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
     parser.add_argument("--text-steps", type=int, default=800, help="training steps of both pystdlib rows")
@@ -588,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         "cost": stage_cost,
         "unigram": stage_unigram,
         "bytime": stage_bytime,
+        "mixing": stage_mixing,
     }
     for name, stage in stages.items():
         if args.stage in (name, "all"):
