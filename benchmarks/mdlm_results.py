@@ -14,7 +14,7 @@ Stages (``--stage``, default all in order):
   so both see the same tokens), then each evaluated on the same held-out files: the ARLM's perplexity, the
   MDLM's NELBO perplexity bound (``--time-samples`` times per row), their ratio, for each seed, with mean and
   spread over the seeds in the file (``pystdlib_nelbo_vs_arlm.json``; another ``--text-steps`` than 800:
-  ``pystdlib_nelbo_vs_arlm_<N>steps.json``). The samples and cost stages use the first seed's models.
+  ``pystdlib_nelbo_vs_arlm_<N>steps.json``). The samples stage uses every seed's pair, the cost stage the first seed's.
 - ``samples``: unconditional samples of both trained models (``--num-samples`` of ``--sample-length`` tokens
   after BOS, temperature 1, no truncation), the MDLM's at 32 / 128 / 1024 steps; each set scored by the
   trained ARLM (generative perplexity; ``xlm_core.tasks.sample_quality``) with its unigram entropy
@@ -418,8 +418,10 @@ def mdlm_samples(args: argparse.Namespace, run: Runner, steps: int, cache: bool)
     }
 
 
-def stage_samples(args: argparse.Namespace, run: Runner) -> None:
-    at, sets = commit(), []
+def samples_of_seed(args: argparse.Namespace, run: Runner) -> list[dict[str, Any]]:
+    """The first seed's sample sets: the ARLM's, then the MDLM's at each of ``--sample-steps``, each scored by
+    that seed's ARLM."""
+    sets: list[dict[str, Any]] = []
     spec = text_runs(args)["arlm"]
     evaluator = (
         "post_hoc_evaluator={_target_:xlm_core.tasks.sample_quality.SampleQuality,_recursive_:false,"
@@ -465,14 +467,37 @@ def stage_samples(args: argparse.Namespace, run: Runner) -> None:
                 "first_sample": out["rows"][0]["text"][:300],
             }
         )
+    for entry in sets:
+        entry["seed"] = args.seeds[0]
+    return sets
+
+
+def stage_samples(args: argparse.Namespace, run: Runner) -> None:
+    """Sample sets of every seed's trained pair (``--seeds``), with mean and spread over the seeds per set."""
+    at, sets = commit(), []
+    for seed in args.seeds:
+        sets += samples_of_seed(argparse.Namespace(**{**vars(args), "seeds": [seed]}), run)
     if args.dry_run:
         return
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for entry in sets:
+        groups.setdefault((entry["family"], entry["steps"]), []).append(entry)
+    summaries = [
+        {
+            "family": family,
+            "steps": steps,
+            "gen_ppl": summary([e["gen_ppl"] for e in group]),
+            "unigram_entropy": summary([e["unigram_entropy"] for e in group]),
+        }
+        for (family, steps), group in groups.items()
+    ]
     write(
         args.results,
         "pystdlib_samples.json",
         {
             "commit": at,
-            "scorer": str(scorer_checkpoint(args).relative_to(args.out)),
+            "seeds": args.seeds,
+            "scorer": "each seed's pystdlib_arlm_cpu best.ckpt (outputs/pystdlib_arlm_cpu_<steps>steps_seed<seed>)",
             "text_steps": args.text_steps,
             "num_samples": args.num_samples,
             "sample_length": args.sample_length,
@@ -485,6 +510,7 @@ def stage_samples(args: argparse.Namespace, run: Runner) -> None:
                 "scored": "each sample's tokens up to and including its first EOS, given [BOS]",
             },
             "reference": {"held_out_arlm_perplexity_note": "see pystdlib_nelbo_vs_arlm.json"},
+            "summary": summaries,
             "sets": sets,
         },
     )
