@@ -87,6 +87,7 @@ from xlm_core.modules import (
     linear_cross_entropy,
     linear_weights,
     neighbour_mixing_mode,
+    rotary_layer_stack,
     scored_linear_cross_entropy,
     validate_model_config,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "build_attention_mask",
     "causal_mask",
     "linear_weights",
+    "rotary_layer_stack",
     # the model kit and the architecture options every family may offer
     "validate_model_config",
     "gpt2_init_",

@@ -16,6 +16,7 @@ from xlm_core.modules import (
     apply_rotary_emb,
     build_attention_mask,
     causal_mask,
+    rotary_layer_stack,
     rotate_half,
 )
 from xlm_core.testing.typecheck import unchecked
@@ -309,3 +310,13 @@ def test_final_layer_with_and_without_norm() -> None:
     assert with_norm.linear.bias is None and without.norm_final is None
     torch.testing.assert_close(without(x), x @ with_norm.linear.weight.T)
     torch.testing.assert_close(with_norm(x), F.layer_norm(x, (8,)) @ with_norm.linear.weight.T)
+
+
+def test_rotary_layer_stack_builds_independent_layers_with_the_given_options() -> None:
+    torch.manual_seed(0)
+    layers = rotary_layer_stack(3, d_model=16, nhead=2, dim_feedforward=24, dropout=0.0)
+    assert len(layers) == 3 and all(isinstance(layer, RotaryTransformerLayer) for layer in layers)
+    first, second = (dict(layer.named_parameters()) for layer in layers[:2])
+    assert all(first[name] is not second[name] for name in first)  # not one layer repeated
+    assert not torch.equal(first["mlp.0.weight"], second["mlp.0.weight"])  # drawn separately
+    assert first["mlp.0.weight"].shape == (24, 16) and layers[0].n_heads == 2

@@ -26,6 +26,7 @@ from xlm_core.modules.transformer import (
     build_attention_mask,
     causal_mask,
     linear_weights,
+    rotary_layer_stack,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "hidden_state_head",
     "linear_cross_entropy",
     "linear_weights",
+    "rotary_layer_stack",
     "neighbour_mixing_mode",
     "neighbour_visibility",
     "rotate_half",

@@ -19,7 +19,7 @@ from torch import nn
 from xlm_core.modules.model_kit import WeightDecayGroups, check_ids_and_positions, gpt2_init_, validate_model_config
 from xlm_core.modules.position_aids import AbsolutePositionEmbedding, NeighbourMixing, neighbour_mixing_mode
 from xlm_core.modules.rotary import RotaryEmbedding
-from xlm_core.modules.transformer import RotaryTransformerFinalLayer, RotaryTransformerLayer, build_attention_mask
+from xlm_core.modules.transformer import RotaryTransformerFinalLayer, build_attention_mask, rotary_layer_stack
 
 __all__ = ["BidirectionalRotaryTransformer"]
 
@@ -75,16 +75,8 @@ class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
         self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
         self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
         self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
-        self.layers = nn.ModuleList(
-            RotaryTransformerLayer(
-                d_model,
-                nhead,
-                dim_feedforward=dim_feedforward,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_eps=layer_norm_eps,
-            )
-            for _ in range(num_layers)
+        self.layers = rotary_layer_stack(
+            num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps
         )
         self.final_layer = RotaryTransformerFinalLayer(
             d_model,

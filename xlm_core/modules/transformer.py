@@ -227,6 +227,32 @@ class RotaryTransformerFinalLayer(nn.Module):
         return self.norm_final(x) if self.norm_final is not None else x
 
 
+def rotary_layer_stack(
+    num_layers: int,
+    d_model: int,
+    nhead: int,
+    dim_feedforward: int | None = None,
+    dropout: float = 0.1,
+    activation: Literal["relu", "gelu"] = "relu",
+    layer_norm_eps: float = 1e-5,
+    force_flash_attn: bool = False,
+) -> nn.ModuleList:
+    """``num_layers`` independently constructed (and so independently initialised) ``RotaryTransformerLayer``
+    blocks, not copies of one layer: the body every rotary model of the toolkit stacks."""
+    return nn.ModuleList(
+        RotaryTransformerLayer(
+            d_model,
+            nhead,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            activation=activation,
+            layer_norm_eps=layer_norm_eps,
+            force_flash_attn=force_flash_attn,
+        )
+        for _ in range(num_layers)
+    )
+
+
 def linear_weights(module: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
     """Named weight matrices of every ``nn.Linear`` inside ``module`` (the ones to weight-decay)."""
     for mod_name, mod in module.named_modules():

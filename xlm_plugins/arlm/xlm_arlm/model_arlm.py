@@ -16,12 +16,12 @@ from xlm_core.modules import (
     NeighbourMixing,
     RotaryEmbedding,
     RotaryTransformerFinalLayer,
-    RotaryTransformerLayer,
     WeightDecayGroups,
     build_attention_mask,
     check_ids_and_positions,
     gpt2_init_,
     neighbour_mixing_mode,
+    rotary_layer_stack,
     validate_model_config,
 )
 
@@ -76,18 +76,8 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
         self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
         self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
-        # Independently constructed (and initialised) layers, not copies of one layer.
-        self.layers = nn.ModuleList(
-            RotaryTransformerLayer(
-                d_model,
-                nhead,
-                dim_feedforward=dim_feedforward,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_eps=layer_norm_eps,
-                force_flash_attn=force_flash_attn,
-            )
-            for _ in range(num_layers)
+        self.layers = rotary_layer_stack(
+            num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, force_flash_attn
         )
         self.final_layer = RotaryTransformerFinalLayer(
             d_model,
