@@ -1,5 +1,6 @@
 """The star-graph study's command at toy size: scripts/star_study.py --toy runs every stage (train sweeps,
-learning-rate selection on validation, the other seeds, test evaluations, MLM unmasking orders, xlm report) on 4-step runs."""
+learning-rate selection on validation, the other seeds, test evaluations, MLM unmasking orders, xlm report) on 4-step
+runs of the three families."""
 
 from __future__ import annotations
 
@@ -24,16 +25,19 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
         timeout=3000,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    # prepare, sweep (rows x rates, first seed), select, seeds (rows x other seeds), test, orders, report
-    assert proc.stdout.count("$ ") == 2 + (4 + 4) * 2 + 2 + (4 + 4) * 1 + (4 + 4) + 1 + 1
+    # prepare, sweep (rows x rates, first seed), select, seeds (rows x other seeds), test, orders, report;
+    # rows: ARLM 4, MLM 4, MDLM 2
+    assert proc.stdout.count("$ ") == 3 + 10 * 2 + 3 + 10 * 1 + 10 + 1 + 1
 
     arlm = [p for p in (out / "arlm").iterdir() if (p / "metrics.json").exists()]
     mlm = [p for p in (out / "mlm").iterdir() if (p / "metrics.json").exists()]
+    mdlm = [p for p in (out / "mdlm").iterdir() if (p / "metrics.json").exists()]
     assert len(arlm) == 4 * (2 + 1) and len(mlm) == 4 * (2 + 1)  # rows x (rates at seed 1 + seed 2 at the chosen rate)
-    assert all(json.loads((p / "metrics.json").read_text())["step"] == 4 for p in arlm + mlm)
+    assert len(mdlm) == 2 * (2 + 1)
+    assert all(json.loads((p / "metrics.json").read_text())["step"] == 4 for p in arlm + mlm + mdlm)
 
     selection = json.loads((out / "selection.json").read_text())
-    assert len(selection["arlm"]) == 4 and len(selection["mlm"]) == 4
+    assert len(selection["arlm"]) == 4 and len(selection["mlm"]) == 4 and len(selection["mdlm"]) == 2
     assert {row["lr"] for rows in selection.values() for row in rows} <= {"1e-3", "2e-3"}
     reverse_rows = [r for r in selection["arlm"] if "target_order=reverse" in r["overrides"]]
     assert len(reverse_rows) == 2
@@ -42,10 +46,10 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     assert report["problems"] == []
     assert "family" in report["group_keys"] and "predictor.unmasking_order" in report["group_keys"]
     groups = report["groups"]
-    assert len(groups) == 4 + 4 + 3  # ARLM rows, MLM rows, the best MLM row's three other unmasking orders
+    assert len(groups) == 4 + 4 + 2 + 3  # ARLM, MLM, MDLM rows, the best MLM row's three other unmasking orders
     assert all(g["metrics"]["test/prediction/exact_match"]["n"] == 2 for g in groups)
     orders = sorted(str(g["settings"]["predictor.unmasking_order"]) for g in groups)
-    assert orders.count("<unset>") == 4 and orders.count("confidence") == 4  # ARLM rows; MLM rows as trained
+    assert orders.count("<unset>") == 6 and orders.count("confidence") == 4  # ARLM, MDLM rows; MLM rows as trained
     assert {"left_to_right", "right_to_left", "random"} <= set(orders)
     assert (out / "report" / "report.png").stat().st_size > 5000
     markdown = (out / "report" / "report.md").read_text()
