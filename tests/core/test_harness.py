@@ -17,14 +17,7 @@ from xlm_core.training.harness import XLMHarness
 from xlm_core.training.optim import build_lr_scheduler, build_optimizer, weight_decay_param_groups
 from xlm_core.training.runtime import build_runtime
 
-TINY_MODEL = [
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
-]
+from tiny_runs import TINY_ARLM_NETWORK
 
 
 def compose_cfg(root: Path, *overrides: str) -> DictConfig:
@@ -39,7 +32,7 @@ def compose_cfg(root: Path, *overrides: str) -> DictConfig:
             "per_device_batch_size=16",
             "global_batch_size=16",
             "trainer.num_sanity_val_steps=0",
-            *TINY_MODEL,
+            *TINY_ARLM_NETWORK,
             *overrides,
         ],
     )

@@ -11,18 +11,12 @@ import pytest
 
 from xlm_core.cli import main
 
+from tiny_runs import TINY_STAR_ARLM
+
 TINY = [
-    "experiment=star_easy_arlm",
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
-    "debug=overfit",
+    *TINY_STAR_ARLM,
     "per_device_batch_size=32",
     "global_batch_size=32",
-    "trainer.num_sanity_val_steps=0",
     "predictor.max_steps=10",
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",

@@ -4,51 +4,17 @@ validation-loss curve, the same final weights and the same gathered predictions.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from same_run import assert_same_run
+from same_run import assert_same_run, run_xlm
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 70-220 s on a shared 2-core machine
 
-XLM = str(Path(sys.executable).parent / "xlm")
-TINY = [
-    "experiment=star_easy_arlm",
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
-    "model.dropout=0",
-    "debug=overfit",
-    "per_device_batch_size=16",
-    "global_batch_size=32",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "optimizer.lr=3e-3",
-    "predictor.max_steps=10",
-    "trainer.deterministic=false",
-    "trainer.precision=32",  # the equivalence is exact in fp32; bf16 (precision=auto) rounds differently per process
-]
-
 
 def _run(root: Path, job_name: str, *extra: str) -> Path:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [XLM, *TINY, "job_type=train", f"job_name={job_name}", f"paths.root_dir={root}", *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_xlm(root, "job_type=train", f"job_name={job_name}", *extra)
     return root / "outputs" / job_name
 
 

@@ -12,22 +12,16 @@ import torch
 
 from xlm_core.cli import main
 
+from tiny_runs import TINY_STAR_ARLM
+
 pytestmark = pytest.mark.integration
 
 TINY = [
-    "experiment=star_easy_arlm",
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
+    *TINY_STAR_ARLM,
     "model.dropout=0.1",
-    "debug=overfit",
     "per_device_batch_size=64",  # 512 debug examples: 8 batches per epoch, so the runs cross epochs
     "global_batch_size=64",
     "trainer.limit_val_batches=0",
-    "trainer.num_sanity_val_steps=0",
     "trainer.log_every_n_steps=1",
     "lr_scheduler.name=linear",
     "lr_scheduler.num_warmup_steps=4",

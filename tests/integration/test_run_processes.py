@@ -17,21 +17,15 @@ import torch
 
 from xlm_core.run.checkpoints import checkpoint_step
 
+from tiny_runs import TINY_STAR_ARLM
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TINY = [
     "family=arlm",
-    "experiment=star_easy_arlm",
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
-    "debug=overfit",
+    *TINY_STAR_ARLM,
     "per_device_batch_size=8",
     "global_batch_size=8",
-    "trainer.num_sanity_val_steps=0",
     "predictor.max_steps=10",
     "progress_every_n_steps=1",
     "trainer.log_every_n_steps=1",

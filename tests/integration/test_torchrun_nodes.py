@@ -4,46 +4,17 @@ batch (validation curve, final weights) and writing one set of checkpoints and l
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from same_run import assert_same_run
+from same_run import BIN, DISTRIBUTED_TINY, assert_same_run, one_thread_env, run_xlm
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~1-4 min on a shared 2-core machine
 
-BIN = Path(sys.executable).parent
-TINY = [
-    "family=arlm",
-    "experiment=star_easy_arlm",
-    "model=rotary_transformer_tiny_arlm",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=16",
-    "model.dropout=0",
-    "debug=overfit",
-    "per_device_batch_size=16",
-    "global_batch_size=32",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "optimizer.lr=3e-3",
-    "predictor.max_steps=10",
-    "trainer.deterministic=false",
-    "trainer.precision=32",  # the equivalence is exact in fp32; bf16 (precision=auto) rounds differently per process
-]
 NODES = ["trainer_strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2"]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _free_port() -> int:
@@ -52,21 +23,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _xlm(root: Path, *args: str) -> None:
-    proc = subprocess.run(
-        [str(BIN / "xlm"), *TINY, f"paths.root_dir={root}", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
 def test_two_torchrun_nodes_train_as_one_run(tmp_path: Path) -> None:
-    _xlm(tmp_path, "job_type=train", "job_name=single")
-    _xlm(tmp_path, "job_type=prepare_data", "job_name=nodes")  # once, before the nodes start (docs/multi_node.md)
+    run_xlm(tmp_path, "job_type=train", "job_name=single")
+    run_xlm(tmp_path, "job_type=prepare_data", "job_name=nodes")  # once, before the nodes start (docs/multi_node.md)
     port = _free_port()
     nodes = [
         subprocess.Popen(
@@ -79,7 +39,7 @@ def test_two_torchrun_nodes_train_as_one_run(tmp_path: Path) -> None:
                 f"--master-port={port}",
                 "-m",
                 "xlm_core.cli",
-                *TINY,
+                *DISTRIBUTED_TINY,
                 *NODES,
                 "job_type=train",
                 "job_name=nodes",
@@ -88,7 +48,7 @@ def test_two_torchrun_nodes_train_as_one_run(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
+            env=one_thread_env(),
         )
         for rank in (0, 1)
     ]

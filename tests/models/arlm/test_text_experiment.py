@@ -11,30 +11,10 @@ from pathlib import Path
 import pytest
 
 from xlm_core.cli import main
-from xlm_core.data.text_corpus import python_stdlib_dir
 
-JSON_PKG = Path(python_stdlib_dir()) / "json"
-TINY_TEXT = [
-    "experiment=pystdlib_arlm_cpu",
-    f"corpus.data_files={JSON_PKG}/*.py",
-    "corpus.val_size=1",
-    "tokenizer.vocab_size=320",
-    "block_size=32",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=8",
-    "per_device_batch_size=8",
-    "global_batch_size=8",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.max_time=null",
-    "predictor.max_steps=8",
-    "checkpointing.every_n_steps=2",
-    "lr_scheduler.num_warmup_steps=1",
-    "trainer.limit_val_batches=4",
-]
+from tiny_runs import TINY_PYSTDLIB
+
+TINY_TEXT = ["experiment=pystdlib_arlm_cpu", *TINY_PYSTDLIB, "predictor.max_steps=8"]
 
 
 @pytest.fixture(scope="module")

