@@ -51,6 +51,7 @@ from xlm_core.kit.prediction import prediction_rows
 from xlm_core.kit.renamed import moved_attributes, warn_renamed_module
 from xlm_core.kit.sampling import SeededGenerators, sample_from_logits, sample_from_top_k, sample_from_top_p
 from xlm_core.kit.text_rows import TextRowCollator
+from xlm_core.kit.token_nll import scored_token_nll
 from xlm_core.kit.types import (
     IGNORE_INDEX,
     LossDict,
@@ -151,6 +152,7 @@ __all__ = [
     "scored_linear_cross_entropy",
     # the family kit
     "training_tensors",
+    "scored_token_nll",
     "ExactMatch",
     "TokenAccuracy",
     "Perplexity",

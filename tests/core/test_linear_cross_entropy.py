@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlm_core.kit.token_nll import scored_token_nll
 from xlm_core.modules import hidden_state_head, linear_cross_entropy, scored_linear_cross_entropy
 from xlm_core.testing.typecheck import unchecked
 
@@ -189,6 +190,47 @@ def test_hidden_state_head_follows_the_contract_and_compiles_for_compiled_models
     assert head_c is model.lm_head
     assert forward_c != model.forward_hidden  # the compiled model's hidden states are compiled too
     assert hidden_state_head(compiled)[0] is forward_c  # compiled once per model
+
+
+class _LogitsOnly(nn.Module):
+    """The same network without the contract: a loss must score its logits."""
+
+    def __init__(self, inner: _Contract) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x_t, attention_mask=None, positions=None):
+        return self.inner(x_t, attention_mask, positions)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_scored_token_nll_is_the_same_on_the_fused_and_the_logits_path(weighted: bool) -> None:
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    model = _Contract()
+    ids = torch.randint(0, V, (2, 5), generator=g)
+    targets = torch.randint(1, V, (2, 5), generator=g)
+    scored = torch.tensor([[True, False, True, True, False], [False, True, True, False, False]])
+    weights = torch.rand(2, 5, generator=g) + 0.5 if weighted else None
+    # The reference by hand: log-softmax of the logits with class 0 removed, at the scored targets.
+    logp = model(ids).detach().index_fill(-1, torch.tensor([0]), float("-inf")).log_softmax(-1)
+    expected_nll = torch.where(scored, -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1), 0.0)
+    expected_sum = (expected_nll * (1.0 if weights is None else weights)).sum()
+    grads = []
+    for net in (model, _LogitsOnly(model)):
+        model.zero_grad()
+        loss_sum, nll = scored_token_nll(net, ids, None, None, targets, scored, token_weights=weights, excluded_class=0)
+        torch.testing.assert_close(loss_sum, expected_sum)
+        torch.testing.assert_close(nll, expected_nll)
+        loss_sum.backward()
+        grads.append(model.lm_head.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    _, with_class_0 = scored_token_nll(model, ids, None, None, targets, scored, fused=False, token_weights=weights)
+    logp_all = model(ids).detach().log_softmax(-1)
+    torch.testing.assert_close(
+        with_class_0, torch.where(scored, -logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1), 0.0)
+    )
+    assert (with_class_0[scored] > nll[scored]).all()  # class 0 allowed takes probability from every target
 
 
 @pytest.fixture

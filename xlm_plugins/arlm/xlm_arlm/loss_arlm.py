@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Integer
 from torch import Tensor as TT
 
@@ -13,7 +12,7 @@ from xlm_arlm.types_arlm import IGNORE_INDEX, ARLMLossDict
 from xlm_core.data.packing import same_document_mask
 from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.kit.positions import positions_from_attention_mask
-from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
+from xlm_core.kit.token_nll import scored_token_nll
 
 __all__ = ["ARLMLoss", "causal_attention_mask", "document_causal_mask"]
 
@@ -107,19 +106,9 @@ class ARLMLoss:
             mask = document_causal_mask(document_ids, attention_mask)  # (B, L, L)
         else:
             mask = self._model_mask(attention_mask, valid)
-        head = hidden_state_head(self.model) if self.fused else None
-        if head is not None:
-            forward_hidden, lm_head = head
-            hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
-            loss_sum, nll = scored_linear_cross_entropy(
-                hidden, lm_head, target_ids, valid, chunk_size=self.chunk_size
-            )  # nll (B, L), 0 at ignored positions
-        else:
-            logits = self.model(input_ids, mask, positions)  # (B, L, V)
-            nll = F.cross_entropy(
-                logits.flatten(0, 1), target_ids.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-            ).view_as(target_ids)  # (B, L), 0 at ignored positions (contiguous rows: fast log-softmax)
-            loss_sum = nll.sum()
+        loss_sum, nll = scored_token_nll(
+            self.model, input_ids, mask, positions, target_ids, valid, fused=self.fused, chunk_size=self.chunk_size
+        )  # nll (B, L), 0 at ignored positions
         n_valid_row = valid.sum(dim=1)  # (B,)
         # sum / count equals cross_entropy(reduction="mean"); clamp makes an all-ignored batch give 0.
         loss = loss_sum / n_valid_row.sum().clamp(min=1)

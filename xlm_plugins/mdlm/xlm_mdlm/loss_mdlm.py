@@ -15,15 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from xlm_core.api import (
     IGNORE_INDEX,
     NoiseSchedule,
     attention_and_positions,
-    hidden_state_head,
     mask_token_id_of,
-    scored_linear_cross_entropy,
+    scored_token_nll,
     training_tensors,
 )
 
@@ -95,30 +93,18 @@ class MDLMLoss:
         scored = (target_ids != IGNORE_INDEX) & attention_mask & (target_ids != self.mask_token_id)  # (B, L)
         masked = scored & (input_ids == self.mask_token_id)  # (B, L): the positions with a NELBO term
         weights = self.noise_schedule.weight(t.float()).unsqueeze(1).expand(masked.shape)  # (B, L)
-        head = hidden_state_head(self.model) if self.fused else None
-        if head is not None:
-            forward_hidden, lm_head = head
-            hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
-            loss_sum, nll = scored_linear_cross_entropy(
-                hidden,
-                lm_head,
-                target_ids,
-                masked,
-                token_weights=weights,
-                excluded_class=self.mask_token_id,
-                chunk_size=self.chunk_size,
-            )  # nll (B, L): unweighted, 0 where not masked
-        else:
-            logits = self.model(input_ids, mask, positions).float()  # (B, L, V)
-            lowest = torch.finfo(logits.dtype).min
-            logits = logits.index_fill(-1, torch.tensor([self.mask_token_id], device=logits.device), lowest)
-            nll = F.cross_entropy(
-                logits.flatten(0, 1),
-                target_ids.masked_fill(~masked, IGNORE_INDEX).flatten(),
-                ignore_index=IGNORE_INDEX,
-                reduction="none",
-            ).view_as(target_ids)  # (B, L), 0 where not masked
-            loss_sum = (nll * weights).sum()
+        loss_sum, nll = scored_token_nll(
+            self.model,
+            input_ids,
+            mask,
+            positions,
+            target_ids,
+            masked,
+            fused=self.fused,
+            token_weights=weights,
+            excluded_class=self.mask_token_id,
+            chunk_size=self.chunk_size,
+        )  # nll (B, L): unweighted, 0 where not masked
         terms = nll.detach() * weights  # (B, L): weight(t) * NLL where masked, 0 elsewhere
         n_row = scored.sum(dim=1)  # (B,)
         # An empty batch gives 0 / 1 = 0 that still depends on the model (gradient path, no NaN).

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
-
 from xlm_core.kit.batch_checks import training_tensors
 from xlm_core.kit.collate import mask_token_id_of
 from xlm_core.kit.documents import attention_and_positions
 from xlm_core.kit.positions import positions_from_attention_mask  # noqa: F401  (re-exported, tests import it)
-from xlm_core.modules.linear_cross_entropy import hidden_state_head, scored_linear_cross_entropy
+from xlm_core.kit.token_nll import scored_token_nll
 from xlm_mlm.types_mlm import IGNORE_INDEX, MLMLossDict
 
 __all__ = ["MLMLoss"]
@@ -79,25 +77,17 @@ class MLMLoss:
         scored = (target_ids != IGNORE_INDEX) & attention_mask  # (B, L)
         if not self.loss_on_visible_tokens:
             scored = scored & (input_ids == self.mask_token_id)
-        head = hidden_state_head(self.model) if self.fused else None
-        if head is not None:
-            forward_hidden, lm_head = head
-            hidden = forward_hidden(input_ids, mask, positions)  # (B, L, D)
-            loss_sum, nll = scored_linear_cross_entropy(
-                hidden,
-                lm_head,
-                target_ids,
-                scored,
-                excluded_class=getattr(self.model, "mask_idx", None),
-                chunk_size=self.chunk_size,
-            )  # nll (B, L), 0 where not scored
-        else:
-            logits = self.model(input_ids, mask, positions)  # (B, L, V)
-            targets = target_ids.masked_fill(~scored, IGNORE_INDEX)
-            nll = F.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-            ).view_as(targets)  # (B, L), 0 where not scored
-            loss_sum = nll.sum()
+        loss_sum, nll = scored_token_nll(
+            self.model,
+            input_ids,
+            mask,
+            positions,
+            target_ids,
+            scored,
+            fused=self.fused,
+            excluded_class=getattr(self.model, "mask_idx", None),
+            chunk_size=self.chunk_size,
+        )  # nll (B, L), 0 where not scored
         n_row = scored.sum(dim=1)  # (B,)
         # An empty batch gives 0 / 1 = 0 that still depends on the model (gradient path, no NaN).
         loss = loss_sum / n_row.sum().clamp(min=1)
