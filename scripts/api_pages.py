@@ -53,6 +53,7 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
             "xlm_core.kit.unmasking",
             "xlm_core.kit.answer_slot",
             "xlm_core.kit.text_rows",
+            "xlm_core.kit.token_nll",
             "xlm_core.kit.documents",
             "xlm_core.kit.renamed",
         ],
@@ -63,6 +64,7 @@ PAGES: dict[str, tuple[str, str, list[str]]] = {
         [
             "xlm_core.modules.rotary",
             "xlm_core.modules.transformer",
+            "xlm_core.modules.network",
             "xlm_core.modules.bidirectional",
             "xlm_core.modules.kv_cache",
             "xlm_core.modules.decode_step",

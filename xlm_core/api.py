@@ -76,6 +76,7 @@ from xlm_core.modules import (
     KVCache,
     NeighbourMixing,
     RotaryEmbedding,
+    RotaryNetwork,
     RotaryTransformerFinalLayer,
     RotaryTransformerLayer,
     WeightDecayGroups,
@@ -136,6 +137,7 @@ __all__ = [
     "causal_mask",
     "linear_weights",
     "rotary_layer_stack",
+    "RotaryNetwork",
     # the model kit and the architecture options every family may offer
     "validate_model_config",
     "gpt2_init_",

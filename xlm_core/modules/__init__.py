@@ -1,6 +1,6 @@
 """Shared nn building blocks: rotary embedding, rotary transformer layer, final layer, KV cache, fused LM head
 loss, the model kit (config checks, GPT-2 init, input checks, weight-decay groups) and the position aids
-(absolute positions, neighbour mixing), and the bidirectional rotary Transformer of the masked families."""
+(absolute positions, neighbour mixing), the network every rotary model subclasses, and the bidirectional rotary Transformer of the masked families."""
 
 from xlm_core.modules.bidirectional import BidirectionalRotaryTransformer
 from xlm_core.modules.kv_cache import KVCache
@@ -11,6 +11,7 @@ from xlm_core.modules.linear_cross_entropy import (
     scored_linear_cross_entropy,
 )
 from xlm_core.modules.model_kit import WeightDecayGroups, check_ids_and_positions, gpt2_init_, validate_model_config
+from xlm_core.modules.network import RotaryNetwork
 from xlm_core.modules.position_aids import (
     NEIGHBOUR_MIXING_MODES,
     AbsolutePositionEmbedding,
@@ -37,6 +38,7 @@ __all__ = [
     "NEIGHBOUR_MIXING_MODES",
     "NeighbourMixing",
     "RotaryEmbedding",
+    "RotaryNetwork",
     "RotaryTransformerFinalLayer",
     "RotaryTransformerLayer",
     "StateCache",

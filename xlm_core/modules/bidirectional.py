@@ -14,17 +14,16 @@ from typing import Literal
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
-from torch import nn
 
-from xlm_core.modules.model_kit import WeightDecayGroups, check_ids_and_positions, gpt2_init_, validate_model_config
-from xlm_core.modules.position_aids import AbsolutePositionEmbedding, NeighbourMixing, neighbour_mixing_mode
-from xlm_core.modules.rotary import RotaryEmbedding
-from xlm_core.modules.transformer import RotaryTransformerFinalLayer, build_attention_mask, rotary_layer_stack
+from xlm_core.modules.model_kit import check_ids_and_positions, validate_model_config
+from xlm_core.modules.network import RotaryNetwork
+from xlm_core.modules.position_aids import neighbour_mixing_mode
+from xlm_core.modules.transformer import build_attention_mask
 
 __all__ = ["BidirectionalRotaryTransformer"]
 
 
-class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
+class BidirectionalRotaryTransformer(RotaryNetwork):
     """Token embedding -> ``num_layers`` bidirectional rotary layers -> final layer -> logits.
 
     A (B, L) ``attention_mask`` is key padding only: real tokens attend to all real tokens in both
@@ -58,38 +57,26 @@ class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
         absolute_positions: bool = False,
         neighbour_mixing: bool | str | None = False,
     ) -> None:
-        super().__init__()
         validate_model_config(
             num_embeddings, d_model, num_layers, nhead, rotary_emb_dim, max_length, padding_idx, mask_idx
         )
-        mixing = neighbour_mixing_mode(neighbour_mixing, family=self.family_label)
-        self.num_embeddings = num_embeddings
-        self.d_model = d_model
-        self.num_layers = num_layers
-        self.nhead = nhead
-        self.padding_idx = padding_idx
-        self.mask_idx = mask_idx
-        self.max_length = max_length
-
-        self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
-        self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
-        self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
-        self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
-        self.layers = rotary_layer_stack(
-            num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps
-        )
-        self.final_layer = RotaryTransformerFinalLayer(
-            d_model,
+        super().__init__(
             num_embeddings,
-            layer_norm_eps=layer_norm_eps,
-            use_final_layer_norm=not final_layer_without_normalization,
+            d_model,
+            num_layers,
+            nhead,
+            padding_idx,
+            dim_feedforward,
+            dropout,
+            activation,
+            layer_norm_eps,
+            rotary_emb_dim,
+            max_length,
+            final_layer_without_normalization,
+            absolute_positions,
+            mixing=neighbour_mixing_mode(neighbour_mixing, family=self.family_label),
         )
-        gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
-
-    @property
-    def lm_head(self) -> nn.Linear:
-        """The output projection onto the vocabulary (the fused loss head reads its weight)."""
-        return self.final_layer.linear
+        self.mask_idx = mask_idx
 
     def forward(
         self,
@@ -137,11 +124,7 @@ class BidirectionalRotaryTransformer(WeightDecayGroups, nn.Module):
         mask, _ = build_attention_mask(attention_mask, L, causal=False, device=x_t.device)  # (B, 1, L, L) | None
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim)
 
-        x = self.embed_tokens(x_t)  # (B, L, D)
-        if self.embed_positions is not None:
-            x = x + self.embed_positions(positions)
-        if self.neighbour_mixing is not None:
-            x = self.neighbour_mixing(x, mixing_mask)
+        x = self.embed(x_t, positions, mixing_mask)  # (B, L, D)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=False)  # (B, L, D)
         return self.final_layer.normalize(x)  # (B, L, D)

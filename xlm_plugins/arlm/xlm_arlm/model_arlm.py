@@ -8,27 +8,20 @@ from typing import Literal
 import torch
 from jaxtyping import Bool, Float, Integer
 from torch import Tensor as TT
-from torch import nn
 
 from xlm_core.modules import (
-    AbsolutePositionEmbedding,
     KVCache,
-    NeighbourMixing,
-    RotaryEmbedding,
-    RotaryTransformerFinalLayer,
-    WeightDecayGroups,
+    RotaryNetwork,
     build_attention_mask,
     check_ids_and_positions,
-    gpt2_init_,
     neighbour_mixing_mode,
-    rotary_layer_stack,
     validate_model_config,
 )
 
 __all__ = ["RotaryTransformerARLMModel"]
 
 
-class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
+class RotaryTransformerARLMModel(RotaryNetwork):
     """Token embedding -> ``num_layers`` pre-LN rotary layers -> final layer -> next-token logits.
 
     Causal: a (B, L) ``attention_mask`` is key padding on top of the causal mask, so no position sees
@@ -58,39 +51,27 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
         absolute_positions: bool = False,
         neighbour_mixing: bool | str | None = False,
     ) -> None:
-        super().__init__()
         validate_model_config(num_embeddings, d_model, num_layers, nhead, rotary_emb_dim, max_length, padding_idx)
-        mixing = neighbour_mixing_mode(neighbour_mixing, allowed=("none", "causal"), family="an ARLM")
-        self.num_embeddings = num_embeddings
-        self.d_model = d_model
-        self.num_layers = num_layers
-        self.nhead = nhead
+        super().__init__(
+            num_embeddings,
+            d_model,
+            num_layers,
+            nhead,
+            padding_idx,
+            dim_feedforward,
+            dropout,
+            activation,
+            layer_norm_eps,
+            rotary_emb_dim,
+            max_length,
+            final_layer_without_normalization,
+            absolute_positions,
+            mixing=neighbour_mixing_mode(neighbour_mixing, allowed=("none", "causal"), family="an ARLM"),
+            force_flash_attn=force_flash_attn,
+        )
         self.head_dim = d_model // nhead
-        self.padding_idx = padding_idx
-        self.max_length = max_length
         self.force_flash_attn = force_flash_attn
         self._warned_flash_on_cpu = False
-
-        self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
-        # Registered before the layers, as in the MLM: the init draws in module order (gpt2_init_).
-        self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
-        self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
-        self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
-        self.layers = rotary_layer_stack(
-            num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, force_flash_attn
-        )
-        self.final_layer = RotaryTransformerFinalLayer(
-            d_model,
-            num_embeddings,
-            layer_norm_eps=layer_norm_eps,
-            use_final_layer_norm=not final_layer_without_normalization,
-        )
-        gpt2_init_(self, self.layers, self.embed_tokens, padding_idx)
-
-    @property
-    def lm_head(self) -> nn.Linear:
-        """The output projection onto the vocabulary (the fused loss head reads its weight)."""
-        return self.final_layer.linear
 
     def forward(
         self,
@@ -144,11 +125,7 @@ class RotaryTransformerARLMModel(WeightDecayGroups, nn.Module):
             mask = None  # the one new query sits at the newest slot and may see every filled slot
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim) float32
 
-        x = self.embed_tokens(x_t)  # (B, L, D)
-        if self.embed_positions is not None:
-            x = x + self.embed_positions(positions)
-        if self.neighbour_mixing is not None:  # causal: only the previous token, which i may attend to
-            x = self.neighbour_mixing(x, attention_mask)
+        x = self.embed(x_t, positions, attention_mask)  # (B, L, D); causal mixing: the previous token only
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
         return self.final_layer.normalize(x)  # (B, L, D)
