@@ -208,8 +208,8 @@ def select(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
             overrides = _row_of(family, row["settings"])
             rows.append({"overrides": overrides, "lr": as_override(row["optimizer.lr"], args.lrs), "val": row["mean"]})
         chosen[family] = rows
-    if not args.dry_run:
-        (args.out / "selection.json").write_text(json.dumps(chosen, indent=2) + "\n")
+        if not args.dry_run:  # one file per family: checkouts that run other families do not overwrite it
+            (args.out / family / "selection.json").write_text(json.dumps(rows, indent=2) + "\n")
     return chosen
 
 
@@ -227,13 +227,22 @@ def _row_of(family: str, settings: dict[str, Any]) -> list[str]:
 
 
 def load_selection(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    """The select stage's choice (OUT/selection.json; placeholders in a dry run)."""
-    path = args.out / "selection.json"
-    if args.dry_run and not path.exists():
-        return {family: [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}] for family in args.families}
-    if not path.exists():
-        raise SystemExit(f"{path} does not exist: run the select stage first (--stage select)")
-    return json.loads(path.read_text())
+    """The select stage's choice for each family (OUT/FAMILY/selection.json, or the family's entry in the
+    OUT/selection.json that earlier versions of this script wrote; placeholders in a dry run)."""
+    legacy = args.out / "selection.json"
+    earlier = json.loads(legacy.read_text()) if legacy.exists() else {}
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for family in args.families:
+        path = args.out / family / "selection.json"
+        if path.exists():
+            chosen[family] = json.loads(path.read_text())
+        elif family in earlier:
+            chosen[family] = earlier[family]
+        elif args.dry_run:
+            chosen[family] = [{"overrides": ["<row>"], "lr": "<chosen>", "val": None}]
+        else:
+            raise SystemExit(f"{path} does not exist: run the select stage for {family} first (--stage select)")
+    return chosen
 
 
 def evaluate(args: argparse.Namespace, family: str, row: dict[str, Any], *more: str) -> None:

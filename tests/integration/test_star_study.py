@@ -4,6 +4,8 @@ runs of the three families."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -36,7 +38,9 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     assert len(mdlm) == 2 * (2 + 1)
     assert all(json.loads((p / "metrics.json").read_text())["step"] == 4 for p in arlm + mlm + mdlm)
 
-    selection = json.loads((out / "selection.json").read_text())
+    selection = {
+        family: json.loads((out / family / "selection.json").read_text()) for family in ("arlm", "mlm", "mdlm")
+    }
     assert len(selection["arlm"]) == 4 and len(selection["mlm"]) == 4 and len(selection["mdlm"]) == 2
     assert {row["lr"] for rows in selection.values() for row in rows} <= {"1e-3", "2e-3"}
     reverse_rows = [r for r in selection["arlm"] if "target_order=reverse" in r["overrides"]]
@@ -54,3 +58,22 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     assert (out / "report" / "report.png").stat().st_size > 5000
     markdown = (out / "report" / "report.md").read_text()
     assert "test/prediction/exact_match_given_first_step (n)" in markdown
+
+
+def test_each_family_keeps_its_own_selection_beside_the_file_of_earlier_versions(tmp_path: Path) -> None:
+    """Checkouts that run different families into one study folder must not overwrite each other's choice."""
+    spec = importlib.util.spec_from_file_location("star_study", SCRIPT)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    arlm_row = [{"overrides": ["target_order=reverse"], "lr": "5e-4", "val": 0.98}]
+    mdlm_row = [{"overrides": ["model.absolute_positions=true"], "lr": "2e-3", "val": 0.99}]
+    (tmp_path / "selection.json").write_text(json.dumps({"arlm": arlm_row, "mlm": []}))  # an earlier version's file
+    (tmp_path / "mdlm").mkdir()
+    (tmp_path / "mdlm" / "selection.json").write_text(json.dumps(mdlm_row))
+    args = argparse.Namespace(out=tmp_path, families=["arlm", "mdlm"], dry_run=False)
+    assert study.load_selection(args) == {"arlm": arlm_row, "mdlm": mdlm_row}
+    (tmp_path / "arlm").mkdir()
+    (tmp_path / "arlm" / "selection.json").write_text(json.dumps([]))  # a family's own file wins
+    assert study.load_selection(args)["arlm"] == []
+    with pytest.raises(SystemExit, match="run the select stage for mlm2"):
+        study.load_selection(argparse.Namespace(out=tmp_path, families=["mlm2"], dry_run=False))
