@@ -12,31 +12,23 @@ from torch.profiler import ProfilerActivity, profile
 from xlm_arlm.loss_arlm import ARLMLoss, positions_from_attention_mask
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
 from xlm_arlm.predictor_arlm import ARLMPredictor
-from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
+
+from tiny_models import NUMBERS, seeded_tiny_model
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-TOK = SimpleSpaceTokenizer.for_numbers(50)
+TOK = NUMBERS
 PAD = TOK.pad_token_id
 CUDA = torch.device("cuda")
 
 
 def make_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> RotaryTransformerARLMModel:
     """d_model 64, 2 layers, 4 heads (head_dim 16), dropout 0, on the GPU in eval mode."""
-    torch.manual_seed(seed)
-    model = RotaryTransformerARLMModel(
-        num_embeddings=len(TOK),
-        d_model=64,
-        num_layers=2,
-        nhead=4,
-        padding_idx=PAD,
-        dim_feedforward=128,
-        dropout=0.0,
-        rotary_emb_dim=16,
-        max_length=128,
+    model = seeded_tiny_model(
+        RotaryTransformerARLMModel, seed, d_model=64, dim_feedforward=128, rotary_emb_dim=16, max_length=128
     )
     return model.to(device=CUDA, dtype=dtype).eval()
 

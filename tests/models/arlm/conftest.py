@@ -6,31 +6,17 @@ import pytest
 import torch
 
 from xlm_arlm.model_arlm import RotaryTransformerARLMModel
-from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing.fixtures import simple_tokenizer, vocab_size  # noqa: F401  (suite fixtures)
 
-# SimpleSpaceTokenizer.for_numbers(50): 7 special tokens ([PAD]=0 ... [UNK]=6) + "0".."49" -> 57 ids.
-_NUMBERS_TOKENIZER = SimpleSpaceTokenizer.for_numbers(50)
-TINY_VOCAB_SIZE = len(_NUMBERS_TOKENIZER)
-PAD_ID = _NUMBERS_TOKENIZER.pad_token_id
+from tiny_models import NUMBERS, VOCAB, seeded_tiny_model
+
+TINY_VOCAB_SIZE = VOCAB
+PAD_ID = NUMBERS.pad_token_id
 
 
 def make_tiny_arlm_model(seed: int = 0, **overrides: object) -> RotaryTransformerARLMModel:
     """A seeded, CPU-cheap ARLM (dropout off) matching the numbers tokenizer's vocabulary."""
-    kwargs: dict = dict(
-        num_embeddings=TINY_VOCAB_SIZE,
-        d_model=32,
-        num_layers=2,
-        nhead=4,
-        padding_idx=PAD_ID,
-        dim_feedforward=64,
-        dropout=0.0,
-        rotary_emb_dim=8,
-        max_length=64,
-    )
-    kwargs.update(overrides)
-    torch.manual_seed(seed)
-    return RotaryTransformerARLMModel(**kwargs)
+    return seeded_tiny_model(RotaryTransformerARLMModel, seed, **overrides)
 
 
 @pytest.fixture

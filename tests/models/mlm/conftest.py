@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from xlm_core.data.simple_tokenizer import SimpleSpaceTokenizer
 from xlm_core.testing.fixtures import simple_tokenizer, vocab_size  # noqa: F401  (suite fixtures)
 from xlm_mlm.model_mlm import RotaryTransformerMLMModel
 
-# SimpleSpaceTokenizer.for_numbers(50): [PAD]=0 [CLS]=1 [MASK]=2 [EOS]=3 [BOS]=4 ..., word "k" = id k + 7.
-TOK = SimpleSpaceTokenizer.for_numbers(50)
-VOCAB = len(TOK)
+from tiny_models import NUMBERS, seeded_tiny_model
+
+TOK = NUMBERS
 PAD, MASK, EOS, BOS = TOK.pad_token_id, TOK.mask_token_id, TOK.eos_token_id, TOK.bos_token_id
 
 
 def make_tiny_mlm_model(seed: int = 0, **overrides: object) -> RotaryTransformerMLMModel:
     """A seeded, CPU-cheap MLM (dropout off) matching the numbers tokenizer's vocabulary."""
-    kwargs: dict = dict(
-        num_embeddings=VOCAB,
-        d_model=32,
-        num_layers=2,
-        nhead=4,
-        padding_idx=PAD,
-        mask_idx=MASK,
-        dim_feedforward=64,
-        dropout=0.0,
-        rotary_emb_dim=8,
-        max_length=64,
-    )
-    kwargs.update(overrides)
-    torch.manual_seed(seed)
-    return RotaryTransformerMLMModel(**kwargs)
+    return seeded_tiny_model(RotaryTransformerMLMModel, seed, **{"mask_idx": MASK, **overrides})
 
 
 @pytest.fixture
