@@ -47,8 +47,3 @@ TINY_PYSTDLIB = [
     "lr_scheduler.num_warmup_steps=1",
     "trainer.limit_val_batches=4",
 ]
-
-
-def batch(size: int, global_size: int | None = None) -> list[str]:
-    """The per-device and global batch overrides (the global one defaults to the per-device size)."""
-    return [f"per_device_batch_size={size}", f"global_batch_size={global_size or size}"]

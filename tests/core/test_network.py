@@ -45,18 +45,18 @@ def test_every_subclass_gets_the_same_weights_from_the_same_seed() -> None:
 
 
 @pytest.mark.parametrize("absolute_positions", [False, True])
-def test_embed_adds_the_position_aids_that_are_on(absolute_positions: bool) -> None:
+def test_embed_inputs_adds_the_position_aids_that_are_on(absolute_positions: bool) -> None:
     torch.manual_seed(0)
     net = _network(absolute_positions, None)
     x = torch.tensor([[3, 4, 5, 0]])
     positions = torch.tensor([[0, 1, 2, 0]])
     expected = net.embed_tokens(x) + (net.embed_positions(positions) if absolute_positions else 0)
-    torch.testing.assert_close(net.embed(x, positions, None), expected)
+    torch.testing.assert_close(net.embed_inputs(x, positions, None), expected)
     mixed = _network(absolute_positions, "causal")
     mixed.load_state_dict(net.state_dict(), strict=False)
     torch.nn.init.eye_(mixed.neighbour_mixing.prev.weight)  # adds the previous token's embedding
     padding = torch.tensor([[True, True, True, False]])
-    out = mixed.embed(x, positions, padding)
+    out = mixed.embed_inputs(x, positions, padding)
     torch.testing.assert_close(out[:, 0], expected[:, 0])  # nothing before the first token
     torch.testing.assert_close(out[:, 1:3], expected[:, 1:3] + expected[:, 0:2])
     assert net.lm_head is net.final_layer.linear

@@ -2,9 +2,9 @@
 
 Token embedding (optionally plus learned absolute positions and neighbour mixing, the architecture
 options of ``xlm_core.modules.position_aids``) -> bidirectional rotary layers -> final layer norm ->
-output projection. Masked families subclass it and add what is theirs (e.g. the MDLM's SUBS output);
-the parameter names and the initialisation order are fixed here, so checkpoints of every subclass
-keep loading and the same seed gives the same weights.
+output projection. Masked families subclass it and add what is theirs (e.g. the MDLM's SUBS output).
+Its layers come from ``xlm_core.modules.network.RotaryNetwork``, which fixes the parameter names and the
+initialisation order, so checkpoints of every subclass keep loading and the same seed gives the same weights.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class BidirectionalRotaryTransformer(RotaryNetwork):
         mask, _ = build_attention_mask(attention_mask, L, causal=False, device=x_t.device)  # (B, 1, L, L) | None
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim)
 
-        x = self.embed(x_t, positions, mixing_mask)  # (B, L, D)
+        x = self.embed_inputs(x_t, positions, mixing_mask)  # (B, L, D)
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=False)  # (B, L, D)
         return self.final_layer.normalize(x)  # (B, L, D)

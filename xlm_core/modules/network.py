@@ -77,7 +77,7 @@ class RotaryNetwork(WeightDecayGroups, nn.Module):
         """The output projection onto the vocabulary (the fused loss head reads its weight)."""
         return self.final_layer.linear
 
-    def embed(
+    def embed_inputs(
         self,
         x_t: Integer[TT, "batch seq_len"],
         positions: Integer[TT, "batch seq_len"],

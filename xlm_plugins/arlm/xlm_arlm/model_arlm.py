@@ -125,7 +125,7 @@ class RotaryTransformerARLMModel(RotaryNetwork):
             mask = None  # the one new query sits at the newest slot and may see every filled slot
         cos, sin = self.rotary_emb.cos_sin(positions)  # (B, 1, L, rotary_dim) float32
 
-        x = self.embed(x_t, positions, attention_mask)  # (B, L, D); causal mixing: the previous token only
+        x = self.embed_inputs(x_t, positions, attention_mask)  # (B, L, D); causal mixing: the previous token only
         for layer in self.layers:
             x = layer(x, cos, sin, attn_mask=mask, is_causal=is_causal)  # (B, L, D)
         return self.final_layer.normalize(x)  # (B, L, D)
