@@ -11,12 +11,12 @@ neighbour mixing, both; MDLM plain and both, at the shared budget of 6,000 steps
 1. ``sweep``: every row at every learning rate, with the first seed only.
 2. ``select``: ``xlm report OUT/<family> --select optimizer.lr --by val/prediction/exact_match``: each
    row's learning rate, chosen on the validation split (1,000 graphs) of the first seed's runs; written
-   to OUT/selection.json.
+   to OUT/<family>/selection.json.
 3. ``seeds``: every row at its chosen rate with the other seeds (the first seed's run is reused).
 4. ``test``: each row at its chosen rate evaluated once on the test split (5,000 graphs), every seed
    (``job_type=eval eval.split=test``, in the same folders, so each lands in its training run).
-5. ``orders``: the MLM row with the best validation exact match, evaluated on the test split with every
-   unmasking order (``predictor.unmasking_order``; evaluation only).
+5. ``orders``: the MLM row and the MDLM row with the best validation exact match, evaluated on the test
+   split with every unmasking order (``predictor.unmasking_order``; evaluation only).
 6. ``report``: ``xlm report`` over the chosen runs of every family into OUT/report (Markdown, CSV, JSON,
    plot: mean, std, min-max and n per row).
 
@@ -62,6 +62,7 @@ ROWS: dict[str, list[list[str]]] = {
 }
 ROW_KEYS = {family: {o.split("=", 1)[0] for row in rows for o in row} for family, rows in ROWS.items()}
 UNMASKING_ORDERS = ["confidence", "left_to_right", "right_to_left", "random"]
+ORDER_FAMILIES = ("mlm", "mdlm")  # the families whose predictor takes predictor.unmasking_order
 SELECT_METRIC = "val/prediction/exact_match"
 REPORT_METRICS = [
     "test/prediction/exact_match",
@@ -272,11 +273,12 @@ def test(args: argparse.Namespace) -> None:
 
 
 def orders(args: argparse.Namespace) -> None:
-    rows = load_selection(args).get("mlm") or []
-    if not rows:
-        return
-    best = max(rows, key=lambda r: r["val"] if r["val"] is not None else -1.0)
-    evaluate(args, "mlm", best, f"predictor.unmasking_order={','.join(UNMASKING_ORDERS)}")
+    selection = load_selection(args)
+    for family in ORDER_FAMILIES:
+        rows = selection.get(family) or []
+        if rows:
+            best = max(rows, key=lambda r: r["val"] if r["val"] is not None else -1.0)
+            evaluate(args, family, best, f"predictor.unmasking_order={','.join(UNMASKING_ORDERS)}")
 
 
 def run_settings(folder: Path) -> dict[str, Any]:

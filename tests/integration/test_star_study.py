@@ -29,7 +29,7 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # prepare, sweep (rows x rates, first seed), select, seeds (rows x other seeds), test, orders, report;
     # rows: ARLM 4, MLM 4, MDLM 2
-    assert proc.stdout.count("$ ") == 3 + 10 * 2 + 3 + 10 * 1 + 10 + 1 + 1
+    assert proc.stdout.count("$ ") == 3 + 10 * 2 + 3 + 10 * 1 + 10 + 2 + 1
 
     arlm = [p for p in (out / "arlm").iterdir() if (p / "metrics.json").exists()]
     mlm = [p for p in (out / "mlm").iterdir() if (p / "metrics.json").exists()]
@@ -50,10 +50,12 @@ def test_the_study_command_runs_at_toy_size_and_reports_every_row(tmp_path: Path
     assert report["problems"] == []
     assert "family" in report["group_keys"] and "predictor.unmasking_order" in report["group_keys"]
     groups = report["groups"]
-    assert len(groups) == 4 + 4 + 2 + 3  # ARLM, MLM, MDLM rows, the best MLM row's three other unmasking orders
+    assert len(groups) == 4 + 4 + 2 + 3 + 3  # ARLM, MLM, MDLM rows; the best MLM and MDLM rows' three other orders
     assert all(g["metrics"]["test/prediction/exact_match"]["n"] == 2 for g in groups)
     orders = sorted(str(g["settings"]["predictor.unmasking_order"]) for g in groups)
-    assert orders.count("<unset>") == 6 and orders.count("confidence") == 4  # ARLM, MDLM rows; MLM rows as trained
+    assert orders.count("<unset>") == 4 and orders.count("confidence") == 6  # ARLM rows; MLM, MDLM rows as trained
+    mdlm_orders = {str(g["settings"]["predictor.unmasking_order"]) for g in groups if g["settings"]["family"] == "mdlm"}
+    assert mdlm_orders == {"confidence", "left_to_right", "right_to_left", "random"}
     assert {"left_to_right", "right_to_left", "random"} <= set(orders)
     assert (out / "report" / "report.png").stat().st_size > 5000
     markdown = (out / "report" / "report.md").read_text()

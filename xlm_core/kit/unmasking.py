@@ -81,20 +81,24 @@ def confidence_scores(probs: Float[TT, "batch seq_len vocab"], confidence: str) 
 
 def order_scores(
     order: str,
-    probs: Float[TT, "batch seq_len vocab"],
+    probs: Float[TT, "batch seq_len vocab"] | None,
     masked: Bool[TT, "batch seq_len"],
     confidence: Confidence = "top_prob",
     generator: torch.Generator | None = None,
 ) -> Float[TT, "batch seq_len"]:
     """Scores of ``unmasking_order`` (higher = revealed first): confidence (``confidence=None``: random),
-    the leftmost / rightmost column, or a uniform draw from ``generator`` (``random``)."""
+    the leftmost / rightmost column, or a uniform draw from ``generator`` (``random``). Only the confidence
+    order reads ``probs``; the others may pass None."""
     if order == "random" or (order == "confidence" and confidence is None):
         return torch.rand(masked.shape, generator=generator, device=masked.device)
     if order == "confidence":
+        if probs is None:
+            raise ValueError("order_scores: the confidence order needs the model's probabilities (probs).")
         return confidence_scores(probs, confidence)
     if order not in UNMASKING_ORDERS:
         raise ValueError(f"Unknown unmasking_order {order!r}; use one of {', '.join(UNMASKING_ORDERS)}.")
-    columns = torch.arange(masked.shape[-1], device=masked.device, dtype=probs.dtype).expand(masked.shape)
+    dtype = probs.dtype if probs is not None else torch.float32
+    columns = torch.arange(masked.shape[-1], device=masked.device, dtype=dtype).expand(masked.shape)
     return -columns if order == "left_to_right" else columns
 
 

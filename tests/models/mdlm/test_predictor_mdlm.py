@@ -115,6 +115,39 @@ def test_confidence_unmasking_reveals_the_schedules_share_most_confident_first(t
         assert sorted(row) == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+@pytest.mark.parametrize("order", ["left_to_right", "right_to_left"])
+def test_fixed_unmasking_orders_reveal_the_slot_from_one_end(tiny_mdlm_model, order) -> None:
+    predictor = MDLMPredictor(
+        TOK, num_steps=4, model=tiny_mdlm_model, unmasking="confidence", unmasking_order=order, temperature=0.0
+    )
+    batch = _seq2seq_batch(slot=8)
+    out = predictor.predict(batch)
+    expected = [0, 0, 1, 1, 2, 2, 3, 3]  # the schedule's two positions a step, from the chosen end
+    for row in out["reveal_steps"]:
+        assert row == (expected if order == "left_to_right" else expected[::-1])
+    assert predictor.to_dict(batch, out)[0]["unmasking_order"] == order
+
+
+def test_random_unmasking_order_is_seeded_and_the_same_cached_or_not(tiny_mdlm_model) -> None:
+    def reveal_steps(cache: bool, seed: int) -> list[list[int]]:
+        predictor = MDLMPredictor(
+            TOK,
+            num_steps=8,
+            model=tiny_mdlm_model,
+            unmasking="confidence",
+            unmasking_order="random",
+            cache=cache,
+            temperature=0.0,
+            seed=seed,
+        )
+        return predictor.predict(_seq2seq_batch(slot=8))["reveal_steps"]
+
+    first = reveal_steps(True, seed=1)
+    assert first == reveal_steps(False, seed=1) and first != reveal_steps(True, seed=2)
+    assert all(sorted(row) == list(range(8)) for row in first)  # one position a step, each once
+    assert any(row != sorted(row) for row in first)  # not left to right
+
+
 def test_ancestral_reveals_follow_the_schedule_on_average(tiny_mdlm_model) -> None:
     # from t = 1 to t = 1/2 (log-linear) each masked position is revealed with probability 1/2
     predictor = MDLMPredictor(TOK, num_steps=2, model=tiny_mdlm_model, unmasking="ancestral", seed=3)
@@ -143,6 +176,10 @@ def test_bad_settings_are_one_line_errors() -> None:
         MDLMPredictor(TOK, num_steps=0)
     with pytest.raises(ValueError, match="unmasking='left'"):
         MDLMPredictor(TOK, unmasking="left")
+    with pytest.raises(ValueError, match="unmasking_order='middle_out'"):
+        MDLMPredictor(TOK, unmasking="confidence", unmasking_order="middle_out")
+    with pytest.raises(ValueError, match="set predictor.unmasking=confidence"):
+        MDLMPredictor(TOK, unmasking="ancestral", unmasking_order="left_to_right")
     with pytest.raises(ValueError, match="at most one of top_k and top_p"):
         MDLMPredictor(TOK, top_k=5, top_p=0.9)
     with pytest.raises(TypeError, match="noise.schedule"):  # ours, or the runtime type check in tests

@@ -6,8 +6,10 @@ The steps walk the time grid ``1 = t_0 > t_1 > ... > t_T = 0`` (``T = num_steps`
 slot is full at the end). Two ways to choose the positions (``unmasking``):
 
 - ``ancestral``: each masked position independently, with that probability (the MDLM sampler);
-- ``confidence``: the ``ceil(n_masked * probability)`` most confident masked positions of each row
-  (``xlm_core.kit.unmasking``; ``confidence`` picks the measure). With the log-linear schedule this is
+- ``confidence``: the ``ceil(n_masked * probability)`` first masked positions of each row in the order
+  ``unmasking_order`` gives (``xlm_core.kit.unmasking``, the MLM family's orders): the most confident
+  (``confidence``, the default; ``confidence`` picks the measure), the leftmost (``left_to_right``), the
+  rightmost (``right_to_left``) or random ones (``random``). With the log-linear schedule the count is
   ``ceil(n_masked / steps_left)``, the MLM family's rule.
 
 A revealed position gets a token drawn from the model's SUBS distribution at that position (greedy with
@@ -31,6 +33,7 @@ from torch import Tensor as TT
 
 from xlm_core.api import (
     CONFIDENCES,
+    UNMASKING_ORDERS,
     NoiseSchedule,
     SeededGenerators,
     answer_slot_start,
@@ -63,7 +66,10 @@ class MDLMPredictor:
         model: the MDLM network (may be assigned later as ``predictor.model``).
         noise_schedule: the schedule of the reveal probabilities (default log-linear); the one the model was
             trained with.
-        unmasking: ``ancestral`` (independent reveals) or ``confidence`` (the most confident positions).
+        unmasking: ``ancestral`` (independent reveals) or ``confidence`` (the schedule's share of the
+            positions, first in ``unmasking_order``).
+        unmasking_order: with ``unmasking: confidence``, which masked positions come first: confidence (the
+            default), left_to_right, right_to_left or random.
         confidence: the measure of the ``confidence`` order: top_prob, prob_diff, entropy (null: random).
         cache: skip the network while nothing changed since its last output.
         temperature: 0 = greedy; > 0 samples from ``softmax(logits / temperature)``, restricted to the
@@ -85,6 +91,7 @@ class MDLMPredictor:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        unmasking_order: str = "confidence",  # an UnmaskingOrder
     ) -> None:
         if tokenizer is None:
             raise ValueError("MDLMPredictor needs a tokenizer (mask/EOS/PAD ids and decoding).")
@@ -94,12 +101,22 @@ class MDLMPredictor:
             raise ValueError(f"unmasking={unmasking!r} is not supported; use one of {', '.join(UNMASKINGS)}.")
         if confidence not in CONFIDENCES:
             raise ValueError(f"confidence={confidence!r} is not supported; use one of {CONFIDENCES}.")
+        if unmasking_order not in UNMASKING_ORDERS:
+            raise ValueError(
+                f"unmasking_order={unmasking_order!r} is not supported; use one of {', '.join(UNMASKING_ORDERS)}."
+            )
+        if unmasking == "ancestral" and unmasking_order != "confidence":
+            raise ValueError(
+                f"unmasking_order={unmasking_order} orders the positions of unmasking=confidence, but ancestral "
+                "unmasking reveals independent random positions; set predictor.unmasking=confidence."
+            )
         check_sampling_options(temperature, top_k, top_p)
         self.tokenizer = tokenizer
         self.num_steps = num_steps
         self.model = model
         self.noise_schedule = schedule_or_default(noise_schedule, "MDLMPredictor")
         self.unmasking = unmasking
+        self.unmasking_order = unmasking_order
         self.confidence = confidence
         self.cache = bool(cache)
         self.temperature = float(temperature)
@@ -120,7 +137,7 @@ class MDLMPredictor:
         logits = self.model(ids, attention_mask, positions).float()  # (B, L, V)
         logits[..., self.mask_token_id] = float("-inf")
         scores = None
-        if self.unmasking == "confidence" and self.confidence is not None:
+        if self.unmasking == "confidence" and self.unmasking_order == "confidence" and self.confidence is not None:
             scores = order_scores("confidence", logits.softmax(dim=-1), attention_mask, self.confidence)
         return logits, scores
 
@@ -132,12 +149,13 @@ class MDLMPredictor:
         generator: torch.Generator | None,
     ) -> Bool[TT, "B L"]:
         """The masked positions revealed at this step: independently with ``probability`` (ancestral), or the
-        ``ceil(n_masked * probability)`` best-scoring ones of each row (confidence; no scores: random ones)."""
+        ``ceil(n_masked * probability)`` first ones of each row in ``unmasking_order`` (``scores``: the
+        confidence order's, from the network; the other orders are drawn or fixed here, every step)."""
         if self.unmasking == "ancestral":
             draws = torch.rand(masked.shape, generator=generator, device=masked.device)
             return masked & (draws < probability.to(draws.dtype))
-        if scores is None:
-            scores = torch.rand(masked.shape, generator=generator, device=masked.device)
+        if scores is None:  # a fixed or random order (confidence=None is random too)
+            scores = order_scores(self.unmasking_order, None, masked, self.confidence, generator)
         n_masked = masked.sum(dim=-1, keepdim=True).to(torch.float64)  # (B, 1)
         count = torch.ceil(n_masked * probability.double() - 1e-9).long()  # the schedule's share, at least 1
         return reveal_top(scores, masked, count)
@@ -218,12 +236,13 @@ class MDLMPredictor:
         dataloader_name: str | None = None,
     ) -> list[dict[str, Any]]:
         """One JSON row per example (``xlm_core.kit.prediction.prediction_rows``: text, ids, prompt, target, ...)
-        plus the sampler's settings (``unmasking``, ``num_steps``, ``cache``), what the batch cost
+        plus the sampler's settings (``unmasking``, ``unmasking_order``, ``num_steps``, ``cache``), what the batch cost
         (``steps_run``, ``network_calls``, ``tokens_per_second``) and, per slot position, ``reveal_steps``."""
         rows = prediction_rows(batch, preds, self.tokenizer, self.pad_token_id)
         for i, row in enumerate(rows):
             row.update(
                 unmasking=self.unmasking,
+                unmasking_order=self.unmasking_order,
                 num_steps=self.num_steps,
                 cache=self.cache,
                 steps_run=preds["num_steps"],
