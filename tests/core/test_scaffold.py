@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
 
 from xlm_core.cli import main
@@ -68,7 +70,7 @@ def test_the_package_holds_every_file_with_the_placeholders_filled(family_root: 
 
 def test_class_names_are_camel_case_of_the_family_name() -> None:
     assert placeholders("my_lm")["__CLASS__"] == "MyLm"
-    assert "class MyLmModel(WeightDecayGroups, nn.Module):" in render_files("my_lm")["xlm_my_lm/model.py"]
+    assert "class MyLmModel(RotaryNetwork):" in render_files("my_lm")["xlm_my_lm/model.py"]
 
 
 @pytest.mark.parametrize("name", ["", "MyLM", "1lm", "my-lm", "my lm", "x" * 33, "core", "arlm"])
@@ -141,3 +143,47 @@ def test_the_scaffolded_family_trains_and_generates(installed: Path, tmp_path: P
     (generation,) = (run_dir / "generate").iterdir()
     (row,) = [json.loads(line) for line in (generation / "predictions/predict/prompts/step_2.jsonl").open()]
     assert row["prompt"] == "0 1 1 2 0 3" and isinstance(row["text"], str)
+
+
+def test_the_scaffolded_model_stays_causal_with_both_position_aids(family_root: Path) -> None:
+    """The scaffold's model is a RotaryNetwork: with absolute positions and causal neighbour mixing on, a later
+    token still changes no earlier logit, and the logits are lm_head(forward_hidden) (the fused loss's input)."""
+    from xlm_scaffoldtest.model import ScaffoldtestModel
+
+    torch.manual_seed(0)
+    model = ScaffoldtestModel(
+        12, d_model=16, num_layers=2, nhead=2, max_length=8, absolute_positions=True, neighbour_mixing="causal"
+    ).eval()
+    assert model.embed_positions is not None and model.neighbour_mixing is not None
+    x = torch.tensor([[3, 4, 5, 6, 7]])
+    changed = x.clone()
+    changed[0, 3] = 9
+    logits, logits_changed = model(x), model(changed)
+    torch.testing.assert_close(logits[:, :3], logits_changed[:, :3])
+    assert not torch.allclose(logits[:, 3:], logits_changed[:, 3:])
+    torch.testing.assert_close(logits, model.lm_head(model.forward_hidden(x)))
+    with pytest.raises(ValueError, match="bidirectional"):
+        ScaffoldtestModel(12, d_model=16, nhead=2, neighbour_mixing="bidirectional")
+
+
+def test_the_scaffolded_loss_is_the_mean_next_token_cross_entropy(family_root: Path) -> None:
+    """The loss (through the fused head, the model having forward_hidden) is the hand-computed mean NLL of the
+    scored tokens, and equals the cross-entropy of the model's logits."""
+    from xlm_scaffoldtest.loss import ScaffoldtestLoss
+    from xlm_scaffoldtest.model import ScaffoldtestModel
+
+    torch.manual_seed(0)
+    model = ScaffoldtestModel(12, d_model=16, num_layers=1, nhead=2, max_length=8)
+    batch = {
+        "input_ids": torch.tensor([[1, 3, 4, 5], [1, 6, 7, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        "target_ids": torch.tensor([[-100, 4, 5, 2], [-100, 7, 2, -100]]),
+    }
+    logits = model(batch["input_ids"], batch["attention_mask"].bool()).float()
+    expected = [-logits.log_softmax(-1)[r, i, t] for r, i, t in ((0, 1, 4), (0, 2, 5), (0, 3, 2), (1, 1, 7), (1, 2, 2))]
+    out = ScaffoldtestLoss(model=model)(batch)
+    torch.testing.assert_close(out["loss"], torch.stack(expected).mean())
+    torch.testing.assert_close(out["nlls"], torch.stack(expected).detach())
+    torch.testing.assert_close(out["batch_loss"], torch.stack([sum(expected[:3]) / 3, sum(expected[3:]) / 2]))
+    unfused = F.cross_entropy(logits.transpose(1, 2), batch["target_ids"], ignore_index=-100)
+    torch.testing.assert_close(out["loss"], unfused)

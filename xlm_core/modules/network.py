@@ -27,8 +27,8 @@ class RotaryNetwork(WeightDecayGroups, nn.Module):
     """Embedding (+ absolute positions, + neighbour mixing) -> rotary layers -> final layer, GPT-2 initialised.
 
     ``mixing`` is a neighbour-mixing mode already checked by the subclass (``neighbour_mixing_mode``:
-    ``"bidirectional"``, ``"causal"`` or None for none). Validate the sizes (``validate_model_config``)
-    before calling this constructor.
+    ``"bidirectional"``, ``"causal"`` or None for none); ``rotary_emb_dim`` None rotates every channel of a
+    head. Validate the sizes (``validate_model_config``) before calling this constructor.
     """
 
     def __init__(
@@ -37,16 +37,16 @@ class RotaryNetwork(WeightDecayGroups, nn.Module):
         d_model: int,
         num_layers: int,
         nhead: int,
-        padding_idx: int | None,
-        dim_feedforward: int | None,
-        dropout: float,
-        activation: Literal["relu", "gelu"],
-        layer_norm_eps: float,
-        rotary_emb_dim: int,
-        max_length: int,
-        final_layer_without_normalization: bool,
-        absolute_positions: bool,
-        mixing: str | None,
+        padding_idx: int | None = None,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.0,
+        activation: Literal["relu", "gelu"] = "relu",
+        layer_norm_eps: float = 1e-5,
+        rotary_emb_dim: int | None = None,
+        max_length: int = 1024,
+        final_layer_without_normalization: bool = False,
+        absolute_positions: bool = False,
+        mixing: str | None = None,
         force_flash_attn: bool = False,
     ) -> None:
         super().__init__()
@@ -60,7 +60,7 @@ class RotaryNetwork(WeightDecayGroups, nn.Module):
         self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
         self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
         self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
-        self.rotary_emb = RotaryEmbedding(rotary_emb_dim, max_length=max_length)
+        self.rotary_emb = RotaryEmbedding(rotary_emb_dim or d_model // nhead, max_length=max_length)
         self.layers = rotary_layer_stack(
             num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, force_flash_attn
         )
