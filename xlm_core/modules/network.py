@@ -60,7 +60,9 @@ class RotaryNetwork(WeightDecayGroups, nn.Module):
         self.embed_tokens = nn.Embedding(num_embeddings, d_model, padding_idx=padding_idx)
         self.embed_positions = AbsolutePositionEmbedding(max_length, d_model) if absolute_positions else None
         self.neighbour_mixing = NeighbourMixing(d_model, mixing) if mixing is not None else None
-        self.rotary_emb = RotaryEmbedding(rotary_emb_dim or d_model // nhead, max_length=max_length)
+        self.rotary_emb = RotaryEmbedding(
+            d_model // nhead if rotary_emb_dim is None else rotary_emb_dim, max_length=max_length
+        )
         self.layers = rotary_layer_stack(
             num_layers, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, force_flash_attn
         )
